@@ -1,0 +1,3 @@
+from clpose.cli.app import main
+
+main()

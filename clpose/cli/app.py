@@ -1,0 +1,77 @@
+"""The `clpose` typer app: one entry point, one thin command per subcommand.
+
+The command bodies parse options and call the core. A ClposeError raised anywhere becomes one red line on
+stderr and exit code 2 (ClposeGroup.invoke); `clpose --debug ...` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from clpose import __version__
+from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis
+from clpose.console import print_error
+from clpose.errors import ClposeError
+
+
+class ClposeGroup(TyperGroup):
+    """Turns a ClposeError into one red line and exit code 2, unless --debug was given."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClposeError as e:
+            if ctx.params.get("debug"):
+                raise
+            print_error(str(e))
+            raise typer.Exit(2) from None
+
+
+app = typer.Typer(
+    cls=ClposeGroup,
+    name="clpose",
+    help="Composite-localization human pose estimation: prepare data, train, evaluate, benchmark, run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        try:
+            torch_version = version("torch")
+        except PackageNotFoundError:
+            torch_version = "not installed"
+        typer.echo(f"clpose {__version__} (torch {torch_version})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version_: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
+) -> None:
+    """Composite-localization human pose estimation."""
+
+
+app.command("prepare")(prepare.prepare)
+app.add_typer(vis.app, name="vis")
+app.command("train")(train.train)
+app.command("eval")(evaluate.evaluate)
+app.command("bench")(bench.bench)
+app.command("infer")(infer.infer)
+app.command("export")(export.export)
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Console-script entry point (`clpose` and `python -m clpose`)."""
+    app()

@@ -1,0 +1,227 @@
+"""Composite localization (paper section 3): a sparse heatmap finds the cell, two offset maps the position.
+
+Conventions (docs/method.md derives them):
+- Crop coordinates are OpenCV pixel coordinates: pixel (x, y) has its centre at integer (x, y); the crop
+  spans [0, W) x [0, H) for the purpose of "inside the crop".
+- The map is W' x H' with W' = floor(W / S), H' = floor(H / S). Cell (i, j) (row i, column j) has the centre
+  t = ((j + 0.5) S, (i + 0.5) S), the paper's Eq. 2 with 0-based indices.
+- Heatmap (Eq. 1): H_k(i, j) = exp(-|t(i, j) - g_k|^2 / (2 sigma^2)), sigma in input pixels.
+- Offsets (Eq. 3), in units of S, defined at every cell: O_k = (g_y - t_y) / S (channels 0..K-1),
+  O_{K+k} = (g_x - t_x) / S (channels K..2K-1).
+- Network output layout: 3K channels = [K heatmaps, K y-offsets, K x-offsets].
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clpose.errors import ClposeError
+
+
+def _check_size(input_size: tuple[int, int], stride: int) -> tuple[int, int]:
+    if len(input_size) != 2 or any(int(v) != v or v <= 0 for v in input_size):
+        raise ClposeError(f"input_size must be (W, H) with positive integers, got {input_size}")
+    if int(stride) != stride or stride <= 0:
+        raise ClposeError(f"stride must be a positive integer, got {stride}")
+    w, h = int(input_size[0]), int(input_size[1])
+    if w < stride or h < stride:
+        raise ClposeError(f"input size {w}x{h} (WxH) is smaller than the stride {stride}: the map would be empty")
+    return w, h
+
+
+def check_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one person's (K, 2) keypoints and (K,) visibility; return float64 / bool arrays."""
+    kpts = np.asarray(keypoints, dtype=np.float64)
+    vis = np.asarray(visible)
+    if kpts.ndim != 2 or kpts.shape[1] != 2:
+        raise ClposeError(f"keypoints must have shape (K, 2), got {kpts.shape}")
+    if vis.shape != (kpts.shape[0],):
+        raise ClposeError(f"visible must have shape ({kpts.shape[0]},) to match keypoints, got {vis.shape}")
+    return kpts, vis > 0
+
+
+class CompositeCodec:
+    """Encode keypoints into sparse heatmaps + short-distance offsets, and decode them back.
+
+    Args:
+        input_size: crop size (W, H) in pixels.
+        stride: down-sampling stride S of the maps.
+        sigma: Gaussian sigma of the sparse heatmap, in input pixels.
+        tau: activation threshold: cells >= tau form the regression region and vote in decoding.
+        target: "gaussian" (the paper) or "disk" (binary disk, for the G-RMI ablation loss; the network's
+            heatmap channels are then logits and `split` applies a sigmoid).
+        disk_radius: radius of the disk target in input pixels; default: where the Gaussian equals tau.
+    """
+
+    def __init__(
+        self,
+        input_size: tuple[int, int],
+        stride: int = 16,
+        sigma: float = 16.0,
+        tau: float = 0.6,
+        target: Literal["gaussian", "disk"] = "gaussian",
+        disk_radius: float | None = None,
+    ) -> None:
+        self.input_size = _check_size(input_size, stride)
+        self.stride = int(stride)
+        if not sigma > 0:
+            raise ClposeError(f"sigma must be positive, got {sigma}")
+        if not 0.0 < tau < 1.0:
+            raise ClposeError(f"tau must be in (0, 1), got {tau}")
+        if target not in ("gaussian", "disk"):
+            raise ClposeError(f"target must be 'gaussian' or 'disk', got {target!r}")
+        self.sigma = float(sigma)
+        self.tau = float(tau)
+        self.target = target
+        self.disk_radius = float(disk_radius) if disk_radius else sigma * math.sqrt(-2.0 * math.log(tau))
+        # the largest float32 below tau: F.threshold keeps v > it, which is v >= tau for float32 activations
+        self._below_tau = float(np.nextafter(np.float32(tau), np.float32(-1.0)))
+        w, h = self.input_size
+        self.heatmap_size = (w // self.stride, h // self.stride)  # (W', H')
+        self._cx = (np.arange(self.heatmap_size[0]) + 0.5) * self.stride  # cell centres, crop pixels
+        self._cy = (np.arange(self.heatmap_size[1]) + 0.5) * self.stride
+
+    @property
+    def channels_per_keypoint(self) -> int:
+        return 3
+
+    def __repr__(self) -> str:
+        return (
+            f"CompositeCodec(input_size={self.input_size}, stride={self.stride}, sigma={self.sigma}, "
+            f"tau={self.tau}, target={self.target!r})"
+        )
+
+    # ---------------------------------------------------------------------------------------------- encode
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
+        """Targets for one person.
+
+        Args:
+            keypoints: (K, 2) float (x, y) in crop pixels.
+            visible: (K,) labelled flags (> 0 = labelled).
+
+        Returns:
+            heatmaps (K, H', W'), offsets (2K, H', W') [y-offsets then x-offsets, units of S] and
+            keypoint_weights (K,): 0 for unlabelled, non-finite or outside-the-crop keypoints, whose maps are 0.
+        """
+        kpts, vis = check_keypoints(keypoints, visible)
+        w, h = self.input_size
+        finite = np.isfinite(kpts).all(axis=1)
+        x = np.where(finite, kpts[:, 0], 0.0)
+        y = np.where(finite, kpts[:, 1], 0.0)
+        weights = (vis & finite & (x >= 0) & (x < w) & (y >= 0) & (y < h)).astype(np.float32)
+
+        dx = self._cx[None, :] - x[:, None]  # (K, W')
+        dy = self._cy[None, :] - y[:, None]  # (K, H')
+        if self.target == "gaussian":  # separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dy^2/2s^2) exp(-dx^2/2s^2)
+            gx = np.exp(-(dx**2) / (2 * self.sigma**2))
+            gy = np.exp(-(dy**2) / (2 * self.sigma**2))
+            heatmaps = gy[:, :, None] * gx[:, None, :]
+        else:
+            heatmaps = (dy[:, :, None] ** 2 + dx[:, None, :] ** 2 <= self.disk_radius**2).astype(np.float64)
+        heatmaps *= weights[:, None, None]
+
+        k = kpts.shape[0]
+        wp, hp = self.heatmap_size
+        offsets = np.empty((2 * k, hp, wp), dtype=np.float32)
+        offsets[:k] = (-dy / self.stride)[:, :, None] * weights[:, None, None]
+        offsets[k:] = (-dx / self.stride)[:, None, :] * weights[:, None, None]
+        return {"heatmaps": heatmaps.astype(np.float32), "offsets": offsets, "keypoint_weights": weights}
+
+    # ---------------------------------------------------------------------------------------------- decode
+
+    def split(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Split a network output (N, 3K, H', W') into heatmaps (N, K, H', W') and offsets (N, 2K, H', W')."""
+        if output.ndim != 4 or output.shape[1] % 3:
+            raise ClposeError(f"composite output must be (N, 3K, H', W'), got {tuple(output.shape)}")
+        k = output.shape[1] // 3
+        heatmaps = output[:, :k]
+        if self.target == "disk":
+            heatmaps = heatmaps.sigmoid()
+        return heatmaps, output[:, k:]
+
+    def decode(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The three steps of section 3.4, batched, on the tensors' device.
+
+        1. cells with activation >= tau; 2. each cell's centre plus its offset x S; 3. the average weighted by
+        activation. Where no cell reaches tau, the arg-max cell alone is used.
+
+        Args:
+            heatmaps: (N, K, H', W').
+            offsets: (N, 2K, H', W'), y-offsets then x-offsets.
+
+        Returns:
+            keypoints (N, K, 2) as (x, y) in crop pixels, scores (N, K) = the peak activation.
+        """
+        self._check_maps(heatmaps, offsets)
+        n, k, hp, wp = heatmaps.shape
+        s = float(self.stride)
+        hm = heatmaps.float().reshape(n, k, hp * wp)
+        off = offsets.float().reshape(n, 2, k, hp * wp)
+        off_y, off_x = off[:, 0], off[:, 1]  # strided views: copying them costs more than the decode
+        cy = ((torch.arange(hp, device=hm.device, dtype=torch.float32) + 0.5) * s).repeat_interleave(wp)
+        cx = ((torch.arange(wp, device=hm.device, dtype=torch.float32) + 0.5) * s).repeat(hp)
+
+        scores, peak = hm.max(dim=-1)
+        votes = F.threshold(hm, self._below_tau, 0.0)  # v if v > (the float below tau), i.e. v >= tau; else 0
+        total = votes.sum(-1)
+        # sum_p v_p (c_p + S o_p) = v . c + S sum_p v_p o_p: no (N, K, H'W') candidate tensor is built
+        x_sum = votes @ cx + s * (votes * off_x).sum(-1)
+        y_sum = votes @ cy + s * (votes * off_y).sum(-1)
+        has_votes = total > 0
+        denom = torch.where(has_votes, total, torch.ones_like(total))
+        x_peak = cx[peak] + s * off_x.gather(-1, peak[..., None]).squeeze(-1)
+        y_peak = cy[peak] + s * off_y.gather(-1, peak[..., None]).squeeze(-1)
+        x = torch.where(has_votes, x_sum / denom, x_peak)
+        y = torch.where(has_votes, y_sum / denom, y_peak)
+        return torch.stack([x, y], dim=-1), scores
+
+    def decode_output(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode a raw network output (N, 3K, H', W')."""
+        return self.decode(*self.split(output))
+
+    def _check_maps(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> None:
+        if heatmaps.ndim != 4:
+            raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
+        n, k, hp, wp = heatmaps.shape
+        if (wp, hp) != self.heatmap_size:
+            raise ClposeError(
+                f"heatmaps are {hp}x{wp} (H'xW') but this codec (input {self.input_size[1]}x"
+                f"{self.input_size[0]}, stride {self.stride}) makes "
+                f"{self.heatmap_size[1]}x{self.heatmap_size[0]} maps"
+            )
+        if tuple(offsets.shape) != (n, 2 * k, hp, wp):
+            raise ClposeError(
+                f"offsets must have shape {(n, 2 * k, hp, wp)} to match heatmaps "
+                f"{tuple(heatmaps.shape)}, got {tuple(offsets.shape)}"
+            )
+
+    # ------------------------------------------------------------------------------------------- flip test
+
+    def flip_back(self, output: torch.Tensor, flip_index: list[int]) -> torch.Tensor:
+        """Map the output for a horizontally flipped crop back onto the original crop's grid.
+
+        The crop flip is x' = W - 1 - x. Column j' of the flipped map becomes column W' - 1 - j', channels are
+        permuted by `flip_index`, y-offsets are kept and x-offsets become (W - 1 - W'S) / S - o'. That constant
+        makes every cell point at the same keypoint as before (docs/method.md); applying flip_back twice is the
+        identity.
+
+        Args:
+            output: (N, 3K, H', W') network output for the flipped crops.
+            flip_index: permutation of the K keypoints (Skeleton.flip_index).
+        """
+        k = output.shape[1] // 3
+        if output.ndim != 4 or output.shape[1] != 3 * k or len(flip_index) != k:
+            raise ClposeError(f"flip_back needs (N, 3K, H', W') with K = {len(flip_index)}, got {tuple(output.shape)}")
+        mirrored = output.flip(-1)
+        idx = torch.as_tensor(flip_index, device=output.device)
+        heat = mirrored[:, :k][:, idx]
+        off_y = mirrored[:, k : 2 * k][:, idx]
+        shift = (self.input_size[0] - 1 - self.heatmap_size[0] * self.stride) / self.stride
+        off_x = shift - mirrored[:, 2 * k :][:, idx]
+        return torch.cat([heat, off_y, off_x], dim=1)

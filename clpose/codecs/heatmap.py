@@ -1,0 +1,162 @@
+"""Gaussian heatmap codec of SimpleBaseline / HRNet (the baselines), with optional DARK.
+
+Heatmap coordinates follow those code bases: a crop pixel x maps to heatmap coordinate u = x / S (no
+half-pixel shift). Encoding puts the Gaussian (sigma in heatmap pixels) at round(u) (or at u exactly with
+`dark=True`, the unbiased encoding). Decoding: arg-max, then a quarter heatmap pixel towards the higher
+neighbour in x and y; or with `dark=True` one Newton step on the log of the blurred heatmap (Zhang et al.,
+Distribution-Aware coordinate Representation, CVPR 2020). The round trip is not exact (quantisation):
+benchmarks/bench_codec.py measures it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clpose.codecs.composite import _check_size, check_keypoints
+from clpose.errors import ClposeError
+
+
+class HeatmapCodec:
+    """Dense Gaussian heatmaps at stride S.
+
+    Args:
+        input_size: crop size (W, H).
+        stride: heatmap stride S (4 for SimpleBaseline and the stacked hourglass).
+        sigma: Gaussian sigma in heatmap pixels.
+        dark: unbiased encoding and DARK decoding.
+    """
+
+    def __init__(self, input_size: tuple[int, int], stride: int = 4, sigma: float = 2.0, dark: bool = False):
+        self.input_size = _check_size(input_size, stride)
+        self.stride = int(stride)
+        if not sigma > 0:
+            raise ClposeError(f"sigma must be positive, got {sigma}")
+        self.sigma = float(sigma)
+        self.dark = bool(dark)
+        w, h = self.input_size
+        self.heatmap_size = (w // self.stride, h // self.stride)
+
+    @property
+    def channels_per_keypoint(self) -> int:
+        return 1
+
+    def __repr__(self) -> str:
+        return f"HeatmapCodec(input_size={self.input_size}, stride={self.stride}, sigma={self.sigma}, dark={self.dark})"
+
+    def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
+        """Targets for one person: heatmaps (K, H', W') and keypoint_weights (K,).
+
+        A keypoint outside the crop [0, W) x [0, H), unlabelled or non-finite gets weight 0 and a zero map.
+        The Gaussian is cut at 3 sigma as in the reference implementations.
+        """
+        kpts, vis = check_keypoints(keypoints, visible)
+        w, h = self.input_size
+        finite = np.isfinite(kpts).all(axis=1)
+        x = np.where(finite, kpts[:, 0], 0.0)
+        y = np.where(finite, kpts[:, 1], 0.0)
+        weights = (vis & finite & (x >= 0) & (x < w) & (y >= 0) & (y < h)).astype(np.float32)
+        mu_x, mu_y = x / self.stride, y / self.stride
+        if not self.dark:
+            mu_x, mu_y = np.floor(mu_x + 0.5), np.floor(mu_y + 0.5)
+        wp, hp = self.heatmap_size
+        dx = np.arange(wp)[None, :] - mu_x[:, None]
+        dy = np.arange(hp)[None, :] - mu_y[:, None]
+        radius = 3 * self.sigma
+        gx = np.exp(-(dx**2) / (2 * self.sigma**2)) * (np.abs(dx) <= radius)
+        gy = np.exp(-(dy**2) / (2 * self.sigma**2)) * (np.abs(dy) <= radius)
+        heatmaps = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]
+        return {"heatmaps": heatmaps.astype(np.float32), "keypoint_weights": weights}
+
+    def split(self, output: torch.Tensor) -> tuple[torch.Tensor]:
+        if output.ndim != 4:
+            raise ClposeError(f"heatmap output must be (N, K, H', W'), got {tuple(output.shape)}")
+        return (output,)
+
+    def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Heatmaps (N, K, H', W') -> keypoints (N, K, 2) (x, y) in crop pixels, scores (N, K) (peak value)."""
+        if heatmaps.ndim != 4:
+            raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
+        n, k, hp, wp = heatmaps.shape
+        if (wp, hp) != self.heatmap_size:
+            raise ClposeError(
+                f"heatmaps are {hp}x{wp} (H'xW') but this codec makes "
+                f"{self.heatmap_size[1]}x{self.heatmap_size[0]} maps"
+            )
+        hm = heatmaps.float()
+        scores, idx = hm.reshape(n, k, -1).max(-1)
+        px = (idx % wp).float()
+        py = torch.div(idx, wp, rounding_mode="floor").float()
+        if self.dark:
+            dx, dy = self._dark_shift(hm, idx)
+        else:
+            dx, dy = self._quarter_shift(hm, idx)
+        return torch.stack([(px + dx) * self.stride, (py + dy) * self.stride], dim=-1), scores
+
+    def decode_output(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.decode(output)
+
+    @staticmethod
+    def _neighbours(maps: torch.Tensor, idx: torch.Tensor, pad: int, offsets: list[tuple[int, int]]) -> list:
+        """Values at arg-max + (dy, dx) for each offset, reading a replicate-padded copy of the maps."""
+        n, k, hp, wp = maps.shape
+        padded = F.pad(maps.reshape(n * k, 1, hp, wp), (pad, pad, pad, pad), mode="replicate")
+        flat = padded.reshape(n, k, -1)
+        row = torch.div(idx, wp, rounding_mode="floor") + pad
+        col = idx % wp + pad
+        width = wp + 2 * pad
+        return [flat.gather(-1, ((row + dy) * width + col + dx)[..., None]).squeeze(-1) for dy, dx in offsets]
+
+    def _quarter_shift(self, hm: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A quarter pixel towards the higher neighbour, where 1 < x < W'-1 and 1 < y < H'-1 (as HRNet)."""
+        _, _, hp, wp = hm.shape
+        left, right, up, down = self._neighbours(hm, idx, 1, [(0, -1), (0, 1), (-1, 0), (1, 0)])
+        px, py = idx % wp, torch.div(idx, wp, rounding_mode="floor")
+        inner = (px > 1) & (px < wp - 1) & (py > 1) & (py < hp - 1)
+        dx = torch.sign(right - left) * 0.25 * inner
+        dy = torch.sign(down - up) * 0.25 * inner
+        return dx, dy
+
+    def _dark_shift(self, hm: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """DARK: blur (keeping each map's peak), log, one Newton step x -= H^-1 grad at the arg-max."""
+        n, k, hp, wp = hm.shape
+        size = round(4 * self.sigma + 3) | 1  # 11 for sigma 2, as in the reference implementation
+        ax = torch.arange(size, device=hm.device, dtype=torch.float32) - size // 2
+        g = torch.exp(-(ax**2) / (2 * self.sigma**2))
+        g = g / g.sum()
+        flat = hm.reshape(n * k, 1, hp, wp)
+        blurred = F.conv2d(
+            F.conv2d(flat, g.view(1, 1, 1, -1), padding=(0, size // 2)), g.view(1, 1, -1, 1), padding=(size // 2, 0)
+        ).reshape(n, k, hp, wp)
+        peak_before = hm.amax(dim=(2, 3), keepdim=True)
+        peak_after = blurred.amax(dim=(2, 3), keepdim=True).clamp_min(1e-10)
+        logs = torch.log((blurred * peak_before / peak_after).clamp_min(1e-10))
+        # fmt: off
+        offs = [(0, 0), (0, 1), (0, -1), (0, 2), (0, -2), (1, 0), (-1, 0), (2, 0), (-2, 0),
+                (1, 1), (-1, -1), (-1, 1), (1, -1)]
+        # fmt: on
+        c, xp1, xm1, xp2, xm2, yp1, ym1, yp2, ym2, pp, mm, mp, pm = self._neighbours(logs, idx, 2, offs)
+        gx = 0.5 * (xp1 - xm1)
+        gy = 0.5 * (yp1 - ym1)
+        hxx = 0.25 * (xp2 - 2 * c + xm2)
+        hyy = 0.25 * (yp2 - 2 * c + ym2)
+        hxy = 0.25 * (pp - pm - mp + mm)
+        det = hxx * hyy - hxy * hxy
+        px, py = idx % wp, torch.div(idx, wp, rounding_mode="floor")
+        inner = (px > 1) & (px < wp - 2) & (py > 1) & (py < hp - 2)  # the reference skips the border
+        ok = (det.abs() > 1e-12) & inner
+        safe = torch.where(ok, det, torch.ones_like(det))
+        dx = torch.where(ok, -(hyy * gx - hxy * gy) / safe, torch.zeros_like(det))
+        dy = torch.where(ok, -(hxx * gy - hxy * gx) / safe, torch.zeros_like(det))
+        return dx, dy
+
+    def flip_back(self, output: torch.Tensor, flip_index: list[int]) -> torch.Tensor:
+        """Mirror the maps of a flipped crop, swap flip pairs, and shift one column right (the usual alignment
+        of the reference implementations for x' = W - 1 - x with u = x / S)."""
+        if output.ndim != 4 or output.shape[1] != len(flip_index):
+            raise ClposeError(f"flip_back needs (N, {len(flip_index)}, H', W'), got {tuple(output.shape)}")
+        back = output.flip(-1)[:, torch.as_tensor(flip_index, device=output.device)]
+        shifted = back.clone()
+        shifted[..., 1:] = back[..., :-1]
+        return shifted

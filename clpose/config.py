@@ -1,0 +1,376 @@
+"""Recipes: a dataclass tree loaded from YAML, validated with messages that name the file and the key.
+
+A recipe has the sections model, codec, loss, data (with data.augment), train and eval. Unknown keys,
+wrong types and missing required values are ClposeErrors naming the file, the dotted key and, for a typo,
+the closest valid key. `--set train.lr=0.002` overrides go through the same checks. Input sizes are written
+HxW ("256x192" = height 256, width 192) as in the paper.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+
+from clpose.errors import ClposeError
+
+HW = Annotated[tuple[int, int], "HxW"]  # (height, width), written "HxW" in YAML and on the command line
+_REQUIRED = dataclasses.MISSING
+
+
+def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None) -> Any:
+    """A dataclass field with a help string (shown in docs/recipes.md)."""
+    if factory is not None:
+        return field(default_factory=factory, metadata={"help": help})
+    if default is _REQUIRED:
+        return field(metadata={"help": help, "required": True})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class ModelConfig:
+    name: str = _opt(help="model name, e.g. clnet_resnet50, clnet_hourglass, simplebaseline_resnet50")
+    pretrained: str | None = _opt(None, "local torchvision ImageNet state dict for the ResNet trunk")
+    stride: int | None = _opt(None, "CLNet-ResNet output stride: 4, 8, 16 (default) or 32")
+    stacks: int | None = _opt(None, "number of hourglass stacks (default 8)")
+
+
+@dataclass
+class CodecConfig:
+    name: Literal["composite", "heatmap"] = _opt("composite", "target/decoding scheme")
+    sigma: float | None = _opt(None, "Gaussian sigma: input px for composite (16), heatmap px for heatmap (2)")
+    tau: float = _opt(0.6, "composite: activation threshold of the regression region and of decoding")
+    target: Literal["gaussian", "disk"] = _opt("gaussian", "composite heatmap target; disk is for the grmi loss")
+    disk_radius: float | None = _opt(None, "disk target radius in input px (default: the Gaussian's tau radius)")
+    dark: bool = _opt(False, "heatmap codec: unbiased encoding and DARK decoding")
+
+
+@dataclass
+class LossConfig:
+    name: Literal["composite", "peak_mse", "grmi", "heatmap_mse"] = _opt("composite", "training loss")
+    w_h: float = _opt(0.5, "weight of the heatmap term")
+    w_o: float = _opt(2.0, "weight of the offset terms")
+    region: Literal["pred", "gt", "union"] = _opt("pred", "cells where the offsets are trained (Omega)")
+
+
+@dataclass
+class AugmentConfig:
+    flip_prob: float = _opt(0.5, "probability of a horizontal flip")
+    scale_factor: float = _opt(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)")
+    rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees")
+    rotation_prob: float = _opt(0.6, "probability of applying the rotation")
+    shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)")
+    half_body_prob: float = _opt(0.0, "probability of a half-body crop (COCO: 0.3)")
+    half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried")
+    color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)")
+
+
+@dataclass
+class DataConfig:
+    dataset: str = _opt(help="lsp, mpii, coco or synthetic (the records format of `clpose prepare`)")
+    root: str = _opt(help="folder written by `clpose prepare` (records and summary.json)")
+    input_size: HW = _opt((256, 256), "network input size HxW")
+    train_split: str = _opt("train", "records split used for training")
+    val_split: str = _opt("valid", "records split used for validation")
+    box_padding: float = _opt(1.25, "person box enlargement before cropping")
+    num_workers: int = _opt(4, "data loader worker processes")
+    train_limit: int | None = _opt(None, "use only the first N training people (quick runs)")
+    val_limit: int | None = _opt(None, "use only the first N validation people")
+    augment: AugmentConfig = _opt(factory=AugmentConfig, help="training augmentation")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = _opt(140, "training epochs")
+    batch_size: int = _opt(128, "global batch size (split across torchrun ranks)")
+    optimizer: Literal["adam", "adamw", "sgd"] = _opt("adam", "optimizer")
+    lr: float = _opt(1e-3, "initial learning rate")
+    weight_decay: float = _opt(0.0, "weight decay")
+    momentum: float = _opt(0.9, "SGD momentum")
+    schedule: Literal["multistep", "cosine"] = _opt("multistep", "learning-rate schedule")
+    milestones: list[int] = _opt(factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma")
+    gamma: float = _opt(0.1, "multistep: decay factor")
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (fractions allowed)")
+    amp: Literal["off", "bf16", "fp16"] = _opt("off", "mixed precision (CUDA; bf16 also on CPU)")
+    channels_last: bool = _opt(False, "channels_last memory format")
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
+    sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
+    seed: int = _opt(0, "random seed")
+    val_every: int = _opt(1, "validate every N epochs")
+    max_minutes: float | None = _opt(None, "stop after this many minutes of training (budgeted runs)")
+
+
+@dataclass
+class EvalConfig:
+    metric: Literal["auto", "pck", "pckh", "oks"] = _opt("auto", "auto: pck (lsp, synthetic), pckh, oks")
+    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)")
+    flip: bool = _opt(True, "flip test")
+    batch_size: int = _opt(64, "evaluation batch size")
+    boxes: str = _opt("gt", "COCO person boxes: gt or a COCO results-format detections file")
+    oks_nms_thr: float = _opt(0.9, "OKS-NMS threshold (COCO)")
+    kpt_score_thr: float = _opt(0.2, "keypoint score threshold of the instance rescoring (COCO)")
+
+
+@dataclass
+class Recipe:
+    model: ModelConfig = _opt(help="network")
+    data: DataConfig = _opt(help="dataset and pipeline")
+    codec: CodecConfig = _opt(factory=CodecConfig, help="targets and decoding")
+    loss: LossConfig = _opt(factory=LossConfig, help="loss")
+    train: TrainConfig = _opt(factory=TrainConfig, help="optimisation")
+    eval: EvalConfig = _opt(factory=EvalConfig, help="evaluation")
+    name: str = _opt("", "run name (default: the recipe file's name)")
+
+
+# --------------------------------------------------------------------------------------------------------
+# validation
+
+
+class _Problem(Exception):
+    """A value that does not fit its field; turned into a ClposeError that names the file and key."""
+
+
+def parse_hw(text: str, what: str = "input size") -> tuple[int, int]:
+    """Parse "256x192" (height x width) into (256, 192)."""
+    parts = str(text).lower().replace(" ", "").split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise ClposeError(f"{what} {text!r} is not HxW with positive integers, e.g. 256x192")
+    return int(parts[0]), int(parts[1])
+
+
+def format_hw(hw: tuple[int, int]) -> str:
+    return f"{hw[0]}x{hw[1]}"
+
+
+def _type_name(tp: Any) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    if tp in names:
+        return names[tp]
+    if typing.get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(tp))
+    if typing.get_origin(tp) is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    """Check `value` against the annotation `tp`; return it in canonical form or raise _Problem."""
+    origin = typing.get_origin(tp)
+    if origin is Annotated:
+        if value is None:
+            raise _Problem("expected HxW, e.g. 256x192, got null")
+        if isinstance(value, list) and len(value) == 2 and all(type(v) is int and v > 0 for v in value):
+            return (value[0], value[1])
+        try:
+            return parse_hw(value)
+        except ClposeError:
+            raise _Problem(f"expected HxW with positive integers, e.g. 256x192, got {value!r}") from None
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _convert(args[0], value)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value in choices:
+            return value
+        hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
+        raise _Problem(f"expected {_type_name(tp)}, got {value!r}{extra}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise _Problem(f"expected {_type_name(tp)}, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_convert(item, v) for v in value]
+    if tp is bool and isinstance(value, bool):
+        return value
+    if tp is int and type(value) is int:
+        return value
+    if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 1e-3 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    if tp is str and isinstance(value, str):
+        return value
+    raise _Problem(f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls, include_extras=True)
+
+
+def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
+    """Build dataclass `cls` from a mapping; `where` names the source (file) in error messages."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        label = prefix.rstrip(".") or "the recipe"
+        raise ClposeError(f"{where}: {label} must be a mapping of keys, got {type(data).__name__}")
+    hints = _hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            raise ClposeError(f"{where}: unknown key {prefix}{key}{_suggest(str(key), fields, prefix)}")
+    kwargs = {}
+    for name, f in fields.items():
+        dotted = f"{prefix}{name}"
+        if name not in data:
+            if f.metadata.get("required"):
+                raise ClposeError(f"{where}: missing required key {dotted} ({f.metadata.get('help', '')})")
+            continue
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = _build(tp, data[name], where, f"{dotted}.")
+            continue
+        try:
+            kwargs[name] = _convert(tp, data[name])
+        except _Problem as e:
+            raise ClposeError(f"{where}: {dotted}: {e}") from None
+    return cls(**kwargs)
+
+
+def _suggest(key: str, valid: Any, prefix: str) -> str:
+    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
+    if match:
+        return f" (did you mean {prefix}{match[0]}?)"
+    return f" (valid keys: {', '.join(valid)})"
+
+
+def _check_consistency(recipe: Recipe, where: str) -> None:
+    """Cross-field rules that a single field's type cannot express."""
+    heatmap_codec = recipe.codec.name == "heatmap"
+    heatmap_loss = recipe.loss.name == "heatmap_mse"
+    if heatmap_codec != heatmap_loss:
+        raise ClposeError(
+            f"{where}: loss.name {recipe.loss.name!r} does not fit codec.name {recipe.codec.name!r} "
+            "(the heatmap codec trains with heatmap_mse; the composite codec with composite, peak_mse or grmi)"
+        )
+    if (recipe.loss.name == "grmi") != (recipe.codec.target == "disk"):
+        raise ClposeError(
+            f"{where}: loss.name grmi and codec.target disk go together (got "
+            f"loss.name {recipe.loss.name!r}, codec.target {recipe.codec.target!r})"
+        )
+    if not 0.0 < recipe.codec.tau < 1.0:
+        raise ClposeError(f"{where}: codec.tau must be in (0, 1), got {recipe.codec.tau}")
+    for key in ("batch_size", "epochs", "val_every"):
+        if getattr(recipe.train, key) < 1:
+            raise ClposeError(f"{where}: train.{key} must be >= 1, got {getattr(recipe.train, key)}")
+
+
+# --------------------------------------------------------------------------------------------------------
+# overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split "train.lr=0.002" into (["train", "lr"], 0.002); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ClposeError(f"--set {text!r}: expected KEY=VALUE, e.g. --set train.lr=0.002")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _field_type(path: list[str], text: str) -> Any:
+    """The annotation of the dotted key `path`; a typo is named with its closest valid key."""
+    tp: Any = Recipe
+    for depth, part in enumerate(path):
+        prefix = ".".join(path[:depth]) + ("." if depth else "")
+        if not dataclasses.is_dataclass(tp):
+            raise ClposeError(f"--set {text}: {prefix.rstrip('.')} is a value, not a section")
+        fields = {f.name for f in dataclasses.fields(tp)}
+        if part not in fields:
+            raise ClposeError(f"--set {text}: unknown key {prefix}{part}{_suggest(part, fields, prefix)}")
+        tp = _hints(tp)[part]
+    if dataclasses.is_dataclass(tp):
+        raise ClposeError(f"--set {text}: {'.'.join(path)} is a section; set one of its keys")
+    return tp
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply "a.b=c" overrides to a raw recipe mapping (in place), checking each key and value."""
+    for text in overrides:
+        path, value = parse_override(text)
+        try:
+            _convert(_field_type(path, text), value)
+        except _Problem as e:
+            raise ClposeError(f"--set {text}: {e}") from None
+        node = raw
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):  # the file's own section is malformed; _build names it
+                break
+        else:
+            node[path[-1]] = value
+    return raw
+
+
+# --------------------------------------------------------------------------------------------------------
+# public entry points
+
+
+def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", name: str = "") -> Recipe:
+    recipe = _build(Recipe, raw, where, "")
+    if not recipe.name:
+        recipe.name = name
+    _check_consistency(recipe, where)
+    return recipe
+
+
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Load and validate a recipe file, applying `--set` style overrides.
+
+    Raises:
+        ClposeError: a missing file, bad YAML, an unknown key, a wrong type or a missing required value.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClposeError(f"recipe {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        raise ClposeError(f"{path}:{line} is not valid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise ClposeError(f"{path}: the recipe is empty")
+    if not isinstance(raw, dict):
+        raise ClposeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    apply_overrides(raw, overrides or [])
+    return recipe_from_dict(raw, str(path), name=path.stem)
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    """Plain data (sizes as "HxW" strings) that `recipe_from_dict` reads back to an equal recipe."""
+
+    def convert(obj: Any) -> Any:
+        if dataclasses.is_dataclass(obj):
+            hints = _hints(type(obj))
+            out = {}
+            for f in dataclasses.fields(obj):
+                value = getattr(obj, f.name)
+                out[f.name] = format_hw(value) if hints[f.name] is HW else convert(value)
+            return out
+        if isinstance(obj, list):
+            return [convert(v) for v in obj]
+        return obj
+
+    data = convert(recipe)
+    data = {"name": data.pop("name"), **data}
+    return data
+
+
+def dump_recipe(recipe: Recipe) -> str:
+    """The resolved recipe as YAML (every default written out)."""
+    return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None)

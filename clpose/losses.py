@@ -1,0 +1,169 @@
+"""Training losses: the composite loss (Eq. 4-6), the two ablation losses of section 4.3, and the Gaussian
+heatmap MSE of the baselines.
+
+Every loss takes the network output (one tensor, or a list of tensors for multi-stage models: intermediate
+supervision sums the stages) and the batched targets of the codec, and returns a dict with "loss" (the total
+to back-propagate) and its parts (summed over stages) for logging.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clpose.config import LossConfig
+from clpose.errors import ClposeError
+
+Targets = dict[str, torch.Tensor]
+
+
+def _stages(output: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
+    return list(output) if isinstance(output, (list, tuple)) else [output]
+
+
+def _split_composite(out: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    gt = targets["heatmaps"]
+    n, k, hp, wp = gt.shape
+    if tuple(out.shape) != (n, 3 * k, hp, wp):
+        raise ClposeError(
+            f"composite output has shape {tuple(out.shape)}, expected {(n, 3 * k, hp, wp)} "
+            f"for targets of shape {tuple(gt.shape)}"
+        )
+    out = out.float()
+    return out[:, :k], out[:, k : 2 * k], out[:, 2 * k :]
+
+
+def weighted_heatmap_mse(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(1/K) sum_k MSE(H_k, H^_k), averaged over the batch; keypoints of weight 0 contribute 0 (Eq. 4)."""
+    w = weights[:, :, None, None]
+    return ((pred - gt) ** 2 * w).mean()
+
+
+def region_smooth_l1(pred: torch.Tensor, gt: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(1/K) sum_k (1/N_Omega) sum_{p in Omega} smoothL1, averaged over the batch (Eq. 5).
+
+    An empty region contributes 0 (never NaN, even where the prediction outside the region is not finite).
+    """
+    per_cell = torch.where(region, F.smooth_l1_loss(pred, gt, reduction="none"), torch.zeros_like(pred))
+    count = region.sum(dim=(2, 3))
+    per_keypoint = per_cell.sum(dim=(2, 3)) / count.clamp_min(1)
+    return per_keypoint.mean()
+
+
+class CompositeLoss(nn.Module):
+    """L = w_h L_h + w_o (L_oy + L_ox) (Eq. 6).
+
+    Args:
+        w_h: weight of the heatmap MSE.
+        w_o: weight of the offset terms.
+        tau: threshold of the region Omega.
+        region: "pred" (the paper: predicted heatmap >= tau), "gt" (target heatmap >= tau) or "union".
+    """
+
+    def __init__(self, w_h: float = 0.5, w_o: float = 2.0, tau: float = 0.6, region: str = "pred") -> None:
+        super().__init__()
+        if region not in ("pred", "gt", "union"):
+            raise ClposeError(f"loss region must be pred, gt or union, got {region!r}")
+        self.w_h, self.w_o, self.tau, self.region = w_h, w_o, tau, region
+
+    def forward(self, output: torch.Tensor | list[torch.Tensor], targets: Targets) -> dict[str, torch.Tensor]:
+        gt_h, gt_o, weights = targets["heatmaps"], targets["offsets"], targets["keypoint_weights"]
+        k = gt_h.shape[1]
+        parts = {"heatmap": 0.0, "offset_y": 0.0, "offset_x": 0.0}
+        for out in _stages(output):
+            pred_h, pred_oy, pred_ox = _split_composite(out, targets)
+            with torch.no_grad():
+                if self.region == "gt":
+                    omega = gt_h >= self.tau
+                elif self.region == "pred":
+                    omega = pred_h >= self.tau
+                else:
+                    omega = (gt_h >= self.tau) | (pred_h >= self.tau)
+                omega = omega & (weights[:, :, None, None] > 0)
+            parts["heatmap"] = parts["heatmap"] + weighted_heatmap_mse(pred_h, gt_h, weights)
+            parts["offset_y"] = parts["offset_y"] + region_smooth_l1(pred_oy, gt_o[:, :k], omega)
+            parts["offset_x"] = parts["offset_x"] + region_smooth_l1(pred_ox, gt_o[:, k:], omega)
+        total = self.w_h * parts["heatmap"] + self.w_o * (parts["offset_y"] + parts["offset_x"])
+        return {"loss": total, **parts}
+
+
+class PeakMSELoss(nn.Module):
+    """Ablation 1 of section 4.3: the same heatmap MSE, offsets trained with MSE at the target's peak cell."""
+
+    def __init__(self, w_h: float = 0.5, w_o: float = 2.0) -> None:
+        super().__init__()
+        self.w_h, self.w_o = w_h, w_o
+
+    def forward(self, output: torch.Tensor | list[torch.Tensor], targets: Targets) -> dict[str, torch.Tensor]:
+        gt_h, gt_o, weights = targets["heatmaps"], targets["offsets"], targets["keypoint_weights"]
+        n, k = gt_h.shape[:2]
+        peak = gt_h.reshape(n, k, -1).argmax(-1, keepdim=True)
+        gt_y = gt_o[:, :k].reshape(n, k, -1).gather(-1, peak).squeeze(-1)
+        gt_x = gt_o[:, k:].reshape(n, k, -1).gather(-1, peak).squeeze(-1)
+        parts = {"heatmap": 0.0, "offset_y": 0.0, "offset_x": 0.0}
+        for out in _stages(output):
+            pred_h, pred_oy, pred_ox = _split_composite(out, targets)
+            y = pred_oy.reshape(n, k, -1).gather(-1, peak).squeeze(-1)
+            x = pred_ox.reshape(n, k, -1).gather(-1, peak).squeeze(-1)
+            parts["heatmap"] = parts["heatmap"] + weighted_heatmap_mse(pred_h, gt_h, weights)
+            parts["offset_y"] = parts["offset_y"] + ((y - gt_y) ** 2 * weights).mean()
+            parts["offset_x"] = parts["offset_x"] + ((x - gt_x) ** 2 * weights).mean()
+        total = self.w_h * parts["heatmap"] + self.w_o * (parts["offset_y"] + parts["offset_x"])
+        return {"loss": total, **parts}
+
+
+class GRMILoss(nn.Module):
+    """Ablation 2 of section 4.3 (G-RMI, Papandreou et al.): binary disk classification with BCE on the
+    heatmap logits, offsets trained with smooth-L1 at the positive (in-disk) cells. Needs codec target "disk"."""
+
+    def __init__(self, w_h: float = 0.5, w_o: float = 2.0) -> None:
+        super().__init__()
+        self.w_h, self.w_o = w_h, w_o
+
+    def forward(self, output: torch.Tensor | list[torch.Tensor], targets: Targets) -> dict[str, torch.Tensor]:
+        gt_h, gt_o, weights = targets["heatmaps"], targets["offsets"], targets["keypoint_weights"]
+        k = gt_h.shape[1]
+        positive = (gt_h > 0.5) & (weights[:, :, None, None] > 0)
+        parts = {"heatmap": 0.0, "offset_y": 0.0, "offset_x": 0.0}
+        for out in _stages(output):
+            logits, pred_oy, pred_ox = _split_composite(out, targets)
+            bce = F.binary_cross_entropy_with_logits(logits, gt_h, reduction="none")
+            parts["heatmap"] = parts["heatmap"] + (bce * weights[:, :, None, None]).mean()
+            parts["offset_y"] = parts["offset_y"] + region_smooth_l1(pred_oy, gt_o[:, :k], positive)
+            parts["offset_x"] = parts["offset_x"] + region_smooth_l1(pred_ox, gt_o[:, k:], positive)
+        total = self.w_h * parts["heatmap"] + self.w_o * (parts["offset_y"] + parts["offset_x"])
+        return {"loss": total, **parts}
+
+
+class HeatmapMSELoss(nn.Module):
+    """The baselines' loss: w_h x (1/K) sum_k MSE over Gaussian heatmaps (w_h = 0.5 is HRNet's factor)."""
+
+    def __init__(self, w_h: float = 0.5) -> None:
+        super().__init__()
+        self.w_h = w_h
+
+    def forward(self, output: torch.Tensor | list[torch.Tensor], targets: Targets) -> dict[str, torch.Tensor]:
+        gt_h, weights = targets["heatmaps"], targets["keypoint_weights"]
+        total_mse: torch.Tensor | float = 0.0
+        for out in _stages(output):
+            if out.shape != gt_h.shape:
+                raise ClposeError(f"heatmap output has shape {tuple(out.shape)}, expected {tuple(gt_h.shape)}")
+            total_mse = total_mse + weighted_heatmap_mse(out.float(), gt_h, weights)
+        return {"loss": self.w_h * total_mse, "heatmap": total_mse}
+
+
+LOSSES = {"composite": CompositeLoss, "peak_mse": PeakMSELoss, "grmi": GRMILoss, "heatmap_mse": HeatmapMSELoss}
+
+
+def build_loss(cfg: LossConfig, tau: float = 0.6) -> nn.Module:
+    """The recipe's loss; `tau` comes from the codec so training and decoding share one threshold."""
+    if cfg.name == "composite":
+        return CompositeLoss(cfg.w_h, cfg.w_o, tau, cfg.region)
+    if cfg.name == "peak_mse":
+        return PeakMSELoss(cfg.w_h, cfg.w_o)
+    if cfg.name == "grmi":
+        return GRMILoss(cfg.w_h, cfg.w_o)
+    if cfg.name == "heatmap_mse":
+        return HeatmapMSELoss(cfg.w_h)
+    raise ClposeError(f"unknown loss {cfg.name!r}; valid: {', '.join(LOSSES)}")

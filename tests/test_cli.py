@@ -1,0 +1,72 @@
+"""The command line: every subcommand's help, the error contract (one red line, exit 2), --debug, --version."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from clpose import __version__
+from clpose.cli.app import app
+from clpose.errors import ClposeError
+
+runner = CliRunner()
+SUBCOMMANDS = ["prepare", "vis", "train", "eval", "bench", "infer", "export", "demo"]
+
+
+def test_help_lists_every_subcommand() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in SUBCOMMANDS:
+        assert f" {name} " in result.output
+
+
+@pytest.mark.parametrize(
+    "args", [[c, "--help"] for c in SUBCOMMANDS] + [["vis", "targets", "--help"], ["vis", "dataset", "--help"]]
+)
+def test_every_subcommand_has_help_describing_its_options(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Usage: clpose" in result.output
+    if args[0] != "vis" or len(args) == 3:
+        assert "--help" in result.output and result.output.count("--") >= 2
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith(f"clpose {__version__}")
+
+
+def test_clpose_error_is_one_red_line_and_exit_code_2() -> None:
+    def boom() -> None:
+        raise ClposeError("data/x.json: key 'joints'\nis missing")
+
+    app.command("boom")(boom)  # typer builds the click group at each invoke, so a temporary command works
+    try:
+        result = runner.invoke(app, ["boom"])
+        assert result.exit_code == 2
+        assert result.stderr.strip() == "error: data/x.json: key 'joints' is missing"
+        assert "Traceback" not in result.output
+        debug = runner.invoke(app, ["--debug", "boom"])
+        assert isinstance(debug.exception, ClposeError)
+    finally:
+        app.registered_commands = [c for c in app.registered_commands if c.callback is not boom]
+
+
+def test_unfinished_subcommand_says_so_in_one_line() -> None:
+    result = runner.invoke(app, ["demo"])
+    assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "not available yet" in result.stderr
+
+
+def test_python_dash_m_clpose_help_runs_as_a_subprocess() -> None:
+    proc = subprocess.run([sys.executable, "-m", "clpose", "--help"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    for name in SUBCOMMANDS:
+        assert name in proc.stdout
+
+
+def test_usage_errors_exit_2_without_traceback() -> None:
+    result = runner.invoke(app, ["prepare", "nosuchdataset"])
+    assert result.exit_code == 2 and "Traceback" not in result.output

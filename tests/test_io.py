@@ -1,0 +1,36 @@
+"""Atomic writes: a failed writer leaves the previous file and no temporary file behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from clpose.io import atomic_open, atomic_path, write_json, write_text
+
+
+def test_failed_write_keeps_the_previous_file(tmp_path: Path) -> None:
+    target = tmp_path / "records.json"
+    write_json(target, {"a": 1})
+    with pytest.raises(RuntimeError), atomic_open(target) as f:
+        f.write('{"half": ')
+        raise RuntimeError("interrupted")
+    assert target.read_text() == '{\n  "a": 1\n}\n'
+    assert [p.name for p in tmp_path.iterdir()] == ["records.json"]
+
+
+def test_atomic_path_keeps_the_suffix_and_replaces_on_success(tmp_path: Path) -> None:
+    target = tmp_path / "sub" / "out.png"
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".png" and tmp.parent == target.parent
+        tmp.write_bytes(b"png")
+    assert target.read_bytes() == b"png"
+    with pytest.raises(ValueError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise ValueError
+    assert target.read_bytes() == b"png" and len(list(target.parent.iterdir())) == 1
+
+
+def test_write_text(tmp_path: Path) -> None:
+    write_text(tmp_path / "a.txt", "hello")
+    assert (tmp_path / "a.txt").read_text() == "hello"
