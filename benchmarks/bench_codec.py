@@ -8,6 +8,7 @@ Prints markdown tables (the ones in docs/benchmarks.md). Timing: warm-up, then t
 from __future__ import annotations
 
 import argparse
+import math
 import platform
 import statistics
 import time
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from clpose.codecs import CompositeCodec, HeatmapCodec
+from clpose.models import build_model
 
 
 def time_ms(fn, runs: int, warmup: int = 20) -> tuple[float, float]:
@@ -28,7 +30,7 @@ def time_ms(fn, runs: int, warmup: int = 20) -> tuple[float, float]:
         fn()
         samples.append((time.perf_counter() - start) * 1e3)
     samples.sort()
-    return statistics.median(samples), samples[int(0.9 * (len(samples) - 1))]
+    return statistics.median(samples), samples[math.ceil(0.9 * len(samples)) - 1]
 
 
 def decode_timing(runs: int) -> list[str]:
@@ -42,11 +44,15 @@ def decode_timing(runs: int) -> list[str]:
         off.append(t["offsets"])
     heatmaps = torch.from_numpy(np.stack(heat)) + 0.05 * torch.randn(128, 17, 16, 12)
     offsets = torch.from_numpy(np.stack(off))
-    rows = ["| batch | maps | median ms | p90 ms |", "|---|---|---|---|"]
+    rows = ["| batch | maps | decode median ms | decode p90 ms | CLNet-ResNet-18 forward median ms |",
+            "|---|---|---|---|---|"]  # fmt: skip
+    model = build_model("clnet_resnet18", 17).eval()
     with torch.inference_mode():
         for n in (1, 32, 128):
             med, p90 = time_ms(lambda n=n: codec.decode(heatmaps[:n], offsets[:n]), runs)
-            rows.append(f"| {n} | 17 x 16 x 12 | {med:.3f} | {p90:.3f} |")
+            images = torch.randn(n, 3, 256, 192)
+            forward, _ = time_ms(lambda x=images: model(x), runs=max(3, 60 // n), warmup=2)
+            rows.append(f"| {n} | 17 x 16 x 12 | {med:.3f} | {p90:.3f} | {forward:.1f} |")
     return rows
 
 

@@ -28,6 +28,7 @@ class Skeleton:
         torso_joints: the two joints whose distance is the torso size (for pck_norm="torso").
         pck_columns: table column -> joints averaged (mean of the per-joint rates) in that column.
         mean_joints: joints pooled into the "Mean" column (weighted by how often each is labelled).
+        upper_body: joints of the upper body (the half-body augmentation crops them or the rest).
     """
 
     name: str
@@ -39,6 +40,7 @@ class Skeleton:
     torso_joints: tuple[int, int] | None = None
     pck_columns: dict[str, tuple[int, ...]] = field(default_factory=dict)
     mean_joints: tuple[int, ...] = ()
+    upper_body: tuple[int, ...] = ()
 
     @property
     def num_keypoints(self) -> int:
@@ -78,6 +80,7 @@ _MPII_LIMBS = {
 }
 # PCKh Mean: the 14 joints other than pelvis (6) and thorax (7), as in the validation tables.
 _MPII_MEAN = (0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 12, 13, 14, 15)
+_MPII_UPPER = (7, 8, 9, 10, 11, 12, 13, 14, 15)
 
 LSP = Skeleton(
     name="lsp",
@@ -97,6 +100,7 @@ LSP = Skeleton(
         "Hip": (2, 3), "Knee": (1, 4), "Ankle": (0, 5),
     },
     mean_joints=tuple(range(14)),
+    upper_body=tuple(range(6, 14)),
 )
 
 MPII = Skeleton(
@@ -107,6 +111,7 @@ MPII = Skeleton(
     pck_norm="head_box",
     pck_columns={"Head": (9,), **_MPII_LIMBS},
     mean_joints=_MPII_MEAN,
+    upper_body=_MPII_UPPER,
 )
 
 COCO = Skeleton(
@@ -129,6 +134,7 @@ COCO = Skeleton(
         "Hip": (11, 12), "Knee": (13, 14), "Ankle": (15, 16),
     },
     mean_joints=tuple(range(17)),
+    upper_body=tuple(range(11)),
 )
 
 # The built-in procedural figures use the MPII layout; with no head box drawn by a human, PCK@0.2 is
@@ -142,6 +148,7 @@ SYNTHETIC = Skeleton(
     torso_joints=(13, 2),
     pck_columns={"Head": (8, 9), **_MPII_LIMBS},
     mean_joints=_MPII_MEAN,
+    upper_body=_MPII_UPPER,
 )
 
 # fmt: on

@@ -3,36 +3,106 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from clpose.cli.common import not_available
+from clpose.config import parse_hw
+from clpose.errors import ClposeError
+
+DEFAULT_MODELS = ["clnet_resnet50", "simplebaseline_resnet50"]
 
 
 def bench(
     model: Annotated[
-        list[str] | None, typer.Option(help="Model name (repeatable; default CLNet-ResNet-50 vs SimpleBaseline-50).")
+        list[str] | None,
+        typer.Option(help="Model name (repeatable). Default: clnet_resnet50 and simplebaseline_resnet50."),
     ] = None,
-    input_size: Annotated[str, typer.Option(help="Input size HxW, e.g. 256x192.")] = "256x256",
-    keypoints: Annotated[int, typer.Option(help="Number of keypoints K.")] = 16,
+    input_size: Annotated[str, typer.Option(help="Input size HxW (height x width), e.g. 256x192.")] = "256x256",
+    keypoints: Annotated[int, typer.Option(help="Number of keypoints K (16 MPII, 17 COCO, 14 LSP).")] = 16,
     batch: Annotated[
-        list[str] | None, typer.Option(help="Batch size (repeatable); 'max' searches the largest on CUDA.")
+        list[str] | None,
+        typer.Option(
+            help="Batch size (repeatable). 'max' searches the largest that fits (CUDA). Default: 1 and "
+            "8 on the CPU, 1 and max on CUDA."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    amp: Annotated[bool, typer.Option(help="Autocast: bf16 on CPU, fp16 on CUDA.")] = False,
-    channels_last: Annotated[bool, typer.Option(help="channels_last memory format.")] = False,
-    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the model first.")] = False,
-    fps: Annotated[bool, typer.Option(help="Measure speed (FPS, latency, decode time).")] = False,
-    flops: Annotated[bool, typer.Option(help="Count parameters and MACs.")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads.")] = None,
-    runs: Annotated[int, typer.Option(help="Timed runs per model and batch (median reported).")] = 30,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results as a JSON list.")] = None,
-    precision: Annotated[Literal["fp32", "bf16", "fp16"] | None, typer.Option(hidden=True)] = None,
+    amp: Annotated[bool, typer.Option(help="Autocast: bf16 on the CPU, fp16 on CUDA.")] = False,
+    channels_last: Annotated[bool, typer.Option(help="channels_last memory format for model and input.")] = False,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each model before timing.")] = False,
+    fps: Annotated[bool, typer.Option("--fps", help="Measure speed: FPS, latency p50/p90, decode time.")] = False,
+    flops: Annotated[bool, typer.Option("--flops", help="Count parameters and MACs (FLOPs = 2 x MACs).")] = False,
+    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    runs: Annotated[int, typer.Option(help="Timed runs per model and batch; medians are reported.")] = 30,
+    warmup: Annotated[int, typer.Option(help="Untimed runs before timing (compilation happens here).")] = 5,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as a JSON list.")] = None,
 ) -> None:
     """Measure params, MACs, FPS, latency and decode time of models in one run.
 
     FPS is at batch 1 (the paper's FPS), FPS' at the largest batch given (the paper's FPS'). With neither
-    --fps nor --flops both are measured.
+    --fps nor --flops both are measured. Models are interleaved run by run; each row also says what fraction
+    of this machine's limit (a large 3x3 convolution, same precision, measured in the same run) it reaches.
     """
-    not_available("bench", 3)
+    import torch
+
+    from clpose.bench import BenchSettings, run_bench
+    from clpose.io import write_json
+
+    if runs < 1 or warmup < 0:
+        raise ClposeError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
+    if keypoints < 1:
+        raise ClposeError(f"--keypoints must be >= 1, got {keypoints}")
+    for b in batch or []:
+        if b != "max" and (not b.isdigit() or int(b) < 1):
+            raise ClposeError(f"--batch {b!r}: expected a positive integer or 'max'")
+    if threads is not None:
+        if threads < 1:
+            raise ClposeError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    cuda = device.startswith("cuda")
+    settings = BenchSettings(
+        input_hw=parse_hw(input_size, "--input-size"),
+        num_keypoints=keypoints,
+        batches=list(batch) if batch else ([1, "max"] if cuda else [1, 8]),
+        device=device,
+        amp=amp,
+        channels_last=channels_last,
+        compile=compile_,
+        fps=fps or not flops,
+        flops=flops or not fps,
+        runs=runs,
+        warmup=warmup,
+    )
+    report = run_bench(list(model) if model else DEFAULT_MODELS, settings)
+    _print_table(report, settings, torch.get_num_threads())
+    if json_out:
+        write_json(json_out, [r.to_json() for r in report.results])
+
+
+def _print_table(report, settings, threads: int) -> None:
+    from rich.table import Table
+
+    from clpose.console import console
+
+    def fmt(value: float | None, spec: str) -> str:
+        return "-" if value is None else format(value, spec)
+
+    mode = f"{settings.precision}{', channels_last' if settings.channels_last else ''}"
+    mode += ", compiled" if settings.compile else ""
+    size = report.results[0].input_size
+    title = f"{settings.device} ({threads} threads), {mode}, input {size}, K={settings.num_keypoints}"
+    table = Table(title=title)
+    for col in ("model", "batch", "params (M)", "GMACs", "GFLOPs", "FPS", "p50 ms", "p90 ms", "decode ms", "% limit"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report.results:
+        table.add_row(r.model, str(r.batch), fmt(r.params_m, ".2f"), fmt(r.gmacs, ".2f"), fmt(r.gflops, ".2f"),
+                      fmt(r.fps, ".1f"), fmt(r.latency_ms_p50, ".1f"), fmt(r.latency_ms_p90, ".1f"),
+                      fmt(r.decode_ms, ".3f"),
+                      fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"))  # fmt: skip
+    console.print(table)
+    if report.limit_gflops is not None:
+        console.print(
+            f"limit: 3x3 conv 256->256, 32x32, batch 8, channels_last, {settings.precision}: "
+            f"{report.limit_gflops:.0f} GFLOP/s. FLOPs = 2 x MACs."
+        )

@@ -1,0 +1,287 @@
+"""Speed and size of models: parameters, MACs (torch.utils.flop_counter), FPS, latency and decode time.
+
+Timing follows timm's benchmark.py: warm-up, synchronised timing on CUDA, medians of many runs, and the
+models interleaved run by run so a drifting machine does not favour one of them. MACs are reported as MACs;
+FLOPs = 2 x MACs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from clpose.codecs import CompositeCodec, HeatmapCodec
+from clpose.config import format_hw
+from clpose.errors import ClposeError
+from clpose.models import build_model, check_input_size, final_output
+
+
+@dataclass
+class BenchResult:
+    """One row: a model at one batch size. Speed fields are None when only --flops was asked, and so on."""
+
+    model: str
+    input_size: str
+    batch: int
+    params_m: float | None = None
+    gmacs: float | None = None
+    gflops: float | None = None
+    fps: float | None = None
+    latency_ms_p50: float | None = None
+    latency_ms_p90: float | None = None
+    decode_ms: float | None = None
+    device: str = "cpu"
+    precision: str = "fp32"
+    channels_last: bool = False
+    compiled: bool = False
+    limit_fraction: float | None = None  # achieved GFLOP/s over the reference convolution's, same precision
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class BenchReport:
+    results: list[BenchResult]
+    limit_gflops: float | None  # the reference convolution's GFLOP/s in the same run and precision
+
+
+@dataclass
+class BenchSettings:
+    input_hw: tuple[int, int]
+    num_keypoints: int
+    batches: list[int | str] = field(default_factory=lambda: [1])
+    device: str = "cpu"
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    fps: bool = True
+    flops: bool = True
+    runs: int = 30
+    warmup: int = 5
+    inference_mode: bool = True  # False: a plain forward with autograd recording (the slowest baseline)
+
+    @property
+    def precision(self) -> str:
+        if not self.amp:
+            return "fp32"
+        return "fp16" if self.device.startswith("cuda") else "bf16"
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, float]:
+    """(parameters in millions, GMACs at batch 1), counted with torch.utils.flop_counter on the CPU."""
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    device = next(model.parameters()).device
+    x = torch.zeros(1, 3, *input_hw, device=device)
+    was_training = model.training
+    model.eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    model.train(was_training)
+    return params, counter.get_total_flops() / 2 / 1e9
+
+
+def autocast(settings: BenchSettings) -> contextlib.AbstractContextManager:
+    if not settings.amp:
+        return contextlib.nullcontext()
+    device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+    dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type, dtype=dtype)
+
+
+def time_once(fn: Callable[[], object], device: torch.device) -> float:
+    synchronize(device)
+    start = time.perf_counter()
+    fn()
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+def make_codec(model: nn.Module, input_hw: tuple[int, int]) -> CompositeCodec | HeatmapCodec:
+    size = (input_hw[1], input_hw[0])
+    if model.codec == "composite":
+        return CompositeCodec(size, stride=model.stride)
+    return HeatmapCodec(size, stride=model.stride)
+
+
+def reference_conv_gflops(device: torch.device, precision: str, runs: int = 20) -> float:
+    """The machine's practical limit: GFLOP/s of one 3x3 conv, 256 -> 256 channels, 32x32, batch 8,
+    channels_last, in `precision` (the roofline the networks are compared with)."""
+    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(8, 256, 32, 32, device=device).to(memory_format=torch.channels_last)
+    flops = 2 * 8 * 256 * 256 * 9 * 32 * 32
+    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    ctx = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
+    with torch.inference_mode(), ctx:
+        for _ in range(5):
+            conv(x)
+        times = [time_once(lambda: conv(x), device) for _ in range(runs)]
+    return flops / statistics.median(times) / 1e9
+
+
+@contextlib.contextmanager
+def _progress(total: int, show: bool) -> Iterator[Callable[[str], None]]:
+    if not show:
+        yield lambda description: None
+        return
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=True) as progress:
+        task = progress.add_task("measuring", total=total)
+        yield lambda description: progress.update(task, advance=1, description=description)
+
+
+def _prepare(model: nn.Module, settings: BenchSettings, device: torch.device) -> nn.Module:
+    model = model.to(device).eval()
+    if settings.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if settings.compile:
+        model = torch.compile(model)
+    return model
+
+
+def compile_context(enabled: bool) -> contextlib.AbstractContextManager:
+    """Inductor "freezing" for inference: weights become constants, convolutions get pre-packed weights and
+    folded batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, benchmarks.md). Compilation
+    happens at the first call, so the whole measurement runs inside this context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    # a CUDA build of torch compiling for the CPU warns that no CUDA runtime exists: true and irrelevant here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return inductor_config.patch(freezing=True)
+
+
+def _input(batch: int, settings: BenchSettings, device: torch.device) -> torch.Tensor:
+    x = torch.randn(batch, 3, *settings.input_hw, device=device)
+    return x.to(memory_format=torch.channels_last) if settings.channels_last else x
+
+
+def max_batch(model: nn.Module, settings: BenchSettings, device: torch.device, limit: int = 4096) -> int:
+    """The largest batch whose forward fits on a CUDA device (doubling, then bisection)."""
+    if device.type != "cuda":
+        raise ClposeError("--batch max searches the largest batch that fits a GPU: give a number on the CPU")
+
+    def fits(batch: int) -> bool:
+        try:
+            with torch.inference_mode(), autocast(settings):
+                model(_input(batch, settings, device))
+            synchronize(device)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            torch.cuda.empty_cache()
+
+    good, bad = 0, None
+    batch = 1
+    while batch <= limit and fits(batch):
+        good, batch = batch, batch * 2
+    bad = min(batch, limit + 1)
+    while bad - good > 1:
+        mid = (good + bad) // 2
+        good, bad = (mid, bad) if fits(mid) else (good, mid)
+    if good == 0:
+        raise ClposeError(f"{model.name} does not fit on {device} even at batch 1")
+    return good
+
+
+def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = True) -> BenchReport:
+    """Measure every model at every batch size; models are interleaved run by run."""
+    device = torch.device(settings.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ClposeError(f"--device {settings.device}: CUDA is not available on this machine")
+    for name in names:
+        check_input_size(name, settings.input_hw)
+    models = {name: build_model(name, settings.num_keypoints) for name in names}
+    sizes = {name: count_macs(model, settings.input_hw) for name, model in models.items()} if settings.flops else {}
+    if not settings.fps:
+        rows = [_row(name, 1, sizes[name], settings, device) for name in names]
+        return BenchReport(rows, None)
+    limit = reference_conv_gflops(device, settings.precision)
+    with compile_context(settings.compile):
+        prepared = {name: _prepare(model, settings, device) for name, model in models.items()}
+        rows = _time_models(models, prepared, sizes, settings, device, limit, show_progress)
+    return BenchReport(rows, limit)
+
+
+def _row(
+    name: str,
+    batch: int,
+    size: tuple[float, float] | None,
+    settings: BenchSettings,
+    device: torch.device,
+    latencies: list[float] | None = None,
+    decode_s: float | None = None,
+    limit: float | None = None,
+) -> BenchResult:
+    params, macs = size if size else (None, None)
+    row = BenchResult(name, format_hw(settings.input_hw), batch, params, macs, None if macs is None else 2 * macs,
+                      device=str(device), precision=settings.precision, channels_last=settings.channels_last,
+                      compiled=settings.compile)  # fmt: skip
+    if latencies:
+        lat = sorted(latencies)
+        p50 = statistics.median(lat)
+        row.fps, row.latency_ms_p50 = batch / p50, p50 * 1e3
+        row.latency_ms_p90 = lat[math.ceil(0.9 * len(lat)) - 1] * 1e3  # nearest-rank percentile
+        row.decode_ms = None if decode_s is None else decode_s * 1e3
+        if macs is not None and limit:
+            row.limit_fraction = 2 * macs * batch / p50 / limit
+    return row
+
+
+def _time_models(
+    models: dict[str, nn.Module],
+    prepared: dict[str, nn.Module],
+    sizes: dict[str, tuple[float, float]],
+    settings: BenchSettings,
+    device: torch.device,
+    limit: float,
+    show_progress: bool,
+) -> list[BenchResult]:
+    names = list(models)
+    plan = {
+        name: [max_batch(prepared[name], settings, device) if b == "max" else int(b) for b in settings.batches]
+        for name in names
+    }
+    rows = []
+    total = len(names) * len(settings.batches) * (settings.warmup + settings.runs + 1)
+    grad_mode = torch.inference_mode() if settings.inference_mode else torch.enable_grad()
+    with _progress(total, show_progress) as step, grad_mode, autocast(settings):
+        for index in range(len(settings.batches)):
+            inputs = {name: _input(plan[name][index], settings, device) for name in names}
+            for name in names:  # warm-up (and compilation) of every model before any timed run
+                for _ in range(settings.warmup):
+                    prepared[name](inputs[name])
+                    step(f"warm-up {name}")
+            times: dict[str, list[float]] = {name: [] for name in names}
+            for _ in range(settings.runs):
+                for name in names:
+                    times[name].append(time_once(lambda f=prepared[name], x=inputs[name]: f(x), device))
+                    step(f"timing {name}")
+            for name in names:
+                codec = make_codec(models[name], settings.input_hw)
+                out = final_output(prepared[name](inputs[name]))
+                decode = statistics.median(
+                    time_once(lambda o=out, c=codec: c.decode_output(o), device) for _ in range(20)
+                )
+                step(f"decode {name}")
+                rows.append(
+                    _row(name, plan[name][index], sizes.get(name), settings, device, times[name], decode, limit)
+                )
+    return rows

@@ -1,0 +1,126 @@
+"""Models: a plain registry of builders, `build_model(name, num_keypoints, **options)`.
+
+Every model has the attributes `codec` ("composite" or "heatmap": what its outputs are), `stride` (output
+stride), `size_divisor` (input height and width must be multiples of it) and `num_stages`. Single-stage models
+return one tensor, multi-stage models (hourglasses) a list with every stage's output (`final_output` picks the
+last). Decoding is not part of forward, so an exported graph is just the network.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import torch
+from torch import nn
+
+from clpose.config import ModelConfig, format_hw
+from clpose.errors import ClposeError
+from clpose.models.clnet import CLNetResNet
+from clpose.models.hourglass import CLNetHourglass, StackedHourglass
+from clpose.models.simplebaseline import SimpleBaseline
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """A registered model: its builder, the options it accepts, and what it outputs (known without building)."""
+
+    build: Callable[..., nn.Module]
+    options: tuple[str, ...]
+    codec: str
+    stride: Callable[[dict[str, Any]], int]
+    size_divisor: Callable[[dict[str, Any]], int]
+
+
+def _clnet_resnet(depth: int) -> ModelEntry:
+    return ModelEntry(
+        build=partial(CLNetResNet, depth),
+        options=("stride", "pretrained"),
+        codec="composite",
+        stride=lambda o: o.get("stride", 16),
+        size_divisor=lambda o: 32 if o.get("stride", 16) == 32 else 16,
+    )
+
+
+def _simplebaseline(depth: int) -> ModelEntry:
+    return ModelEntry(partial(SimpleBaseline, depth), ("pretrained",), "heatmap", lambda o: 4, lambda o: 32)
+
+
+MODELS: dict[str, ModelEntry] = {
+    **{f"clnet_resnet{d}": _clnet_resnet(d) for d in (18, 34, 50, 101, 152)},
+    "clnet_hourglass": ModelEntry(CLNetHourglass, ("stacks",), "composite", lambda o: 16, lambda o: 64),
+    **{f"simplebaseline_resnet{d}": _simplebaseline(d) for d in (18, 34, 50, 101, 152)},
+    "hourglass": ModelEntry(StackedHourglass, ("stacks",), "heatmap", lambda o: 4, lambda o: 64),
+}
+
+
+def get_entry(name: str) -> ModelEntry:
+    if name not in MODELS:
+        close = difflib.get_close_matches(name, list(MODELS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ClposeError(f"unknown model {name!r}{hint}; valid: {', '.join(MODELS)}")
+    return MODELS[name]
+
+
+def _check_options(name: str, entry: ModelEntry, options: dict[str, Any]) -> None:
+    for key in options:
+        if key not in entry.options:
+            raise ClposeError(f"model {name} has no option {key!r}; its options: {', '.join(entry.options)}")
+
+
+def model_options(cfg: ModelConfig) -> dict[str, Any]:
+    """The options a recipe's model section sets (unset ones are the model's defaults)."""
+    return {k: v for k in ("stride", "stacks", "pretrained") if (v := getattr(cfg, k)) is not None}
+
+
+def output_stride(name: str, **options: Any) -> int:
+    """The model's output stride, without building it (the data pipeline needs it for the codec)."""
+    entry = get_entry(name)
+    _check_options(name, entry, options)
+    return entry.stride(options)
+
+
+def check_input_size(name: str, input_size_hw: tuple[int, int], **options: Any) -> None:
+    """A ClposeError saying which sizes work when the input does not fit the model's strides."""
+    divisor = get_entry(name).size_divisor(options)
+    h, w = input_size_hw
+    if h % divisor or w % divisor:
+        down = (max(divisor, h // divisor * divisor), max(divisor, w // divisor * divisor))
+        up = (-(-h // divisor) * divisor, -(-w // divisor) * divisor)
+        raise ClposeError(
+            f"input size {format_hw(input_size_hw)} does not fit {name}: height and width must be "
+            f"multiples of {divisor} (nearest: {format_hw(down)} or {format_hw(up)})"
+        )
+
+
+def build_model(name: str, num_keypoints: int, **options: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: a key of MODELS, e.g. "clnet_resnet50".
+        num_keypoints: K.
+        **options: "stride" and "pretrained" (CLNet-ResNet), "pretrained" (SimpleBaseline), "stacks"
+            (hourglasses).
+    """
+    entry = get_entry(name)
+    _check_options(name, entry, options)
+    if num_keypoints < 1:
+        raise ClposeError(f"num_keypoints must be >= 1, got {num_keypoints}")
+    model = entry.build(num_keypoints=num_keypoints, **options)
+    model.name = name
+    return model
+
+
+def build_model_from_recipe(cfg: ModelConfig, num_keypoints: int) -> nn.Module:
+    return build_model(cfg.name, num_keypoints, **model_options(cfg))
+
+
+def final_output(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
+    """The last stage's output of a (possibly multi-stage) model."""
+    return output[-1] if isinstance(output, (list, tuple)) else output
+
+
+__all__ = ["MODELS", "build_model", "build_model_from_recipe", "check_input_size", "final_output", "output_stride"]

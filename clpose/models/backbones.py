@@ -1,0 +1,97 @@
+"""torchvision ResNet trunks, and loading torchvision ImageNet weights from a local file (never downloaded)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnet
+
+from clpose.console import console
+from clpose.errors import ClposeError
+
+_RESNETS = {
+    18: resnet.resnet18,
+    34: resnet.resnet34,
+    50: resnet.resnet50,
+    101: resnet.resnet101,
+    152: resnet.resnet152,
+}
+
+
+class ResNetTrunk(nn.Module):
+    """The stem and the first `num_layers` stages of a torchvision ResNet (3: stride 16, 4: stride 32).
+
+    Submodule names are torchvision's (conv1, bn1, layer1, ...), so its ImageNet state dicts load directly.
+    """
+
+    def __init__(self, depth: int, num_layers: int = 3) -> None:
+        super().__init__()
+        if depth not in _RESNETS:
+            raise ClposeError(f"ResNet depth {depth} is not available; valid: {', '.join(map(str, _RESNETS))}")
+        full = _RESNETS[depth](weights=None)
+        self.depth = depth
+        self.conv1, self.bn1, self.relu, self.maxpool = full.conv1, full.bn1, full.relu, full.maxpool
+        self.layer1, self.layer2, self.layer3 = full.layer1, full.layer2, full.layer3
+        self.num_layers = num_layers
+        if num_layers == 4:
+            self.layer4 = full.layer4
+        elif num_layers != 3:
+            raise ClposeError(f"a ResNet trunk has 3 or 4 stages here, got {num_layers}")
+        expansion = 4 if depth >= 50 else 1
+        self.out_channels = (256 if num_layers == 3 else 512) * expansion
+        self.stride = 16 if num_layers == 3 else 32
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        if self.num_layers == 4:
+            x = self.layer4(x)
+        return x
+
+
+def load_pretrained(trunk: ResNetTrunk, path: str | Path) -> None:
+    """Load a torchvision ImageNet state dict (e.g. resnet50-0676ba61.pth) from a local file into `trunk`.
+
+    Keys the trunk does not have (fc.*, and layer4.* for a stride-16 trunk) are expected and reported; a
+    missing file, a file that is not a state dict, or tensors whose shapes do not fit are ClposeErrors.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClposeError(
+            f"pretrained weights {path} do not exist (clpose never downloads weights: pass a local "
+            f"torchvision state dict, e.g. resnet{trunk.depth}-*.pth)"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several types for a corrupt or non-tensor file
+        raise ClposeError(f"pretrained weights {path} could not be read as a state dict ({e})") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ClposeError(f"pretrained weights {path} are not a state dict of tensors")
+    state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    own = trunk.state_dict()
+    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
+             if k in own and v.shape != own[k].shape]  # fmt: skip
+    if wrong:
+        raise ClposeError(
+            f"pretrained weights {path} do not fit ResNet-{trunk.depth}: {len(wrong)} tensors have "
+            f"other shapes (first: {wrong[0]}); is it a ResNet-{trunk.depth} state dict?"
+        )
+    # BN step counters are absent from the older torchvision files and not weights: not worth reporting
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    if not any(k in own for k in state):
+        raise ClposeError(
+            f"pretrained weights {path} share no key with ResNet-{trunk.depth} (first key: {next(iter(state), 'none')})"
+        )
+    trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    ignored = sorted({k.split(".")[0] for k in unexpected})
+    loaded = sum(k in own for k in state)
+    console.print(
+        f"loaded {path}: {loaded} trunk tensors; "
+        f"missing {len(missing)}{' (' + ', '.join(missing[:3]) + ')' if missing else ''}; "
+        f"unused {len(unexpected)}{' (' + ', '.join(ignored) + ')' if ignored else ''}"
+    )

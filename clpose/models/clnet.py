@@ -1,0 +1,119 @@
+"""CLNet-ResNet (paper Fig. 2(a)): ResNet stem + layer1-3 (stride 16), then a DetNet-style head.
+
+Head: two dilated bottlenecks (dilation 2, stride 1; the first with DetNet's 1x1 projection shortcut), one
+plain bottleneck, one 3x3 convolution producing 3K maps (K heatmaps, K y-offsets, K x-offsets), no activation.
+
+Stride ablation (Table 5): S=32 adds layer4 (2048 channels; the first head block projects them to 1024);
+S=8 and S=4 keep the stride-16 trunk and add one or two residual up-sampling blocks before the head.
+docs/method.md states the design and the measured parameter counts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clpose.errors import ClposeError
+from clpose.models.backbones import ResNetTrunk, load_pretrained
+
+
+def _conv_bn(cin: int, cout: int, kernel: int, dilation: int = 1) -> list[nn.Module]:
+    pad = dilation * (kernel - 1) // 2
+    return [nn.Conv2d(cin, cout, kernel, padding=pad, dilation=dilation, bias=False), nn.BatchNorm2d(cout)]
+
+
+class Bottleneck(nn.Module):
+    """1x1 reduce, 3x3 (optionally dilated), 1x1 expand, plus a shortcut (DetNet blocks A and B).
+
+    Args:
+        cin, mid, cout: input, middle and output channels.
+        dilation: dilation of the 3x3 convolution (stride is always 1).
+        project: use a 1x1 conv + BN shortcut (DetNet block B); required when cin != cout.
+    """
+
+    def __init__(self, cin: int, mid: int, cout: int, dilation: int = 1, project: bool = False) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(cin, mid, 1),
+            nn.ReLU(inplace=True),
+            *_conv_bn(mid, mid, 3, dilation),
+            nn.ReLU(inplace=True),
+            *_conv_bn(mid, cout, 1),
+        )
+        self.shortcut = nn.Sequential(*_conv_bn(cin, cout, 1)) if project or cin != cout else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class UpBlock(nn.Module):
+    """x2 up-sampling bottleneck: 1x1 reduce, 4x4 stride-2 transposed conv, 1x1 expand; nearest-neighbour
+    up-sampled shortcut, so the block starts close to an up-sampling of the trunk's features."""
+
+    def __init__(self, channels: int, mid: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            *_conv_bn(channels, mid, 1),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(mid, mid, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            *_conv_bn(mid, channels, 1),
+        )
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+def init_prediction_conv(conv: nn.Conv2d) -> None:
+    """Small weights and zero bias for a layer that outputs maps: predictions start near 0 (no false cells)."""
+    nn.init.normal_(conv.weight, std=0.001)
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
+class CLNetResNet(nn.Module):
+    """CLNet-ResNet-{18,34,50,101,152}.
+
+    Args:
+        depth: ResNet depth.
+        num_keypoints: K.
+        stride: output stride S of the maps: 4, 8, 16 (the paper's CLNet) or 32.
+        pretrained: local torchvision ImageNet state dict for the trunk.
+
+    forward: images (N, 3, H, W) -> maps (N, 3K, H/S, W/S).
+    """
+
+    codec = "composite"
+    num_stages = 1
+
+    def __init__(self, depth: int, num_keypoints: int, stride: int = 16, pretrained: str | None = None) -> None:
+        super().__init__()
+        if stride not in (4, 8, 16, 32):
+            raise ClposeError(f"CLNet-ResNet stride must be 4, 8, 16 or 32, got {stride}")
+        self.num_keypoints = num_keypoints
+        self.stride = stride
+        self.trunk = ResNetTrunk(depth, num_layers=4 if stride == 32 else 3)
+        self.size_divisor = self.trunk.stride
+        if pretrained:
+            load_pretrained(self.trunk, pretrained)
+        cin = self.trunk.out_channels
+        width = cin if stride != 32 else cin // 2  # stride 32: 2048 -> 1024 in the first head block
+        mid = width // 4
+        steps = int(math.log2(16 // stride)) if stride < 16 else 0
+        self.upsample = nn.Sequential(*[UpBlock(cin, mid) for _ in range(steps)])
+        self.head = nn.Sequential(
+            Bottleneck(cin, mid, width, dilation=2, project=True),
+            Bottleneck(width, mid, width, dilation=2),
+            Bottleneck(width, mid, width),
+        )
+        self.predict = nn.Conv2d(width, 3 * num_keypoints, 3, padding=1)
+        init_prediction_conv(self.predict)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict(self.head(self.upsample(self.trunk(x))))
