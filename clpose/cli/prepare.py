@@ -7,8 +7,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.cli.common import not_available
-
 
 def prepare(
     dataset: Annotated[
@@ -18,14 +16,28 @@ def prepare(
         Path | None, typer.Option(help="Folder with the files as downloaded (default: data/DATASET).")
     ] = None,
     out: Annotated[Path | None, typer.Option(help="Where the records go (default: the --root folder).")] = None,
+    annotations: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="SPLIT=FILE for a non-standard layout, e.g. val=test_coco.json; mpii also takes "
+            "release=FILE and gt_valid=FILE. Relative paths may be relative to --root."
+        ),
+    ] = None,
+    images: Annotated[
+        list[str] | None, typer.Option(help="Image folder, or SPLIT=DIR, when not where the layout puts it.")
+    ] = None,
     detections: Annotated[
         Path | None,
-        typer.Option(help="COCO: person detections (COCO results format) for the validation records."),
+        typer.Option(
+            help="coco: person detections (COCO results format) for the val records; the ground-truth "
+            "boxes then go to val_gt."
+        ),
     ] = None,
     train: Annotated[int, typer.Option(help="synthetic: number of training images.")] = 4000,
     val: Annotated[int, typer.Option(help="synthetic: number of validation images.")] = 500,
     size: Annotated[int, typer.Option(help="synthetic: image side in pixels.")] = 256,
     seed: Annotated[int, typer.Option(help="synthetic: random seed (same seed, same data).")] = 0,
+    workers: Annotated[int | None, typer.Option(help="synthetic: processes rendering images.")] = None,
     video: Annotated[
         Path | None, typer.Option(help="synthetic: also render a clip of moving figures to this .mp4 file.")
     ] = None,
@@ -34,6 +46,21 @@ def prepare(
     """Convert LSP, MPII or COCO files as downloaded into clpose records, or generate the synthetic set.
 
     Writes one records JSON per split plus summary.json, and prints people per split, labelled keypoints and
-    images missing on disk.
+    images missing on disk. docs/datasets.md shows each download's layout.
     """
-    not_available("prepare", 4)
+    from clpose.console import console
+    from clpose.data.prepare import run_prepare
+
+    root = root or Path("data") / dataset
+    out = out or root
+    options = {"train": train, "val": val, "size": size, "seed": seed, "workers": workers}
+    run_prepare(dataset, root, out, annotations, images, detections, options if dataset == "synthetic" else None)
+    if video is not None:
+        if dataset != "synthetic":
+            from clpose.errors import ClposeError
+
+            raise ClposeError("--video renders synthetic figures: use it with `clpose prepare synthetic`")
+        from clpose.data.prepare.synthetic import write_video
+
+        write_video(video, frames, seed=seed)
+        console.print(f"video: {video} ({frames} frames, ground truth in {video.with_suffix('.json')})")

@@ -1,0 +1,188 @@
+"""TopDownDataset: one person per sample -> normalised crop, the codec's targets, and the meta to map back.
+
+Augmentation (training only) follows the strong baselines (PROTOCOLS.md): random scale, rotation (with a
+probability), shear (the paper's addition), horizontal flip with the skeleton's flip pairs, half-body crops
+and colour jitter, every probability and range a recipe option. The random numbers of sample i in epoch e
+come from a generator seeded with (seed, e, i), so a run is reproducible whatever the number of workers and
+whichever worker draws the sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from clpose.codecs import Codec
+from clpose.config import AugmentConfig
+from clpose.data.records import Records
+from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box
+from clpose.errors import ClposeError
+from clpose.skeletons import Skeleton
+
+MEAN_RGB = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD_RGB = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations refer to the raw pixel array
+
+
+def read_image(path: Any, context: str = "") -> np.ndarray:
+    """BGR uint8 image, or a ClposeError naming the file (and `context`, e.g. the record it belongs to)."""
+    image = cv2.imread(str(path), READ_FLAGS)
+    if image is None:
+        raise ClposeError(f"image {path} is missing or cannot be decoded{context}")
+    return image
+
+
+_LUMA_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
+# to RGB, / 255, - mean, / std as one 3x4 colour matrix on a BGR pixel: out = M @ [b, g, r, 1]
+_NORMALIZE = np.zeros((3, 4), dtype=np.float32)
+_NORMALIZE[[0, 1, 2], [2, 1, 0]] = 1.0 / (255.0 * STD_RGB)
+_NORMALIZE[:, 3] = -MEAN_RGB / STD_RGB
+
+
+def jitter_matrix(crop_bgr: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:
+    """Brightness, saturation and contrast as one 3x4 colour matrix on BGR pixels.
+
+    All three are affine in the pixel: brightness x -> b x; saturation x -> g + s (x - g) with g the luma;
+    contrast x -> c (x - m) + m with m the mean luma after brightness (saturation keeps the luma).
+    """
+    sat = saturation * np.eye(3, dtype=np.float32) + (1 - saturation) * np.outer(np.ones(3), _LUMA_BGR)
+    mean = brightness * float(np.dot(cv2.mean(crop_bgr)[:3], _LUMA_BGR))
+    matrix = np.zeros((3, 4), dtype=np.float32)
+    matrix[:, :3] = contrast * brightness * sat
+    matrix[:, 3] = (1 - contrast) * mean
+    return matrix
+
+
+def normalize(crop_bgr: np.ndarray, jitter: tuple[float, float, float] | None = None) -> torch.Tensor:
+    """BGR uint8 (H, W, 3) -> RGB float (3, H, W) with ImageNet mean/std, after optional colour jitter.
+
+    Args:
+        jitter: (brightness, contrast, saturation) factors, 1 = unchanged. Jittered values are clipped to
+            0..255 (cv2.transform saturates uint8), as a camera would.
+    """
+    if jitter is not None:
+        crop_bgr = cv2.transform(crop_bgr, jitter_matrix(crop_bgr, *jitter))
+    x = cv2.transform(crop_bgr.astype(np.float32), _NORMALIZE)
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def denormalize(image: torch.Tensor) -> np.ndarray:
+    """The inverse of `normalize` (without jitter): (3, H, W) tensor -> BGR uint8 (H, W, 3), for drawing."""
+    x = image.detach().cpu().numpy().transpose(1, 2, 0) * STD_RGB + MEAN_RGB
+    return np.ascontiguousarray(np.clip(x[:, :, ::-1] * 255.0 + 0.5, 0, 255).astype(np.uint8))
+
+
+class TopDownDataset(Dataset):
+    """Person crops for training and evaluation.
+
+    Args:
+        records: the split's people (clpose.data.records).
+        skeleton: keypoint metadata (flip pairs, upper body).
+        codec: encodes the crop's keypoints into targets; its input_size must equal `input_size`.
+        input_size: crop size (W, H).
+        train: apply augmentation.
+        augment: augmentation settings (defaults of AugmentConfig when None).
+        box_padding: person box enlargement.
+        seed: base seed of the per-sample random generators.
+    """
+
+    def __init__(
+        self,
+        records: Records,
+        skeleton: Skeleton,
+        codec: Codec,
+        input_size: tuple[int, int],
+        train: bool = True,
+        augment: AugmentConfig | None = None,
+        box_padding: float = 1.25,
+        seed: int = 0,
+    ) -> None:
+        if tuple(codec.input_size) != tuple(input_size):
+            raise ClposeError(f"the codec encodes {codec.input_size} (WxH) crops but the dataset makes {input_size}")
+        if records.keypoints.shape[1] != skeleton.num_keypoints:
+            raise ClposeError(f"records {records.path} have {records.keypoints.shape[1]} keypoints but skeleton "
+                              f"{skeleton.name} has {skeleton.num_keypoints}")
+        self.records, self.skeleton, self.codec = records, skeleton, codec
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.train = train
+        self.augment = augment or AugmentConfig()
+        self.box_padding = box_padding
+        self.seed = seed
+        self.epoch = 0
+        self.flip_index = np.array(skeleton.flip_index)
+        self._paths = [str(records.image_dir / img["file"]) for img in records.images]  # no Path work per sample
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """New augmentation draws each epoch (workers get the dataset again every epoch)."""
+        self.epoch = epoch
+
+    def _augment(self, i: int, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, tuple, bool, tuple]:
+        """Draw (centre, box size, rotation, shear, flip, jitter) for sample i (few generator calls: this runs
+        for every sample)."""
+        a = self.augment
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        normal = rng.standard_normal(4)  # scale, rotation, shear x, shear y
+        uniform = rng.random(6)  # half-body, rotation, flip, three jitter factors
+        w, h = self.input_size
+        center = self.records.centers[i]
+        size = box_size(self.records.scales[i], self.input_size, self.box_padding)
+        if uniform[0] < a.half_body_prob and int((keypoints[:, 2] > 0).sum()) > a.half_body_min_keypoints:
+            half = half_body_box(keypoints, self.skeleton.upper_body, rng, w / h)
+            if half is not None:
+                center, size = half
+        sf, rf, shf = a.scale_factor, a.rotation_factor, a.shear_factor
+        size = size * min(max(normal[0] * sf + 1, 1 - sf), 1 + sf)
+        rotation = min(max(normal[1] * rf, -2 * rf), 2 * rf) if uniform[1] < a.rotation_prob else 0.0
+        shear = (min(max(normal[2] * shf, -2 * shf), 2 * shf), min(max(normal[3] * shf, -2 * shf), 2 * shf))
+        flip = bool(uniform[2] < a.flip_prob)
+        j = a.color_jitter
+        jitter = tuple(float(v) for v in 1 - j + 2 * j * uniform[3:]) if j > 0 else None
+        return center, size, float(rotation), shear, flip, jitter
+
+    def crop_geometry(self, i: int) -> tuple[np.ndarray, bool, tuple | None]:
+        """(affine 2x3, flipped, jitter) of sample i: augmented in training, the plain box otherwise."""
+        keypoints = self.records.keypoints[i]
+        if not self.train:
+            size = box_size(self.records.scales[i], self.input_size, self.box_padding)
+            return get_affine(self.records.centers[i], size, self.input_size), False, None
+        center, size, rotation, shear, flip, jitter = self._augment(i, keypoints)
+        return get_affine(center, size, self.input_size, rotation, shear, flip), flip, jitter
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        records = self.records
+        image = cv2.imread(self._paths[records.image_index[i]], READ_FLAGS)
+        if image is None:
+            read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
+        affine, flipped, jitter = self.crop_geometry(i)
+        crop = cv2.warpAffine(image, affine, self.input_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        keypoints = apply_affine(records.keypoints[i, :, :2], affine)
+        visible = records.keypoints[i, :, 2]
+        if flipped:
+            keypoints, visible = keypoints[self.flip_index], visible[self.flip_index]
+        targets = self.codec.encode(keypoints, visible)
+        sample = {name: torch.from_numpy(value) for name, value in targets.items()}
+        sample["image"] = normalize(crop, jitter)
+        sample["keypoints"] = torch.from_numpy(keypoints.astype(np.float32))
+        sample["visible"] = torch.from_numpy(visible.astype(np.float32))
+        sample["meta"] = {
+            "index": i,
+            "image_id": records.image_id(i),
+            "affine": torch.from_numpy(affine),
+            "center": torch.from_numpy(records.centers[i].copy()),
+            "scale": torch.from_numpy(records.scales[i].copy()),
+            "box_score": float(records.box_scores[i]),
+            "flipped": flipped,
+        }
+        return sample
+
+
+def worker_init(worker_id: int) -> None:
+    """Data-loader workers: one OpenCV thread each (the workers are the parallelism)."""
+    cv2.setNumThreads(1)

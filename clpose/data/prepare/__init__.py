@@ -1,0 +1,80 @@
+"""`clpose prepare`: raw dataset files as downloaded -> one records file per split + summary.json."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from clpose.data.prepare.common import Report, print_summary, summarize, write_all
+from clpose.errors import ClposeError
+
+DATASETS = ("lsp", "mpii", "coco", "synthetic")
+
+
+def _resolve(value: str, root: Path) -> Path:
+    """A relative path is looked up in the dataset root first, then taken as given (relative to the cwd)."""
+    path = Path(value)
+    if not path.is_absolute() and (root / path).exists():
+        return root / path
+    return path
+
+
+def parse_assignments(values: list[str], root: Path, option: str) -> dict[str, Path]:
+    """["val=file.json", "dir"] -> {"val": root/file.json, "*": root/dir} for --annotations / --images."""
+    out = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        if not sep:
+            key, path = "*", value
+        if not key or not path:
+            raise ClposeError(f"{option} {value!r}: expected SPLIT=PATH (or PATH)")
+        out[key] = _resolve(path, root)
+    return out
+
+
+def run_prepare(
+    dataset: str,
+    root: Path,
+    out: Path,
+    annotations: list[str] | None = None,
+    images: list[str] | None = None,
+    detections: Path | None = None,
+    synthetic: dict[str, Any] | None = None,
+    show: bool = True,
+) -> dict[str, Any]:
+    """Convert (or generate) a dataset; returns the summary that is also written to OUT/summary.json."""
+    report = Report()
+    ann = parse_assignments(annotations or [], root, "--annotations")
+    imgs = parse_assignments(images or [], root, "--images")
+    if dataset != "synthetic" and not root.is_dir():
+        raise ClposeError(f"--root {root} is not a folder (expected the {dataset} files as downloaded)")
+    if dataset == "lsp":
+        from clpose.data.prepare.lsp import prepare_lsp
+
+        splits, tables = prepare_lsp(root, report)
+    elif dataset == "mpii":
+        from clpose.data.prepare.mpii import prepare_mpii
+
+        if "*" in ann:
+            raise ClposeError("--annotations for mpii needs SPLIT=FILE (train, valid, trainval, test, release, gt_valid)")
+        splits, tables = prepare_mpii(root, report, ann, imgs.get("*"))
+    elif dataset == "coco":
+        from clpose.data.prepare.coco import prepare_coco
+
+        if "*" in ann:
+            raise ClposeError("--annotations for coco needs SPLIT=FILE, e.g. val=person_keypoints_val2017.json")
+        det = _resolve(str(detections), root) if detections else None
+        splits, tables = prepare_coco(root, report, ann, imgs, det)
+    elif dataset == "synthetic":
+        from clpose.data.prepare.synthetic import prepare_synthetic
+
+        options = dict(synthetic or {})
+        counts = {"train": options.pop("train", 4000), "valid": options.pop("val", 500)}
+        splits, tables = prepare_synthetic(out, report, counts, **options)
+    else:
+        raise ClposeError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    summary = summarize(splits, tables, report)
+    write_all(out, dataset, splits, summary)
+    if show:
+        print_summary(dataset, out, summary)
+    return summary

@@ -1,0 +1,135 @@
+"""What every converter shares: image checks, warnings, the summary, and writing all splits at the end."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+from PIL import Image
+
+from clpose.data.records import Records, records_path, save_records
+from clpose.errors import ClposeError
+from clpose.io import write_json
+
+
+@dataclass
+class Report:
+    """Counted problems per split: single bad people or images are warnings, never a crash halfway."""
+
+    warnings: dict[str, Counter] = field(default_factory=dict)
+
+    def warn(self, split: str, what: str, count: int = 1) -> None:
+        if count:
+            self.warnings.setdefault(split, Counter())[what] += count
+
+
+class ImageTable:
+    """Unique images of a split: id, file (relative to the image folder), size; missing files are counted.
+
+    Sizes come from the file header (no decoding); `known_size` (e.g. COCO's width/height) skips the read.
+    """
+
+    def __init__(self, image_dir: Path) -> None:
+        self.image_dir = image_dir
+        self.images: list[dict[str, Any]] = []
+        self.index: dict[str, int] = {}
+        self.missing: set[int] = set()  # indices into `images`
+        self.unreadable: set[int] = set()
+
+    def add(self, file: str, image_id: int | None = None, known_size: tuple[int, int] | None = None) -> int:
+        if file in self.index:
+            return self.index[file]
+        width, height = known_size or (0, 0)
+        path = self.image_dir / file
+        if not path.is_file():
+            self.missing.add(len(self.images))
+        elif known_size is None:
+            try:
+                with Image.open(path) as im:
+                    width, height = im.size
+            except (OSError, SyntaxError, ValueError):
+                self.unreadable.add(len(self.images))
+        self.index[file] = len(self.images)
+        self.images.append({"id": len(self.images) if image_id is None else image_id, "file": file,
+                            "width": int(width), "height": int(height)})  # fmt: skip
+        return self.index[file]
+
+
+def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
+    """scipy.io.loadmat with a ClposeError naming the file."""
+    if not path.is_file():
+        raise ClposeError(f"{path} does not exist")
+    try:
+        return scipy.io.loadmat(str(path), **kwargs)
+    except (ValueError, OSError, NotImplementedError, TypeError) as e:
+        raise ClposeError(f"{path} could not be read as a MATLAB file ({e})") from None
+
+
+def mat_array(mat: dict[str, Any], key: str, path: Path, shape: tuple[int | None, ...]) -> np.ndarray:
+    """mat[key] as a float array of the given shape (None = any size), or a ClposeError saying what came."""
+    if key not in mat:
+        keys = ", ".join(k for k in mat if not k.startswith("__"))
+        raise ClposeError(f"{path} has no array {key!r} (it has: {keys})")
+    arr = np.asarray(mat[key])
+    ok = arr.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, arr.shape, strict=False))
+    if not ok:
+        want = "x".join("N" if s is None else str(s) for s in shape)
+        raise ClposeError(f"{path}: {key} has shape {'x'.join(map(str, arr.shape))}, expected {want}")
+    return arr.astype(np.float64)
+
+
+def count_outside(keypoints: np.ndarray, width: int, height: int) -> int:
+    """How many labelled joints lie outside the image (0 <= x < width, 0 <= y < height). They are kept:
+    evaluation counts every labelled joint, and training gives joints outside the crop weight 0 anyway.
+    Images of unknown size (0) are not checked."""
+    if width <= 0 or height <= 0:
+        return 0
+    x, y, v = keypoints[:, 0], keypoints[:, 1], keypoints[:, 2]
+    return int(((v > 0) & ((x < 0) | (y < 0) | (x >= width) | (y >= height))).sum())
+
+
+def summarize(splits: dict[str, Records], tables: dict[str, ImageTable], report: Report) -> dict[str, Any]:
+    out = {}
+    for split, records in splits.items():
+        table = tables.get(split)
+        used = set(np.unique(records.image_index).tolist())
+        out[split] = {
+            "people": len(records),
+            "images": len(used),
+            "labelled_keypoints": int((records.keypoints[:, :, 2] > 0).sum()),
+            "images_missing": len(used & table.missing) if table else 0,
+            "images_unreadable": len(used & table.unreadable) if table else 0,
+            "warnings": dict(report.warnings.get(split, {})),
+        }
+    return out
+
+
+def write_all(out_dir: Path, dataset: str, splits: dict[str, Records], summary: dict[str, Any]) -> None:
+    """Write every split and summary.json; each file is atomic and nothing is written before all splits are
+    converted, so an interrupted `prepare` leaves no half-written records."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split, records in splits.items():
+        save_records(records_path(out_dir, split), records)
+    write_json(out_dir / "summary.json", {"dataset": dataset, "splits": summary})
+
+
+def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from clpose.console import console
+
+    table = Table(title=f"clpose prepare {dataset} -> {out_dir}")
+    for col in ("split", "people", "images", "labelled keypoints", "images missing", "warnings"):
+        table.add_column(col, justify="left" if col in ("split", "warnings") else "right")
+    for split, s in summary.items():
+        missing = s["images_missing"] + s["images_unreadable"]
+        warnings = "; ".join(f"{n} {what}" for what, n in s["warnings"].items()) or "-"
+        if s["images_unreadable"]:
+            warnings = f"{s['images_unreadable']} unreadable images; " + warnings
+        table.add_row(split, str(s["people"]), str(s["images"]), str(s["labelled_keypoints"]),
+                      f"[red]{missing}[/red]" if missing else "0", warnings)  # fmt: skip
+    console.print(table)

@@ -1,0 +1,98 @@
+"""The built-in synthetic data set: JPEG images and records in the same format as the real data sets."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from clpose.data.prepare.common import ImageTable, Report
+from clpose.data.records import Records, new_records
+from clpose.data.synthetic import person_box, render_sample, render_video_frames
+from clpose.data.transforms import box_to_center_scale
+from clpose.errors import ClposeError
+from clpose.io import atomic_path, write_json
+
+SPLIT_IDS = {"train": 0, "valid": 1}
+
+
+def _render_chunk(args: tuple[Path, str, int, int, int, int]) -> list[dict]:
+    """Render images [start, stop) of a split into `folder`; each image's generator is seeded by
+    (seed, split, index), so the data does not depend on how the work is divided."""
+    folder, split, seed, size, start, stop = args
+    cv2.setNumThreads(1)
+    people = []
+    for i in range(start, stop):
+        rng = np.random.default_rng([seed, SPLIT_IDS[split], i])
+        image, figure = render_sample(rng, size)
+        file = f"{split}/{i:06d}.jpg"
+        if not cv2.imwrite(str(folder / file), image, [cv2.IMWRITE_JPEG_QUALITY, 92]):
+            raise ClposeError(f"could not write {folder / file}")
+        keypoints = np.concatenate([figure.joints, figure.visibility[:, None]], axis=1)
+        keypoints[figure.visibility == 0] = 0.0
+        box = person_box(figure.joints, figure.height)
+        center, scale = box_to_center_scale(box)
+        people.append({"file": file, "center": center.tolist(), "scale": scale.tolist(), "box": box.tolist(),
+                       "keypoints": keypoints.tolist(), "extras": {"head_box": figure.head_box.tolist()}})  # fmt: skip
+    return people
+
+
+def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: int = 256, seed: int = 0,
+                      workers: int | None = None) -> tuple[dict[str, Records], dict[str, ImageTable]]:  # fmt: skip
+    if size < 64:
+        raise ClposeError(f"--size must be at least 64 pixels, got {size}")
+    image_dir = out / "images"
+    workers = workers or min(4, os.cpu_count() or 1)
+    splits, tables = {}, {}
+    for split, n in counts.items():
+        if n < 1:
+            raise ClposeError(f"--{'train' if split == 'train' else 'val'} must be >= 1, got {n}")
+        (image_dir / split).mkdir(parents=True, exist_ok=True)
+        step = max(1, -(-n // (workers * 4)))
+        chunks = [(image_dir, split, seed, size, a, min(n, a + step)) for a in range(0, n, step)]
+        if workers > 1:
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                rendered = [p for chunk in pool.map(_render_chunk, chunks) for p in chunk]
+        else:
+            rendered = [p for chunk in map(_render_chunk, chunks) for p in chunk]
+        table = ImageTable(image_dir)
+        people = []
+        for person in rendered:
+            index = table.add(person.pop("file"), known_size=(size, size))
+            people.append({"image_index": index, **person, "keypoints": np.array(person["keypoints"])})
+        splits[split] = new_records("synthetic", "synthetic", split, table.images, people, image_dir,
+                                    [f"clpose synthetic generator, seed {seed}, size {size}"])  # fmt: skip
+        tables[split] = table
+    return splits, tables
+
+
+def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0,
+                people: int = 2) -> Path:  # fmt: skip
+    """Render a clip of moving figures to `path` (mp4v) and its ground truth to `path` with suffix .json."""
+    if frames < 1:
+        raise ClposeError(f"--frames must be >= 1, got {frames}")
+    rng = np.random.default_rng([seed, 7])
+    truth = []
+    with atomic_path(path) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            raise ClposeError(f"OpenCV cannot write the video {path} (mp4v codec unavailable)")
+        try:
+            for frame, joints, vis in render_video_frames(rng, frames, width, height, people):
+                writer.write(frame)
+                truth.append({"frame": len(truth), "people": [
+                    {"keypoints": np.round(np.concatenate([j, v[:, None]], 1), 3).tolist()} for j, v in zip(joints, vis)
+                ]})  # fmt: skip
+        finally:
+            writer.release()
+    write_json(path.with_suffix(".json"), {"fps": fps, "width": width, "height": height, "skeleton": "synthetic",
+                                           "frames": truth}, indent=None)  # fmt: skip
+    return path
+
+
+def read_truth(path: Path) -> dict:
+    return json.loads(Path(path).with_suffix(".json").read_text())

@@ -1,0 +1,105 @@
+"""Affine maths of the top-down pipeline: one 2x3 matrix per sample maps the person box onto the crop.
+
+The matrix composes, in this order: move the box centre to the origin, rotate, shear, scale the box to the
+crop, mirror (flip), move the origin to the crop centre ((W - 1) / 2, (H - 1) / 2). Coordinates are OpenCV
+pixel coordinates (pixel centres at integers), so a flip of the crop is x' = W - 1 - x, which is what the
+codecs' flip-back assumes. The same matrix warps the image (cv2.warpAffine) and moves the keypoints; its
+inverse maps predictions back to the image. Nothing else in clpose writes affine maths.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+PIXEL_STD = 200.0  # records store box sizes as scale = size / 200 (the convention of the MPII annotations)
+
+
+def fit_aspect(size_wh: np.ndarray, aspect: float) -> np.ndarray:
+    """Grow the box width or height so that width / height == aspect (the whole box stays in view)."""
+    w, h = float(size_wh[0]), float(size_wh[1])
+    if w > aspect * h:
+        h = w / aspect
+    else:
+        w = h * aspect
+    return np.array([w, h])
+
+
+def box_size(scale: np.ndarray, output_wh: tuple[int, int], padding: float) -> np.ndarray:
+    """Box size in pixels for a record's scale: x 200, padded, fitted to the output aspect ratio."""
+    return fit_aspect(np.asarray(scale, dtype=np.float64) * PIXEL_STD * padding, output_wh[0] / output_wh[1])
+
+
+def box_to_center_scale(box_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A COCO box [x, y, w, h] to (centre, scale = size / 200), as the SimpleBaseline/HRNet code does."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    return np.array([x + 0.5 * w, y + 0.5 * h]), np.array([w, h]) / PIXEL_STD
+
+
+def get_affine(
+    center: np.ndarray,
+    size_wh: np.ndarray,
+    output_wh: tuple[int, int],
+    rotation: float = 0.0,
+    shear: tuple[float, float] = (0.0, 0.0),
+    flip: bool = False,
+) -> np.ndarray:
+    """The 2x3 matrix taking image pixels to crop pixels.
+
+    Args:
+        center: box centre (x, y) in the image.
+        size_wh: box width and height in image pixels (mapped onto the whole crop).
+        output_wh: crop size (W, H).
+        rotation: degrees; the box is rotated counter-clockwise in the image, so the crop's content turns
+            clockwise.
+        shear: (sx, sy) shear factors applied in the rotated box frame.
+        flip: mirror the crop horizontally.
+    """
+    w_out, h_out = output_wh
+    theta = math.radians(rotation)
+    cos, sin = math.cos(theta), math.sin(theta)
+    to_origin = np.array([[1, 0, -center[0]], [0, 1, -center[1]], [0, 0, 1]], dtype=np.float64)
+    rotate = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], dtype=np.float64)
+    shearing = np.array([[1, shear[0], 0], [shear[1], 1, 0], [0, 0, 1]], dtype=np.float64)
+    scale = np.diag([w_out / size_wh[0], h_out / size_wh[1], 1.0])
+    mirror = np.diag([-1.0 if flip else 1.0, 1.0, 1.0])
+    to_crop = np.array([[1, 0, (w_out - 1) / 2], [0, 1, (h_out - 1) / 2], [0, 0, 1]], dtype=np.float64)
+    return (to_crop @ mirror @ scale @ shearing @ rotate @ to_origin)[:2]
+
+
+def invert_affine(matrix: np.ndarray) -> np.ndarray:
+    """The inverse of a 2x3 affine matrix (or a stack (..., 2, 3) of them)."""
+    m = np.asarray(matrix, dtype=np.float64)
+    linear, shift = m[..., :2], m[..., 2:]
+    inv = np.linalg.inv(linear)
+    return np.concatenate([inv, -inv @ shift], axis=-1)
+
+
+def apply_affine(points: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Points (..., K, 2) through a 2x3 matrix (or one matrix per leading index, (..., 2, 3))."""
+    pts = np.asarray(points, dtype=np.float64)
+    m = np.asarray(matrix, dtype=np.float64)
+    return pts @ np.swapaxes(m[..., :2], -1, -2) + m[..., None, :, 2]
+
+
+def half_body_box(
+    keypoints: np.ndarray, upper_body: tuple[int, ...], rng: np.random.Generator, aspect: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """The half-body augmentation of the HRNet code: a box around the labelled joints of the upper or the
+    lower body (chosen at random, falling back to the other half), enlarged 1.5x. Returns (centre, size in
+    pixels before padding), or None when fewer than two joints of the chosen half are labelled."""
+    labelled = keypoints[:, 2] > 0
+    upper = np.zeros(len(keypoints), dtype=bool)
+    upper[list(upper_body)] = True
+    halves = [labelled & upper, labelled & ~upper]
+    chosen = halves[0] if rng.random() < 0.5 and halves[0].sum() > 2 else halves[1]
+    if chosen.sum() < 2:
+        chosen = halves[0]
+    if chosen.sum() < 2:
+        return None
+    pts = keypoints[chosen, :2]
+    lo, hi = pts.min(axis=0), pts.max(axis=0)
+    center = (lo + hi) / 2
+    size = fit_aspect(np.maximum(hi - lo, 1.0), aspect) * 1.5
+    return center, size

@@ -1,0 +1,294 @@
+"""`clpose prepare`: every converter on the real samples (skipped without them) and on written fixtures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import scipy.io
+from typer.testing import CliRunner
+
+from clpose.cli.app import app
+from clpose.data.prepare import run_prepare
+from clpose.data.records import load_records
+from clpose.errors import ClposeError
+
+runner = CliRunner()
+
+
+def _summary(out: Path) -> dict:
+    return json.loads((out / "summary.json").read_text())["splits"]
+
+
+# ------------------------------------------------------------------------------------------------ real samples
+
+
+def test_lsp_and_lspet_real_samples(realdata: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["prepare", "lsp", "--root", str(realdata), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    s = _summary(tmp_path)
+    assert s["train"]["people"] == 11000 and s["test"]["people"] == 1000
+    assert s["test"]["labelled_keypoints"] == 14000  # LSP: every joint is labelled
+    assert s["train"]["images_missing"] == 10980  # only LSPET im00001-im00020 are in the sample
+    test = load_records(tmp_path / "test.json")
+    raw = scipy.io.loadmat(str(realdata / "lsp" / "joints.mat"))["joints"]  # 3 x 14 x 2000, 1-based
+    np.testing.assert_allclose(test.keypoints[0, :, :2], raw[:2, :, 1000].T - 1)
+    np.testing.assert_array_equal(test.keypoints[:, :, 2], np.where(raw[2, :, 1000:].T > 0.5, 1, 2))
+    train = load_records(tmp_path / "train.json")
+    et = scipy.io.loadmat(str(realdata / "lspet" / "joints.mat"))["joints"]  # 14 x 3 x 10000, flag = visible
+    assert train.image_path(0).name == "im00001.jpg" and train.image_path(10000).name == "im0001.jpg"
+    np.testing.assert_array_equal(train.keypoints[:10000, :, 2] > 0, et[:, 2, :].T > 0.5)
+    assert train.images[0]["width"] > 0  # read from the real image's header
+
+
+def test_mpii_json_sample_with_gt_valid(realdata: Path, tmp_path: Path) -> None:
+    args = ["prepare", "mpii", "--root", str(realdata / "mpii"), "--annotations", "valid=test_mpii.json",
+            "--out", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    s = _summary(tmp_path)["valid"]
+    assert s["people"] == 5 and s["images"] == 5 and s["images_missing"] == 0 and s["warnings"] == {}
+    valid = load_records(tmp_path / "valid.json")
+    raw = json.loads((realdata / "mpii" / "test_mpii.json").read_text())
+    for i, person in enumerate(raw):
+        joints = np.array(person["joints"])
+        vis = np.array(person["joints_vis"]) > 0
+        np.testing.assert_allclose(valid.keypoints[i, vis, :2], joints[vis] - 1)
+        assert (valid.keypoints[i, ~vis, 2] == 0).all()
+        np.testing.assert_allclose(
+            valid.centers[i], [person["center"][0] - 1, person["center"][1] + 15 * person["scale"] - 1]
+        )
+        assert "head_box" in valid.extras[i]
+    gt = scipy.io.loadmat(str(realdata / "mpii" / "gt_valid.mat"))
+    hit = valid.extras[0]["gt_valid_index"]
+    np.testing.assert_allclose(valid.extras[0]["head_box"], gt["headboxes_src"][:, :, hit].ravel() - 1, atol=1e-3)
+
+
+def test_coco_sample_with_detections(realdata: Path, tmp_path: Path) -> None:
+    args = ["prepare", "coco", "--root", str(realdata / "coco"), "--annotations", "val=test_coco.json", "--images",
+            ".", "--detections", "test_coco_det_AP_H_56.json", "--out", str(tmp_path)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    s = _summary(tmp_path)
+    assert s["val_gt"]["people"] == 12 and s["val_gt"]["images"] == 4 and s["val_gt"]["labelled_keypoints"] == 181
+    assert s["val"]["people"] == 118 and s["val"]["images_missing"] == 0
+    gt = load_records(tmp_path / "val_gt.json")
+    assert gt.image_path(0).is_file()
+    det = load_records(tmp_path / "val.json")
+    assert 0 < det.box_scores.min() <= det.box_scores.max() <= 1 and (det.keypoints == 0).all()
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+
+
+def _write_image(path: Path, w: int = 80, h: int = 60) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.zeros((h, w, 3), np.uint8))
+
+
+def test_lsp_fixture_splits_and_errors(tmp_path: Path) -> None:
+    root = tmp_path / "raw"
+    lsp = np.zeros((3, 14, 4))
+    lsp[0], lsp[1] = 11.0, 21.0
+    lsp[0, 0, :] = 500.0  # far outside the 80x60 images: counted, kept
+    lsp[2, 3, :] = 1  # occluded
+    (root / "lsp_dataset").mkdir(parents=True)
+    scipy.io.savemat(str(root / "lsp_dataset" / "joints.mat"), {"joints": lsp})
+    for i in range(3):
+        _write_image(root / "lsp_dataset" / "images" / f"im{i + 1:04d}.jpg")
+    (root / "lsp_dataset" / "images" / "im0004.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    run_prepare("lsp", root, root, show=False)
+    s = _summary(root)
+    assert s["train"]["people"] == 2 and s["test"]["people"] == 2  # half and half without LSPET
+    assert s["test"]["images_unreadable"] == 1 and s["test"]["images_missing"] == 0
+    assert s["test"]["warnings"] == {"labelled joints outside the image (kept)": 1}  # im0004 has no known size
+    test = load_records(root / "test.json")
+    assert test.keypoints[0, 3, 2] == 1 and test.keypoints[0, 4, 2] == 2 and test.keypoints[0, 1, 0] == 10.0
+    scipy.io.savemat(str(root / "lsp_dataset" / "joints.mat"), {"joints": np.zeros((14, 3, 4))})
+    with pytest.raises(ClposeError, match=r"joints\.mat: joints has shape 14x3x4, expected 3x14xN"):
+        run_prepare("lsp", root, root, show=False)
+    with pytest.raises(ClposeError, match="neither lsp_dataset"):
+        run_prepare("lsp", tmp_path / "raw" / "lsp_dataset", tmp_path, show=False)
+
+
+def _mpii_json_fixture(root: Path) -> None:
+    (root / "annot").mkdir(parents=True)
+    people = []
+    for i in range(3):
+        joints = [[10.0 + k + i, 20.0 + k] for k in range(16)]
+        joints[6] = [-1.0, -1.0]
+        people.append({"image": f"{i}.jpg", "joints": joints, "joints_vis": [1] * 6 + [0] + [1] * 9,
+                       "center": [40.0, 30.0], "scale": 0.2})  # fmt: skip
+        _write_image(root / "images" / f"{i}.jpg")
+    (root / "annot" / "train.json").write_text(json.dumps(people[:2]))
+    (root / "annot" / "valid.json").write_text(json.dumps(people[2:]))
+    pos = np.zeros((16, 2, 1))
+    pos[:, :, 0] = np.array(people[2]["joints"])
+    pos[6, :, 0] = 0
+    missing = np.zeros((16, 1))
+    missing[6] = 1
+    scipy.io.savemat(str(root / "annot" / "gt_valid.mat"), {
+        "pos_gt_src": pos, "jnt_missing": missing, "headboxes_src": np.array([[[5.0], [6.0]], [[25.0], [30.0]]])
+    })  # fmt: skip
+
+
+def test_mpii_json_fixture_default_layout(tmp_path: Path) -> None:
+    root = tmp_path / "mpii"
+    _mpii_json_fixture(root)
+    result = runner.invoke(app, ["prepare", "mpii", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    s = _summary(root)
+    assert s["train"]["people"] == 2 and s["valid"]["people"] == 1
+    valid = load_records(root / "valid.json")
+    assert valid.extras[0]["head_box"] == [4.0, 5.0, 24.0, 29.0]
+    assert valid.keypoints[0, 6, 2] == 0 and valid.keypoints[0, 0, 2] == 2
+    np.testing.assert_allclose(valid.centers[0], [39.0, 32.0])  # y + 15 * 0.2, then 0-based
+    bad = json.loads((root / "annot" / "valid.json").read_text())
+    del bad[0]["center"]
+    (root / "annot" / "valid.json").write_text(json.dumps(bad))
+    result = runner.invoke(app, ["prepare", "mpii", "--root", str(root)])
+    assert result.exit_code == 2 and "valid.json: person 0 needs the keys image, center, scale" in result.stderr
+
+
+def _struct_array(items: list[dict]) -> np.ndarray:
+    """A MATLAB struct array (1 x n) with the union of the items' fields (missing ones empty)."""
+    keys = sorted({k for item in items for k in item})
+    arr = np.zeros((1, len(items)), dtype=[(k, "O") for k in keys])
+    for i, item in enumerate(items):
+        for k in keys:
+            arr[0, i][k] = item.get(k, np.zeros((0, 0)))
+    return arr
+
+
+def _release_fixture(path: Path) -> None:
+    """RELEASE with its quirks: point arrays and single points, is_visible missing / empty / strings /
+    numbers, a person without points, a test image with two rects of which one is a single person."""
+
+    def point(k: int, x: float, y: float, vis=None) -> dict:
+        p = {"x": x, "y": y, "id": k}
+        if vis is not None:
+            p["is_visible"] = vis
+        return p
+
+    person_a = {"x1": 11.0, "y1": 12.0, "x2": 31.0, "y2": 33.0, "scale": 0.5, "objpos": {"x": 51.0, "y": 41.0},
+                "annopoints": {"point": _struct_array([point(0, 21.0, 31.0, "1"), point(9, 41.0, 11.0, "0"),
+                                                      point(13, 30.0, 30.0, np.zeros((0, 0)))])}}  # fmt: skip
+    no_flag = {"point": {"x": 5.0, "y": 6.0, "id": 2}}  # a single point struct without the is_visible field
+    person_b = {"x1": 1.0, "y1": 2.0, "x2": 3.0, "y2": 4.0, "scale": 0.3, "objpos": {"x": 10.0, "y": 10.0},
+                "annopoints": no_flag}  # fmt: skip
+    person_c = {"x1": 1.0, "y1": 2.0, "x2": 3.0, "y2": 4.0, "scale": 0.3, "objpos": {"x": 10.0, "y": 10.0},
+                "annopoints": np.zeros((0, 0))}  # fmt: skip
+    test_rects = _struct_array([{"scale": 0.4, "objpos": {"x": 20.0, "y": 20.0}},
+                                {"scale": 0.6, "objpos": {"x": 30.0, "y": 30.0}}])  # fmt: skip
+    annolist = np.zeros((1, 3), dtype=[("image", "O"), ("annorect", "O")])
+    annolist[0, 0]["image"], annolist[0, 0]["annorect"] = {"name": "a.jpg"}, _struct_array([person_a, person_c])
+    annolist[0, 1]["image"], annolist[0, 1]["annorect"] = {"name": "b.jpg"}, person_b
+    annolist[0, 2]["image"], annolist[0, 2]["annorect"] = {"name": "c.jpg"}, test_rects
+    single = np.empty((3, 1), dtype=object)
+    single[0, 0], single[1, 0], single[2, 0] = np.array([[1]]), np.array([[1]]), np.array([[2]])
+    release = {"annolist": annolist, "img_train": np.array([[1, 1, 0]]), "single_person": single,
+               "act": np.zeros((3, 1))}  # fmt: skip
+    scipy.io.savemat(str(path), {"RELEASE": release})
+
+
+def test_mpii_release_struct_fixture(tmp_path: Path) -> None:
+    root = tmp_path / "mpii"
+    root.mkdir()
+    _release_fixture(root / "mpii_human_pose_v1_u12_1.mat")
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _write_image(root / "images" / name)
+    run_prepare("mpii", root, root, show=False)
+    s = _summary(root)
+    assert s["trainval"]["people"] == 2 and s["test"]["people"] == 1
+    assert s["trainval"]["warnings"] == {"people without points (skipped)": 1}
+    tv = load_records(root / "trainval.json")
+    np.testing.assert_array_equal(tv.keypoints[0, [0, 9, 13], 2], [2, 1, 2])  # "1", "0", empty
+    np.testing.assert_allclose(tv.keypoints[0, 0, :2], [20.0, 30.0])
+    np.testing.assert_allclose(tv.centers[0], [50.0, 40.0 + 15 * 0.5])
+    assert tv.extras[0]["head_box"] == [10.0, 11.0, 30.0, 32.0]
+    assert tv.keypoints[1, 2, 2] == 2  # no is_visible field at all: visible
+    test = load_records(root / "test.json")
+    np.testing.assert_allclose(test.scales[0], [0.6, 0.6])  # only the single person (rect 2) of the test image
+
+
+def test_mpii_release_with_gt_valid_makes_train_and_valid(tmp_path: Path) -> None:
+    root = tmp_path / "mpii"
+    root.mkdir()
+    _release_fixture(root / "mpii_human_pose_v1_u12_1.mat")
+    pos = np.zeros((16, 2, 1))
+    pos[2, :, 0] = [5.0, 6.0]  # person_b's only joint, 1-based
+    missing = np.ones((16, 1))
+    missing[2] = 0
+    scipy.io.savemat(str(root / "gt_valid.mat"), {"pos_gt_src": pos, "jnt_missing": missing,
+                                                  "headboxes_src": np.ones((2, 2, 1))})  # fmt: skip
+    run_prepare("mpii", root, root, show=False)
+    s = _summary(root)
+    assert s["valid"]["people"] == 1 and s["train"]["people"] == 1 and s["trainval"]["people"] == 2
+    assert load_records(root / "valid.json").extras[0]["gt_valid_index"] == 0
+
+
+def test_coco_fixture_filters_people_like_the_reference(tmp_path: Path) -> None:
+    root = tmp_path / "coco"
+    kp = [10, 10, 2] + [0, 0, 0] * 16
+
+    def ann(i: int, bbox: list, keypoints: list = kp, crowd: int = 0) -> dict:
+        return {"id": i, "image_id": 7, "category_id": 1, "iscrowd": crowd, "area": 100, "bbox": bbox,
+                "keypoints": keypoints}  # fmt: skip
+
+    anns = [ann(1, [5, 5, 20, 30]), ann(2, [5, 5, 20, 30], crowd=1), ann(3, [5, 5, 20, 30], [0] * 51),
+            ann(4, [90, 90, 5, 5]), ann(5, [70, 50, 40, 40])]  # fmt: skip
+    data = {"images": [{"id": 7, "file_name": "7.jpg", "width": 80, "height": 60}], "annotations": anns,
+            "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}]}  # fmt: skip
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
+    _write_image(root / "val2017" / "7.jpg")
+    run_prepare("coco", root, root, show=False)
+    val = load_records(root / "val.json")
+    assert [e["annotation_id"] for e in val.extras] == [1, 5]  # crowd, no keypoints, empty box: skipped
+    np.testing.assert_allclose(val.boxes[1], [70, 50, 9, 9])  # clipped: x2 = min(79, 70 + 39)
+    np.testing.assert_allclose(val.centers[0], [14.5, 19.5])  # HRNet clips [5, 5, 20, 30] to [5, 5, 19, 29]
+    with pytest.raises(ClposeError, match=r"COCO annotations .*nope\.json does not exist"):
+        run_prepare("coco", root, root, ["val=nope.json"], show=False)
+    del data["annotations"][0]["keypoints"]
+    (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
+    with pytest.raises(ClposeError, match=r"annotations\[0\] needs image_id, bbox, keypoints, category_id"):
+        run_prepare("coco", root, root, show=False)
+
+
+def test_synthetic_is_deterministic_and_complete(tmp_path: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    for out, workers in ((a, 1), (b, 2)):
+        result = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--train", "12", "--val", "4",
+                                     "--size", "96", "--seed", "5", "--workers", str(workers)])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    ra, rb = load_records(a / "train.json"), load_records(b / "train.json")
+    np.testing.assert_array_equal(ra.keypoints, rb.keypoints)
+    assert (a / "images" / "train" / "000011.jpg").read_bytes() == (b / "images" / "train" / "000011.jpg").read_bytes()
+    s = _summary(a)
+    assert s["train"]["people"] == 12 and s["valid"]["people"] == 4 and s["train"]["images_missing"] == 0
+    v = ra.keypoints[:, :, 2]
+    assert set(np.unique(v)) <= {0, 1, 2} and (v == 2).mean() > 0.7
+    assert all("head_box" in e for e in ra.extras)
+
+
+def test_synthetic_video_has_frames_and_truth(tmp_path: Path) -> None:
+    video = tmp_path / "clip.mp4"
+    result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "d"), "--train", "2", "--val", "1",
+                                 "--size", "64", "--video", str(video), "--frames", "6"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    cap = cv2.VideoCapture(str(video))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and cap.get(cv2.CAP_PROP_FPS) == 25
+    truth = json.loads(video.with_suffix(".json").read_text())
+    assert len(truth["frames"]) == 6 and len(truth["frames"][0]["people"]) == 2
+
+
+def test_an_interrupted_prepare_writes_no_records(tmp_path: Path) -> None:
+    root = tmp_path / "mpii"
+    _mpii_json_fixture(root)
+    (root / "annot" / "valid.json").write_text('[{"image": 1}]')  # the second split fails after the first
+    with pytest.raises(ClposeError):
+        run_prepare("mpii", root, tmp_path / "out", show=False)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.json"))
