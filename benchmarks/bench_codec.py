@@ -44,8 +44,10 @@ def decode_timing(runs: int) -> list[str]:
         off.append(t["offsets"])
     heatmaps = torch.from_numpy(np.stack(heat)) + 0.05 * torch.randn(128, 17, 16, 12)
     offsets = torch.from_numpy(np.stack(off))
-    rows = ["| batch | maps | decode median ms | decode p90 ms | CLNet-ResNet-18 forward median ms |",
-            "|---|---|---|---|---|"]  # fmt: skip
+    rows = [
+        "| batch | maps | decode median ms | decode p90 ms | CLNet-ResNet-18 forward median ms |",
+        "|---|---|---|---|---|",
+    ]
     model = build_model("clnet_resnet18", 17).eval()
     with torch.inference_mode():
         for n in (1, 32, 128):

@@ -48,8 +48,14 @@ def make_records(folder: Path):
                 kpts = src.keypoints[i].copy()
                 kpts[:, 0] *= sx
                 kpts[:, 1] *= sy
-                people.append({"image_index": j, "center": src.centers[i] * (sx, sy), "scale": src.scales[i] * (sx, sy),
-                               "keypoints": kpts})  # fmt: skip
+                people.append(
+                    {
+                        "image_index": j,
+                        "center": src.centers[i] * (sx, sy),
+                        "scale": src.scales[i] * (sx, sy),
+                        "keypoints": kpts,
+                    }
+                )
         source = "COCO sample photos"
     else:
         rng = np.random.default_rng(0)

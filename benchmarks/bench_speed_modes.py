@@ -43,8 +43,9 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     base = None
     for label, knobs in MODES:
-        settings = BenchSettings(input_hw=(256, 256), num_keypoints=16, batches=[1], device=args.device,
-                                 runs=args.runs, **knobs)  # fmt: skip
+        settings = BenchSettings(
+            input_hw=(256, 256), num_keypoints=16, batches=[1], device=args.device, runs=args.runs, **knobs
+        )
         report = run_bench(names, settings, show_progress=False)
         cl, sb = report.results
         base = base or cl.fps

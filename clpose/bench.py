@@ -231,9 +231,18 @@ def _row(
     limit: float | None = None,
 ) -> BenchResult:
     params, macs = size if size else (None, None)
-    row = BenchResult(name, format_hw(settings.input_hw), batch, params, macs, None if macs is None else 2 * macs,
-                      device=str(device), precision=settings.precision, channels_last=settings.channels_last,
-                      compiled=settings.compile)  # fmt: skip
+    row = BenchResult(
+        name,
+        format_hw(settings.input_hw),
+        batch,
+        params,
+        macs,
+        None if macs is None else 2 * macs,
+        device=str(device),
+        precision=settings.precision,
+        channels_last=settings.channels_last,
+        compiled=settings.compile,
+    )
     if latencies:
         lat = sorted(latencies)
         p50 = statistics.median(lat)

@@ -89,10 +89,10 @@ class DataConfig:
 class TrainConfig:
     epochs: int = _opt(140, "training epochs")
     batch_size: int = _opt(128, "global batch size (split across torchrun ranks)")
-    optimizer: Literal["adam", "adamw", "sgd"] = _opt("adam", "optimizer")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
     lr: float = _opt(1e-3, "initial learning rate")
     weight_decay: float = _opt(0.0, "weight decay")
-    momentum: float = _opt(0.9, "SGD momentum")
+    momentum: float = _opt(0.9, "SGD momentum (RMSprop: its momentum, 0 in the stacked-hourglass code)")
     schedule: Literal["multistep", "cosine"] = _opt("multistep", "learning-rate schedule")
     milestones: list[int] = _opt(factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma")
     gamma: float = _opt(0.1, "multistep: decay factor")
@@ -178,7 +178,9 @@ def _convert(tp: Any, value: Any) -> Any:
         return _convert(args[0], value)
     if origin is Literal:
         choices = typing.get_args(tp)
-        if value in choices:
+        if isinstance(value, bool) and ("off" if value is False else "on") in choices:
+            return "off" if value is False else "on"  # YAML 1.1 reads off/on (and no/yes) as booleans
+        if value in choices and not isinstance(value, bool):
             return value
         hint = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
         extra = f" (did you mean {hint[0]!r}?)" if hint else ""
@@ -374,3 +376,61 @@ def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
 def dump_recipe(recipe: Recipe) -> str:
     """The resolved recipe as YAML (every default written out)."""
     return yaml.safe_dump(recipe_to_dict(recipe), sort_keys=False, default_flow_style=None)
+
+
+def _doc_type(tp: Any) -> str:
+    """A type as the docs table writes it: string, integer or null, one of a / b, list of integers, HxW."""
+    if tp is HW:
+        return "HxW"
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _doc_type(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return "one of " + " / ".join(str(c) for c in typing.get_args(tp))
+    if origin is list:
+        return f"list of {_doc_type(typing.get_args(tp)[0])}s"
+    return {bool: "true/false", int: "integer", float: "number", str: "string"}.get(tp, str(tp))
+
+
+def recipe_reference() -> str:
+    """Markdown reference of every recipe key (docs/recipes.md is this text; a test keeps it current)."""
+    lines = [
+        "# Recipe keys",
+        "",
+        "Generated from `clpose/config.py` by `clpose.config.recipe_reference()`. A recipe",
+        "is one flat YAML file; `--set KEY=VALUE` overrides a key with the same checks. Sizes are HxW.",
+        "",
+    ]
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = _hints(cls)
+        rows = []
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            if dataclasses.is_dataclass(tp):
+                continue
+            if f.metadata.get("required"):
+                default = "required"
+            elif f.default_factory is not dataclasses.MISSING:
+                default = f"`{f.default_factory()}`"
+            else:
+                default = f"`{format_hw(f.default) if tp is HW else f.default}`"
+            kind = _doc_type(tp)
+            rows.append(f"| `{prefix}{f.name}` | {kind} | {default} | {f.metadata.get('help', '')} |")
+        if rows:
+            lines.extend(
+                [
+                    f"## {prefix.rstrip('.') or 'top level'}",
+                    "",
+                    "| key | type | default | meaning |",
+                    "|---|---|---|---|",
+                    *rows,
+                    "",
+                ]
+            )
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], f"{prefix}{f.name}.")
+
+    walk(Recipe, "")
+    return "\n".join(lines)

@@ -87,8 +87,9 @@ def _decode(codec: Codec, sample: dict) -> np.ndarray:
     return keypoints[0].numpy()
 
 
-def _joint_panel(base: np.ndarray, sample: dict, codec: Codec, k: int, name: str, decoded: np.ndarray,
-                 zoom: int) -> np.ndarray:  # fmt: skip
+def _joint_panel(
+    base: np.ndarray, sample: dict, codec: Codec, k: int, name: str, decoded: np.ndarray, zoom: int
+) -> np.ndarray:
     heat = sample["heatmaps"][k].numpy()
     h, w = base.shape[:2]
     s = codec.stride
@@ -110,8 +111,15 @@ def _joint_panel(base: np.ndarray, sample: dict, codec: Codec, k: int, name: str
             centre = np.array([(j + 0.5) * s, (i + 0.5) * s])
             tip = centre + s * np.array([off[num_k + k, i, j], off[k, i, j]])
             a, b = _zoom(centre, zoom), _zoom(tip, zoom)
-            cv2.arrowedLine(panel, (round(a[0]), round(a[1])), (round(b[0]), round(b[1])), (255, 255, 255), 1,
-                            cv2.LINE_AA, tipLength=0.15)  # fmt: skip
+            cv2.arrowedLine(
+                panel,
+                (round(a[0]), round(a[1])),
+                (round(b[0]), round(b[1])),
+                (255, 255, 255),
+                1,
+                cv2.LINE_AA,
+                tipLength=0.15,
+            )
     g = (round(gt[0]), round(gt[1]))
     cv2.drawMarker(panel, g, GT_BGR, cv2.MARKER_CROSS, 14, 2)
     p = _zoom(decoded[k], zoom)
@@ -135,8 +143,10 @@ def render_targets(dataset: TopDownDataset, index: int, zoom: int = 2, joints: i
     usable = np.flatnonzero(weights > 0)
     err = np.linalg.norm(decoded - sample["keypoints"].numpy(), axis=1)[usable]
     meta = sample["meta"]
-    title = (f"#{index} image {meta['image_id']}{' flipped' if meta['flipped'] else ''}: {len(usable)}/{len(weights)} "
-             f"keypoints in crop, max decode error {err.max() if len(err) else 0:.3f} px")  # fmt: skip
+    title = (
+        f"#{index} image {meta['image_id']}{' flipped' if meta['flipped'] else ''}: {len(usable)}/{len(weights)} "
+        f"keypoints in crop, max decode error {err.max() if len(err) else 0:.3f} px"
+    )
     panels = [_label(overview, f"crop, keypoints, {codec.stride}-px grid")]
     chosen = (
         usable[np.linspace(0, len(usable) - 1, min(joints, len(usable))).round().astype(int)] if len(usable) else []

@@ -10,21 +10,54 @@ from typer.testing import CliRunner
 from clpose.cli.app import app
 
 runner = CliRunner()
-KEYS = {"model", "input_size", "batch", "params_m", "gmacs", "gflops", "fps", "latency_ms_p50", "latency_ms_p90",
-        "decode_ms"}  # fmt: skip
+KEYS = {
+    "model",
+    "input_size",
+    "batch",
+    "params_m",
+    "gmacs",
+    "gflops",
+    "fps",
+    "latency_ms_p50",
+    "latency_ms_p90",
+    "decode_ms",
+}
 
 
 def test_bench_json_has_the_documented_keys(tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
-    args = ["bench", "--model", "clnet_resnet18", "--model", "simplebaseline_resnet18", "--input-size", "64x64",
-            "--keypoints", "5", "--batch", "1", "--batch", "2", "--runs", "2", "--warmup", "1", "--threads", "2",
-            "--json", str(out)]  # fmt: skip
+    args = [
+        "bench",
+        "--model",
+        "clnet_resnet18",
+        "--model",
+        "simplebaseline_resnet18",
+        "--input-size",
+        "64x64",
+        "--keypoints",
+        "5",
+        "--batch",
+        "1",
+        "--batch",
+        "2",
+        "--runs",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "2",
+        "--json",
+        str(out),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [(r["model"], r["batch"]) for r in rows] == [
-        ("clnet_resnet18", 1), ("simplebaseline_resnet18", 1), ("clnet_resnet18", 2), ("simplebaseline_resnet18", 2),
-    ]  # fmt: skip
+        ("clnet_resnet18", 1),
+        ("simplebaseline_resnet18", 1),
+        ("clnet_resnet18", 2),
+        ("simplebaseline_resnet18", 2),
+    ]
     for row in rows:
         assert set(row) >= KEYS
         assert row["input_size"] == "64x64" and row["gflops"] == 2 * row["gmacs"]
@@ -36,8 +69,21 @@ def test_bench_json_has_the_documented_keys(tmp_path: Path) -> None:
 
 def test_flops_only_skips_timing(tmp_path: Path) -> None:
     out = tmp_path / "flops.json"
-    result = runner.invoke(app, ["bench", "--flops", "--model", "clnet_resnet50", "--input-size", "256x192",
-                                 "--keypoints", "17", "--json", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--flops",
+            "--model",
+            "clnet_resnet50",
+            "--input-size",
+            "256x192",
+            "--keypoints",
+            "17",
+            "--json",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     (row,) = json.loads(out.read_text())
     assert 4.1 <= row["gmacs"] <= 4.3 and 13.1 <= row["params_m"] <= 13.7
@@ -49,8 +95,22 @@ def test_bench_errors_are_one_line() -> None:
     assert result.exit_code == 2 and "valid: clnet_resnet18" in result.stderr
     result = runner.invoke(app, ["bench", "--model", "clnet_resnet18", "--input-size", "250x192", "--flops"])
     assert result.exit_code == 2 and "multiples of 16 (nearest: 240x192 or 256x192)" in result.stderr
-    result = runner.invoke(app, ["bench", "--model", "clnet_resnet18", "--input-size", "64x64", "--batch", "max",
-                                 "--runs", "1", "--warmup", "0"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "bench",
+            "--model",
+            "clnet_resnet18",
+            "--input-size",
+            "64x64",
+            "--batch",
+            "max",
+            "--runs",
+            "1",
+            "--warmup",
+            "0",
+        ],
+    )
     assert result.exit_code == 2 and "--batch max" in result.stderr
     result = runner.invoke(app, ["bench", "--input-size", "256"])
     assert result.exit_code == 2 and "HxW" in result.stderr

@@ -117,6 +117,13 @@ def test_overrides_are_validated_like_the_file(tmp_path: Path) -> None:
         load_recipe(path, ["train.lr.x=3"])
 
 
+def test_yaml_booleans_read_as_off(tmp_path: Path) -> None:
+    recipe = load_recipe(_write(tmp_path, MINIMAL + "  amp: off\n"), ["train.amp=bf16"])
+    assert recipe.train.amp == "bf16"
+    assert load_recipe(_write(tmp_path, MINIMAL + "  amp: off\n")).train.amp == "off"
+    assert load_recipe(_write(tmp_path, MINIMAL), ["train.amp=off"]).train.amp == "off"
+
+
 def test_parse_override_reads_values_as_yaml() -> None:
     assert parse_override("a.b=0.5") == (["a", "b"], 0.5)
     assert parse_override("a=true") == (["a"], True)
@@ -152,3 +159,12 @@ def test_parse_hw() -> None:
     for bad in ("256", "0x10", "axb", "1x2x3"):
         with pytest.raises(ClposeError, match="HxW"):
             parse_hw(bad)
+
+
+def test_docs_recipes_md_is_current() -> None:
+    from clpose.config import recipe_reference
+
+    path = Path(__file__).resolve().parents[1] / "docs" / "recipes.md"
+    assert path.read_text() == recipe_reference(), (
+        "regenerate: python -c 'from clpose.config import recipe_reference; ...'"
+    )

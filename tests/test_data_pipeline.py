@@ -35,8 +35,15 @@ def _records(tmp_path: Path, n: int = 3, size: int = 120) -> tuple:
                 img[int(y), int(x)] = 255
         cv2.imwrite(str(tmp_path / "img" / f"{i}.png"), img)
         images.append({"id": 100 + i, "file": f"{i}.png", "width": size, "height": size})
-        people.append({"image_index": i, "center": [60.0, 60.0], "scale": [0.4, 0.4], "keypoints": kpts,
-                       "extras": {"head_box": [1, 2, 3, 4]}})  # fmt: skip
+        people.append(
+            {
+                "image_index": i,
+                "center": [60.0, 60.0],
+                "scale": [0.4, 0.4],
+                "keypoints": kpts,
+                "extras": {"head_box": [1, 2, 3, 4]},
+            }
+        )
     records = new_records("synthetic", "synthetic", "train", images, people, tmp_path / "img", ["test"])
     return records
 

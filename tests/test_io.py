@@ -34,3 +34,15 @@ def test_atomic_path_keeps_the_suffix_and_replaces_on_success(tmp_path: Path) ->
 def test_write_text(tmp_path: Path) -> None:
     write_text(tmp_path / "a.txt", "hello")
     assert (tmp_path / "a.txt").read_text() == "hello"
+
+
+def test_written_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_text(tmp_path / "a.txt", "x")
+    with atomic_path(tmp_path / "b.bin") as tmp:
+        tmp.write_bytes(b"x")
+    for name in ("a.txt", "b.bin"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask

@@ -45,8 +45,16 @@ def test_lsp_and_lspet_real_samples(realdata: Path, tmp_path: Path) -> None:
 
 
 def test_mpii_json_sample_with_gt_valid(realdata: Path, tmp_path: Path) -> None:
-    args = ["prepare", "mpii", "--root", str(realdata / "mpii"), "--annotations", "valid=test_mpii.json",
-            "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "prepare",
+        "mpii",
+        "--root",
+        str(realdata / "mpii"),
+        "--annotations",
+        "valid=test_mpii.json",
+        "--out",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     s = _summary(tmp_path)["valid"]
@@ -68,8 +76,20 @@ def test_mpii_json_sample_with_gt_valid(realdata: Path, tmp_path: Path) -> None:
 
 
 def test_coco_sample_with_detections(realdata: Path, tmp_path: Path) -> None:
-    args = ["prepare", "coco", "--root", str(realdata / "coco"), "--annotations", "val=test_coco.json", "--images",
-            ".", "--detections", "test_coco_det_AP_H_56.json", "--out", str(tmp_path)]  # fmt: skip
+    args = [
+        "prepare",
+        "coco",
+        "--root",
+        str(realdata / "coco"),
+        "--annotations",
+        "val=test_coco.json",
+        "--images",
+        ".",
+        "--detections",
+        "test_coco_det_AP_H_56.json",
+        "--out",
+        str(tmp_path),
+    ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     s = _summary(tmp_path)
@@ -120,8 +140,15 @@ def _mpii_json_fixture(root: Path) -> None:
     for i in range(3):
         joints = [[10.0 + k + i, 20.0 + k] for k in range(16)]
         joints[6] = [-1.0, -1.0]
-        people.append({"image": f"{i}.jpg", "joints": joints, "joints_vis": [1] * 6 + [0] + [1] * 9,
-                       "center": [40.0, 30.0], "scale": 0.2})  # fmt: skip
+        people.append(
+            {
+                "image": f"{i}.jpg",
+                "joints": joints,
+                "joints_vis": [1] * 6 + [0] + [1] * 9,
+                "center": [40.0, 30.0],
+                "scale": 0.2,
+            }
+        )
         _write_image(root / "images" / f"{i}.jpg")
     (root / "annot" / "train.json").write_text(json.dumps(people[:2]))
     (root / "annot" / "valid.json").write_text(json.dumps(people[2:]))
@@ -130,9 +157,10 @@ def _mpii_json_fixture(root: Path) -> None:
     pos[6, :, 0] = 0
     missing = np.zeros((16, 1))
     missing[6] = 1
-    scipy.io.savemat(str(root / "annot" / "gt_valid.mat"), {
-        "pos_gt_src": pos, "jnt_missing": missing, "headboxes_src": np.array([[[5.0], [6.0]], [[25.0], [30.0]]])
-    })  # fmt: skip
+    scipy.io.savemat(
+        str(root / "annot" / "gt_valid.mat"),
+        {"pos_gt_src": pos, "jnt_missing": missing, "headboxes_src": np.array([[[5.0], [6.0]], [[25.0], [30.0]]])},
+    )
 
 
 def test_mpii_json_fixture_default_layout(tmp_path: Path) -> None:
@@ -173,24 +201,53 @@ def _release_fixture(path: Path) -> None:
             p["is_visible"] = vis
         return p
 
-    person_a = {"x1": 11.0, "y1": 12.0, "x2": 31.0, "y2": 33.0, "scale": 0.5, "objpos": {"x": 51.0, "y": 41.0},
-                "annopoints": {"point": _struct_array([point(0, 21.0, 31.0, "1"), point(9, 41.0, 11.0, "0"),
-                                                      point(13, 30.0, 30.0, np.zeros((0, 0)))])}}  # fmt: skip
+    person_a = {
+        "x1": 11.0,
+        "y1": 12.0,
+        "x2": 31.0,
+        "y2": 33.0,
+        "scale": 0.5,
+        "objpos": {"x": 51.0, "y": 41.0},
+        "annopoints": {
+            "point": _struct_array(
+                [point(0, 21.0, 31.0, "1"), point(9, 41.0, 11.0, "0"), point(13, 30.0, 30.0, np.zeros((0, 0)))]
+            )
+        },
+    }
     no_flag = {"point": {"x": 5.0, "y": 6.0, "id": 2}}  # a single point struct without the is_visible field
-    person_b = {"x1": 1.0, "y1": 2.0, "x2": 3.0, "y2": 4.0, "scale": 0.3, "objpos": {"x": 10.0, "y": 10.0},
-                "annopoints": no_flag}  # fmt: skip
-    person_c = {"x1": 1.0, "y1": 2.0, "x2": 3.0, "y2": 4.0, "scale": 0.3, "objpos": {"x": 10.0, "y": 10.0},
-                "annopoints": np.zeros((0, 0))}  # fmt: skip
-    test_rects = _struct_array([{"scale": 0.4, "objpos": {"x": 20.0, "y": 20.0}},
-                                {"scale": 0.6, "objpos": {"x": 30.0, "y": 30.0}}])  # fmt: skip
+    person_b = {
+        "x1": 1.0,
+        "y1": 2.0,
+        "x2": 3.0,
+        "y2": 4.0,
+        "scale": 0.3,
+        "objpos": {"x": 10.0, "y": 10.0},
+        "annopoints": no_flag,
+    }
+    person_c = {
+        "x1": 1.0,
+        "y1": 2.0,
+        "x2": 3.0,
+        "y2": 4.0,
+        "scale": 0.3,
+        "objpos": {"x": 10.0, "y": 10.0},
+        "annopoints": np.zeros((0, 0)),
+    }
+    test_rects = _struct_array(
+        [{"scale": 0.4, "objpos": {"x": 20.0, "y": 20.0}}, {"scale": 0.6, "objpos": {"x": 30.0, "y": 30.0}}]
+    )
     annolist = np.zeros((1, 3), dtype=[("image", "O"), ("annorect", "O")])
     annolist[0, 0]["image"], annolist[0, 0]["annorect"] = {"name": "a.jpg"}, _struct_array([person_a, person_c])
     annolist[0, 1]["image"], annolist[0, 1]["annorect"] = {"name": "b.jpg"}, person_b
     annolist[0, 2]["image"], annolist[0, 2]["annorect"] = {"name": "c.jpg"}, test_rects
     single = np.empty((3, 1), dtype=object)
     single[0, 0], single[1, 0], single[2, 0] = np.array([[1]]), np.array([[1]]), np.array([[2]])
-    release = {"annolist": annolist, "img_train": np.array([[1, 1, 0]]), "single_person": single,
-               "act": np.zeros((3, 1))}  # fmt: skip
+    release = {
+        "annolist": annolist,
+        "img_train": np.array([[1, 1, 0]]),
+        "single_person": single,
+        "act": np.zeros((3, 1)),
+    }
     scipy.io.savemat(str(path), {"RELEASE": release})
 
 
@@ -222,8 +279,9 @@ def test_mpii_release_with_gt_valid_makes_train_and_valid(tmp_path: Path) -> Non
     pos[2, :, 0] = [5.0, 6.0]  # person_b's only joint, 1-based
     missing = np.ones((16, 1))
     missing[2] = 0
-    scipy.io.savemat(str(root / "gt_valid.mat"), {"pos_gt_src": pos, "jnt_missing": missing,
-                                                  "headboxes_src": np.ones((2, 2, 1))})  # fmt: skip
+    scipy.io.savemat(
+        str(root / "gt_valid.mat"), {"pos_gt_src": pos, "jnt_missing": missing, "headboxes_src": np.ones((2, 2, 1))}
+    )
     run_prepare("mpii", root, root, show=False)
     s = _summary(root)
     assert s["valid"]["people"] == 1 and s["train"]["people"] == 1 and s["trainval"]["people"] == 2
@@ -235,13 +293,28 @@ def test_coco_fixture_filters_people_like_the_reference(tmp_path: Path) -> None:
     kp = [10, 10, 2] + [0, 0, 0] * 16
 
     def ann(i: int, bbox: list, keypoints: list = kp, crowd: int = 0) -> dict:
-        return {"id": i, "image_id": 7, "category_id": 1, "iscrowd": crowd, "area": 100, "bbox": bbox,
-                "keypoints": keypoints}  # fmt: skip
+        return {
+            "id": i,
+            "image_id": 7,
+            "category_id": 1,
+            "iscrowd": crowd,
+            "area": 100,
+            "bbox": bbox,
+            "keypoints": keypoints,
+        }
 
-    anns = [ann(1, [5, 5, 20, 30]), ann(2, [5, 5, 20, 30], crowd=1), ann(3, [5, 5, 20, 30], [0] * 51),
-            ann(4, [90, 90, 5, 5]), ann(5, [70, 50, 40, 40])]  # fmt: skip
-    data = {"images": [{"id": 7, "file_name": "7.jpg", "width": 80, "height": 60}], "annotations": anns,
-            "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}]}  # fmt: skip
+    anns = [
+        ann(1, [5, 5, 20, 30]),
+        ann(2, [5, 5, 20, 30], crowd=1),
+        ann(3, [5, 5, 20, 30], [0] * 51),
+        ann(4, [90, 90, 5, 5]),
+        ann(5, [70, 50, 40, 40]),
+    ]
+    data = {
+        "images": [{"id": 7, "file_name": "7.jpg", "width": 80, "height": 60}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}],
+    }
     (root / "annotations").mkdir(parents=True)
     (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(data))
     _write_image(root / "val2017" / "7.jpg")
@@ -261,8 +334,25 @@ def test_coco_fixture_filters_people_like_the_reference(tmp_path: Path) -> None:
 def test_synthetic_is_deterministic_and_complete(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out, workers in ((a, 1), (b, 2)):
-        result = runner.invoke(app, ["prepare", "synthetic", "--out", str(out), "--train", "12", "--val", "4",
-                                     "--size", "96", "--seed", "5", "--workers", str(workers)])  # fmt: skip
+        result = runner.invoke(
+            app,
+            [
+                "prepare",
+                "synthetic",
+                "--out",
+                str(out),
+                "--train",
+                "12",
+                "--val",
+                "4",
+                "--size",
+                "96",
+                "--seed",
+                "5",
+                "--workers",
+                str(workers),
+            ],
+        )
         assert result.exit_code == 0, result.output
     ra, rb = load_records(a / "train.json"), load_records(b / "train.json")
     np.testing.assert_array_equal(ra.keypoints, rb.keypoints)
@@ -276,8 +366,25 @@ def test_synthetic_is_deterministic_and_complete(tmp_path: Path) -> None:
 
 def test_synthetic_video_has_frames_and_truth(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
-    result = runner.invoke(app, ["prepare", "synthetic", "--out", str(tmp_path / "d"), "--train", "2", "--val", "1",
-                                 "--size", "64", "--video", str(video), "--frames", "6"])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "prepare",
+            "synthetic",
+            "--out",
+            str(tmp_path / "d"),
+            "--train",
+            "2",
+            "--val",
+            "1",
+            "--size",
+            "64",
+            "--video",
+            str(video),
+            "--frames",
+            "6",
+        ],
+    )
     assert result.exit_code == 0, result.output
     cap = cv2.VideoCapture(str(video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 6 and cap.get(cv2.CAP_PROP_FPS) == 25

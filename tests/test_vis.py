@@ -47,8 +47,9 @@ def test_vis_targets_with_the_heatmap_codec(synthetic_recipe: Path, tmp_path: Pa
 
 
 def test_vis_dataset_sheet(synthetic_recipe: Path, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["vis", "dataset", str(synthetic_recipe), "--num", "6", "--out", str(tmp_path),
-                                 "--columns", "3"])  # fmt: skip
+    result = runner.invoke(
+        app, ["vis", "dataset", str(synthetic_recipe), "--num", "6", "--out", str(tmp_path), "--columns", "3"]
+    )
     assert result.exit_code == 0, result.output
     (png,) = tmp_path.glob("dataset_train_000.png")
     assert cv2.imread(str(png)).shape == (2 * (128 + 18), 3 * 128, 3)
@@ -64,8 +65,10 @@ def test_vis_errors(synthetic_recipe: Path, tmp_path: Path) -> None:
 def test_vis_targets_on_real_coco(realdata: Path, tmp_path: Path) -> None:
     run_prepare("coco", realdata / "coco", tmp_path, ["val=test_coco.json"], ["."], show=False)
     recipe = tmp_path / "coco.yaml"
-    recipe.write_text(f"model: {{name: clnet_resnet50}}\ndata: {{dataset: coco, root: {tmp_path}, input_size: 256x192, "
-                      "train_split: val}\n")  # fmt: skip
+    recipe.write_text(
+        f"model: {{name: clnet_resnet50}}\ndata: {{dataset: coco, root: {tmp_path}, input_size: 256x192, "
+        "train_split: val}\n"
+    )
     result = runner.invoke(app, ["vis", "targets", str(recipe), "--num", "2", "--out", str(tmp_path / "v")])
     assert result.exit_code == 0, result.output
     assert len(list((tmp_path / "v").glob("*.png"))) == 2

@@ -96,10 +96,18 @@ def _print_table(report, settings, threads: int) -> None:
     for col in ("model", "batch", "params (M)", "GMACs", "GFLOPs", "FPS", "p50 ms", "p90 ms", "decode ms", "% limit"):
         table.add_column(col, justify="left" if col == "model" else "right")
     for r in report.results:
-        table.add_row(r.model, str(r.batch), fmt(r.params_m, ".2f"), fmt(r.gmacs, ".2f"), fmt(r.gflops, ".2f"),
-                      fmt(r.fps, ".1f"), fmt(r.latency_ms_p50, ".1f"), fmt(r.latency_ms_p90, ".1f"),
-                      fmt(r.decode_ms, ".3f"),
-                      fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"))  # fmt: skip
+        table.add_row(
+            r.model,
+            str(r.batch),
+            fmt(r.params_m, ".2f"),
+            fmt(r.gmacs, ".2f"),
+            fmt(r.gflops, ".2f"),
+            fmt(r.fps, ".1f"),
+            fmt(r.latency_ms_p50, ".1f"),
+            fmt(r.latency_ms_p90, ".1f"),
+            fmt(r.decode_ms, ".3f"),
+            fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"),
+        )
     console.print(table)
     if report.limit_gflops is not None:
         console.print(

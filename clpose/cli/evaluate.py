@@ -3,40 +3,152 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.cli.common import not_available
+PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
+OKS_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
 
 def evaluate(
     target: Annotated[
-        Path | None, typer.Argument(help="Run folder or checkpoint to evaluate (default: the latest run).")
+        Path | None,
+        typer.Argument(help="Run folder or checkpoint to evaluate (default: the latest best.pt under runs/)."),
     ] = None,
     metric: Annotated[
-        Literal["pck", "pckh", "oks"] | None, typer.Option(help="pck (LSP), pckh (MPII) or oks (COCO).")
+        Literal["pck", "pckh", "oks"] | None,
+        typer.Option(help="pck (LSP, PCK@0.2), pckh (MPII, PCKh@0.5) or oks (COCO AP). Default: the dataset's."),
     ] = None,
     predictions: Annotated[
-        Path | None, typer.Option(help="Predictions file to score (.mat, .npy, COCO results or clpose JSON).")
+        Path | None,
+        typer.Option(
+            help="Predictions to score: .mat (preds / pos_pred_src / joints layout, 1-based), .npy "
+            "(M x K x 2, 0-based), clpose predictions JSON, or COCO results JSON (oks)."
+        ),
     ] = None,
     annotations: Annotated[
-        Path | None, typer.Option(help="Ground truth: joints.mat, gt_valid.mat, COCO JSON or clpose records.")
+        Path | None,
+        typer.Option(
+            help="Ground truth: LSP joints.mat, MPII gt_valid.mat, a COCO keypoints JSON, or clpose "
+            "records. With a checkpoint: the COCO annotation file, if not where the records say."
+        ),
     ] = None,
-    alpha: Annotated[float | None, typer.Option(help="PCK threshold (default 0.2 pck, 0.5 pckh).")] = None,
+    alpha: Annotated[float | None, typer.Option(help="PCK threshold (default 0.2 for pck, 0.5 for pckh).")] = None,
     head: Annotated[
-        Literal["top", "official"], typer.Option(help="PCKh Head column: head-top, or the official toolkit's mean.")
+        Literal["top", "official"],
+        typer.Option(help="PCKh Head column: head-top (the papers' tables) or the official toolkit's neck/top mean."),
     ] = "top",
-    sigmas: Annotated[str | None, typer.Option(help="OKS sigmas for a custom skeleton, comma-separated.")] = None,
-    recipe: Annotated[Path | None, typer.Option(help="Recipe to use instead of the run's recipe.yaml.")] = None,
-    split: Annotated[str | None, typer.Option(help="Records split to evaluate (default: the recipe's).")] = None,
+    sigmas: Annotated[str | None, typer.Option(help="OKS sigmas of a custom skeleton, comma-separated.")] = None,
+    recipe: Annotated[Path | None, typer.Option(help="Recipe to use instead of the checkpoint's own.")] = None,
+    split: Annotated[
+        str | None, typer.Option(help="Records split to evaluate (default: the recipe's val split).")
+    ] = None,
     flip: Annotated[bool | None, typer.Option("--flip/--no-flip", help="Flip test (default: the recipe's).")] = None,
-    boxes: Annotated[str | None, typer.Option(help="COCO person boxes: gt or a detections file.")] = None,
-    batch: Annotated[int | None, typer.Option(help="Batch size.")] = None,
-    stages: Annotated[Literal["last", "all"], typer.Option(help="Multi-stage models: score every stage.")] = "last",
-    save_predictions: Annotated[Path | None, typer.Option(help="Write the predictions to this file.")] = None,
+    boxes: Annotated[
+        str | None, typer.Option(help="COCO person boxes: gt (the records') or a detections file (results format).")
+    ] = None,
+    batch: Annotated[int | None, typer.Option(help="Batch size (default: the recipe's eval.batch_size).")] = None,
+    stages: Annotated[
+        Literal["last", "all"], typer.Option(help="Multi-stage models: score the last stage or every stage.")
+    ] = "last",
+    save_predictions: Annotated[
+        Path | None,
+        typer.Option(help="Write the predictions: .json (COCO results / clpose), .mat (1-based preds), .npy."),
+    ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol."""
-    not_available("eval", 6)
+    """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol.
+
+    Either a predictions file with --predictions and --annotations (no model), or a checkpoint (or run folder)
+    run over its recipe's validation split. docs/evaluation.md describes the formats and conventions.
+    """
+    from clpose.engine.scoring import sha256, versions
+    from clpose.errors import ClposeError
+
+    if predictions is not None:
+        if metric is None or annotations is None:
+            raise ClposeError("scoring a predictions file needs --metric and --annotations")
+        tables = [_score_file(metric, predictions, annotations, alpha, head, sigmas)]
+        settings: dict[str, Any] = {
+            "predictions": str(predictions),
+            "predictions_sha256": sha256(predictions),
+            "annotations": str(annotations),
+            "annotations_sha256": sha256(annotations),
+        }
+    else:
+        from clpose.console import console
+        from clpose.engine.checkpoint import latest_checkpoint
+        from clpose.engine.eval_checkpoint import evaluate_checkpoint
+
+        if target is None:
+            target = latest_checkpoint()
+            console.print(f"evaluating the latest run: {target}")
+        run = evaluate_checkpoint(
+            target,
+            recipe,
+            split,
+            flip,
+            boxes,
+            batch,
+            stages,
+            device,
+            metric,
+            alpha,
+            head == "official",
+            annotations,
+            save_predictions,
+        )
+        tables, settings = run.tables, run.settings
+    _print(tables)
+    if json_out is not None:
+        from clpose.io import write_json
+
+        final = dict(tables[-1])
+        if len(tables) > 1:
+            final["stages"] = tables
+        write_json(json_out, {**final, "settings": settings, "versions": versions()})
+
+
+def _score_file(
+    metric: str, predictions: Path, annotations: Path, alpha: float | None, head: str, sigmas: str | None
+) -> dict[str, Any]:
+    from clpose.engine import scoring
+    from clpose.errors import ClposeError
+
+    if metric == "pck":
+        return scoring.score_pck_file(predictions, annotations, alpha or 0.2)
+    if metric == "pckh":
+        return scoring.score_pckh_file(predictions, annotations, alpha or 0.5, head == "official")
+    values = None
+    if sigmas:
+        try:
+            values = [float(v) for v in sigmas.split(",")]
+        except ValueError:
+            raise ClposeError(f"--sigmas {sigmas!r}: expected comma-separated numbers") from None
+    return scoring.score_oks_file(predictions, annotations, values)
+
+
+def _print(tables: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    from clpose.console import console
+
+    metric = tables[0]["metric"]
+    if metric == "oks":
+        columns, scale, title = OKS_COLUMNS, 100.0, "COCO keypoints (OKS), AP x 100"
+    else:
+        columns = (*PCK_COLUMNS, "Mean@0.1") if metric == "pckh" else PCK_COLUMNS
+        scale, title = 1.0, f"{'PCKh' if metric == 'pckh' else 'PCK'}@{tables[0]['alpha']:g}"
+    table = Table(title=title)
+    if len(tables) > 1:
+        table.add_column("stage", justify="right")
+    for column in columns:
+        table.add_column(column, justify="right")
+    for i, t in enumerate(tables):
+        cells = [f"{t[c] * scale:.1f}" for c in columns]
+        table.add_row(*([str(i + 1)] if len(tables) > 1 else []), *cells)
+    console.print(table)
+    counts = {k: tables[-1][k] for k in ("people", "joints_counted", "instances", "images") if k in tables[-1]}
+    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))

@@ -7,8 +7,6 @@ from typing import Annotated
 
 import typer
 
-from clpose.cli.common import not_available
-
 
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML, e.g. recipes/mpii_resnet50.yaml.")],
@@ -19,9 +17,22 @@ def train(
         Path | None, typer.Option(help="Run folder (default runs/RECIPE_NAME, numbered -2, -3 if it exists).")
     ] = None,
     resume: Annotated[
-        str | None, typer.Option(help="Continue from a checkpoint file, or 'auto' for RUN_DIR/last.pt.")
+        str | None, typer.Option(help="Continue from a checkpoint file, or 'auto' for the run's last.pt.")
     ] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (torchrun sets the rank's GPU).")] = "auto",
 ) -> None:
-    """Train a model: checkpoints, metrics.jsonl and a training curve go to the run folder."""
-    not_available("train", 5)
+    """Train a model: checkpoints, metrics.jsonl and a training curve go to the run folder.
+
+    Several GPUs or machines: torchrun --nproc_per_node=N -m clpose train RECIPE (the recipe's batch size is the
+    global batch). docs/training.md has the details.
+    """
+    from clpose.config import load_recipe
+    from clpose.console import console
+    from clpose.engine.train import fit
+
+    result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device)
+    if result.run_dir.exists():
+        console.print(
+            f"done: {result.epochs_done} epochs, best {result.metric} {result.best_metric:.2f}; "
+            f"{result.run_dir}/best.pt"
+        )

@@ -39,11 +39,14 @@ def load_split(recipe: Recipe, split: str) -> Records:
 
 
 def build_dataset(recipe: Recipe, split: str, train: bool, codec: Codec | None = None) -> TopDownDataset:
-    records = load_split(recipe, split)
+    return dataset_from_records(recipe, load_split(recipe, split), train, codec)
+
+
+def dataset_from_records(recipe: Recipe, records: Records, train: bool, codec: Codec | None = None) -> TopDownDataset:
     h, w = recipe.data.input_size
     return TopDownDataset(records, get_skeleton(records.skeleton), codec or recipe_codec(recipe), (w, h),
                           train=train, augment=recipe.data.augment, box_padding=recipe.data.box_padding,
-                          seed=recipe.train.seed)  # fmt: skip
+                          seed=recipe.train.seed)
 
 
 def check_images(records: Records, limit: int = 3) -> None:
@@ -55,4 +58,4 @@ def check_images(records: Records, limit: int = 3) -> None:
                           f"(first: {', '.join(missing[:limit])})")
 
 
-__all__ = ["TopDownDataset", "build_dataset", "check_images", "load_split", "recipe_codec"]
+__all__ = ["TopDownDataset", "build_dataset", "check_images", "dataset_from_records", "load_split", "recipe_codec"]

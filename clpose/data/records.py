@@ -81,7 +81,7 @@ class Records:
         idx = np.asarray(indices, dtype=np.int64)
         return Records(self.dataset, self.skeleton, self.split, self.images, self.image_index[idx],
                        self.centers[idx], self.scales[idx], self.keypoints[idx], self.box_scores[idx],
-                       self.boxes[idx], [self.extras[i] for i in idx], self.image_dir, self.sources, self.path)  # fmt: skip
+                       self.boxes[idx], [self.extras[i] for i in idx], self.image_dir, self.sources, self.path)
 
     def to_json(self, image_root: str) -> dict[str, Any]:
         people = []
@@ -95,10 +95,10 @@ class Records:
                 "keypoints": [[float(x), float(y), int(v)] for x, y, v in self.keypoints[i]],
                 "box": None if np.isnan(box).any() else _floats(box),
                 "extras": self.extras[i],
-            })  # fmt: skip
+            })
         return {"format": FORMAT, "version": VERSION, "dataset": self.dataset, "skeleton": self.skeleton,
                 "split": self.split, "image_root": image_root, "sources": self.sources, "images": self.images,
-                "people": people}  # fmt: skip
+                "people": people}
 
 
 def _floats(values: np.ndarray) -> list[float]:
@@ -111,7 +111,7 @@ def records_path(data_dir: str | Path, split: str) -> Path:
 
 
 def new_records(dataset: str, skeleton: str, split: str, images: list[dict[str, Any]],
-                people: list[dict[str, Any]], image_dir: Path, sources: list[str]) -> Records:  # fmt: skip
+                people: list[dict[str, Any]], image_dir: Path, sources: list[str]) -> Records:
     """Build Records from converter output: `people` are dicts with image_index, center, scale, keypoints and
     optionally box_score, box, extras."""
     k = get_skeleton(skeleton).num_keypoints
@@ -175,7 +175,7 @@ def load_records(path: str | Path) -> Records:
     if not image_dir.is_absolute():
         image_dir = path.parent / image_dir
     records = new_records(data["dataset"], data["skeleton"], data["split"], data["images"], people, image_dir,
-                          list(data.get("sources", [])))  # fmt: skip
+                          list(data.get("sources", [])))
     records.path = path
     return records
 

@@ -28,7 +28,7 @@ LIMBS = [
     (L_HIP, L_KNEE, 0.085, "legs"), (L_KNEE, L_ANKLE, 0.065, "legs"),
     (R_SHOULDER, R_ELBOW, 0.06, "arms"), (R_ELBOW, R_WRIST, 0.05, "skin"),
     (L_SHOULDER, L_ELBOW, 0.06, "arms"), (L_ELBOW, L_WRIST, 0.05, "skin"),
-]  # fmt: skip
+]
 LEFT_JOINTS = {L_HIP, L_KNEE, L_ANKLE, L_SHOULDER, L_ELBOW, L_WRIST}
 
 
@@ -64,7 +64,7 @@ def random_pose(rng: np.random.Generator) -> Pose:
     arms = np.stack([rng.uniform(-0.5, 2.9, 2), rng.uniform(0, 2.5, 2)], axis=1)
     legs = np.stack([rng.normal(0.15, 0.35, 2).clip(-0.6, 1.9), rng.uniform(0, 2.0, 2) ** 1.3], axis=1)
     return Pose(lean, rng.normal(0, 0.15), arms, legs, 1.0 if rng.random() < 0.5 else -1.0,
-                rng.uniform(0.92, 1.08, 8))  # fmt: skip
+                rng.uniform(0.92, 1.08, 8))
 
 
 def pose_joints(pose: Pose, pelvis: np.ndarray, height: float, rotation: float = 0.0) -> np.ndarray:
@@ -134,7 +134,7 @@ def _skin(rng: np.random.Generator) -> np.ndarray:
 
 
 def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, thickness: float, color: np.ndarray,
-             ids: np.ndarray | None = None, part: int = 0) -> None:  # fmt: skip
+             ids: np.ndarray | None = None, part: int = 0) -> None:
     t = max(1, round(thickness))
     c = tuple(float(v) for v in color)
     pa, pb = (round(a[0]), round(a[1])), (round(b[0]), round(b[1]))
@@ -148,9 +148,14 @@ def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, thickness: float, co
 
 
 def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.random.Generator,
-                ids: np.ndarray, palette: dict[str, np.ndarray], back_side: int) -> np.ndarray:  # fmt: skip
+                ids: np.ndarray, palette: dict[str, np.ndarray], back_side: int, facing: float) -> np.ndarray:
     """Draw a figure (back limbs, torso, head, front limbs); returns its head box. `ids` gets part numbers
-    1..9 (torso 1, head 2, limbs 3..10) so visibility can be read back per joint."""
+    1..10 (torso 1, head 2, limbs 3..10) so visibility can be read back per joint.
+
+    What tells left from right, as on a person: the left limbs and the left half of the torso are darker (the
+    left limbs also carry a light band), and the head shows a face (eyes, mouth) when the figure faces the
+    camera (`facing` +1) and hair when it faces away (-1).
+    """
     side_limbs = [[], []]  # right limbs, left limbs
     for n, (a, b, thick, part) in enumerate(LIMBS):
         side_limbs[1 if a in LEFT_JOINTS else 0].append((n, a, b, thick, part))
@@ -164,15 +169,17 @@ def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.rand
                 d = (joints[b] - joints[a]) * 0.12
                 _capsule(img, mid - d, mid + d, thick * height * 1.02, np.minimum(palette[part] + 90, 255))
             cv2.circle(img, tuple(round(v) for v in joints[b]), max(1, round(thick * height * 0.45)),
-                       tuple(float(v) for v in palette["skin"] * (0.8 if s == 1 else 1.0)), -1, cv2.LINE_AA)  # fmt: skip
+                       tuple(float(v) for v in palette["skin"] * (0.8 if s == 1 else 1.0)), -1, cv2.LINE_AA)
 
     limbs(back_side)
     torso = np.array([joints[R_SHOULDER], joints[L_SHOULDER], joints[L_HIP], joints[R_HIP]])
     center = torso.mean(axis=0)
     torso = center + (torso - center) * 1.18
-    pts = np.round(torso).astype(np.int32)
-    cv2.fillPoly(img, [pts], tuple(float(v) for v in palette["torso"]), cv2.LINE_AA)
-    cv2.fillPoly(ids, [pts], 1)
+    top, bottom = (torso[0] + torso[1]) / 2, (torso[2] + torso[3]) / 2
+    for half, shade in (((torso[0], top, bottom, torso[3]), 1.0), ((top, torso[1], torso[2], bottom), 0.6)):
+        pts = np.round(np.array(half)).astype(np.int32)  # right half, then the darker left half
+        cv2.fillPoly(img, [pts], tuple(float(v) for v in palette["torso"] * shade), cv2.LINE_AA)
+        cv2.fillPoly(ids, [pts], 1)
     _capsule(img, joints[THORAX], joints[NECK], 0.05 * height, palette["skin"], ids, 1)
     axis = joints[HEAD] - joints[NECK]
     head_center = joints[NECK] + 0.5 * axis
@@ -182,11 +189,29 @@ def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.rand
     hc = (round(head_center[0]), round(head_center[1]))
     cv2.ellipse(img, hc, size, angle, 0, 360, tuple(float(v) for v in palette["skin"]), -1, cv2.LINE_AA)
     cv2.ellipse(ids, hc, size, angle, 0, 360, 2, -1)
-    eye = head_center + 0.15 * axis
-    cv2.circle(img, (round(eye[0]), round(eye[1])), max(1, round(length * 0.08)), (40, 40, 40), -1, cv2.LINE_AA)
+    _face(img, head_center, axis, length, palette, facing)
     limbs(1 - back_side)
     r = max(size)
     return np.array([hc[0] - r, hc[1] - r, hc[0] + r, hc[1] + r], dtype=np.float64)
+
+
+def _face(img: np.ndarray, center: np.ndarray, axis: np.ndarray, length: float, palette: dict, facing: float) -> None:
+    """Eyes and a mouth on a figure facing the camera; hair over the head of one facing away."""
+    up = axis / max(length, 1e-6)
+    across = np.array([-up[1], up[0]])
+    if facing > 0:
+        r = max(1, round(length * 0.07))
+        for side in (-1, 1):
+            eye = center + 0.12 * length * up + side * 0.15 * length * across
+            cv2.circle(img, (round(eye[0]), round(eye[1])), r, (40, 40, 40), -1, cv2.LINE_AA)
+        a, b = center - 0.15 * length * up - 0.1 * length * across, center - 0.15 * length * up + 0.1 * length * across
+        cv2.line(img, (round(a[0]), round(a[1])), (round(b[0]), round(b[1])), (60, 40, 140), max(1, r // 2 + 1), cv2.LINE_AA)
+    else:
+        hair = center + 0.08 * length * up
+        angle = math.degrees(math.atan2(up[1], up[0]))
+        axes = (max(1, round(length * 0.5)), max(1, round(length * 0.4)))
+        cv2.ellipse(img, (round(hair[0]), round(hair[1])), axes, angle, 0, 360, tuple(float(v) for v in palette["hair"]), -1,
+                    cv2.LINE_AA)
 
 
 def _own_parts() -> list[set[int]]:
@@ -211,13 +236,13 @@ def render_sample(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray
     img = background(rng, size)
     if rng.random() < 0.15:  # a second, unannotated person in the background
         other = pose_joints(random_pose(rng), rng.uniform(0, size, 2), rng.uniform(0.3, 0.6) * size)
-        draw_figure(img, other, 0.45 * size, rng, np.zeros((size, size), np.uint8), _palette(rng), 0)
+        draw_figure(img, other, 0.45 * size, rng, np.zeros((size, size), np.uint8), _palette(rng), 0, 1.0)
     height = rng.uniform(0.38, 0.85) * size
     pose = random_pose(rng)
     joints = pose_joints(pose, np.zeros(2), height, rotation=rng.normal(0, 0.2))
     joints += _placement(rng, person_box(joints, height), size)
     ids = np.zeros((size, size), np.uint8)
-    head_box = draw_figure(img, joints, height, rng, ids, _palette(rng), int(rng.integers(0, 2)))
+    head_box = draw_figure(img, joints, height, rng, ids, _palette(rng), int(rng.integers(0, 2)), pose.facing)
     for _ in range(rng.integers(0, 3) if rng.random() < 0.35 else 0):
         _occluder(img, ids, rng, joints, height)
     visibility = _visibility(joints, ids, size)
@@ -236,7 +261,8 @@ def _placement(rng: np.random.Generator, box: np.ndarray, size: int) -> np.ndarr
 
 def _palette(rng: np.random.Generator) -> dict[str, np.ndarray]:
     shirt = _color(rng)
-    return {"torso": shirt, "arms": shirt * rng.uniform(0.8, 1.1), "legs": _color(rng), "skin": _skin(rng)}
+    return {"torso": shirt, "arms": shirt * rng.uniform(0.8, 1.1), "legs": _color(rng), "skin": _skin(rng),
+            "hair": _color(rng, 10, 90)}
 
 
 def _occluder(img: np.ndarray, ids: np.ndarray, rng: np.random.Generator, joints: np.ndarray, height: float) -> None:
@@ -274,11 +300,11 @@ def person_box(joints: np.ndarray, height: float) -> np.ndarray:
 
 def _lerp_pose(a: Pose, b: Pose, u: float) -> Pose:
     return Pose(a.lean + (b.lean - a.lean) * u, a.neck + (b.neck - a.neck) * u, a.arms + (b.arms - a.arms) * u,
-                a.legs + (b.legs - a.legs) * u, a.facing, a.lengths)  # fmt: skip
+                a.legs + (b.legs - a.legs) * u, a.facing, a.lengths)
 
 
 def render_video_frames(rng: np.random.Generator, frames: int, width: int = 640, height: int = 360,
-                        people: int = 2):  # fmt: skip
+                        people: int = 2):
     """Yield (frame BGR, joints (P, 16, 2), visibility (P, 16)) for a clip of `people` figures that move
     smoothly: each sways between two poses and walks across a fixed background."""
     scene = background(rng, height, width)
@@ -300,7 +326,7 @@ def render_video_frames(rng: np.random.Generator, frames: int, width: int = 640,
             u = 0.5 - 0.5 * math.cos(2 * math.pi * phase * period)
             joints = pose_joints(_lerp_pose(a, b, u), start + drift * phase, size)
             ids[:] = 0
-            draw_figure(img, joints, size, rng, ids, palette, back)
+            draw_figure(img, joints, size, rng, ids, palette, back, a.facing)
             vis = np.array([2 if 0 <= x < width and 0 <= y < height else 0 for x, y in joints])
             all_joints.append(joints)
             all_vis.append(vis)

@@ -59,13 +59,15 @@ def get_affine(
     w_out, h_out = output_wh
     theta = math.radians(rotation)
     cos, sin = math.cos(theta), math.sin(theta)
-    to_origin = np.array([[1, 0, -center[0]], [0, 1, -center[1]], [0, 0, 1]], dtype=np.float64)
-    rotate = np.array([[cos, -sin, 0], [sin, cos, 0], [0, 0, 1]], dtype=np.float64)
-    shearing = np.array([[1, shear[0], 0], [shear[1], 1, 0], [0, 0, 1]], dtype=np.float64)
-    scale = np.diag([w_out / size_wh[0], h_out / size_wh[1], 1.0])
-    mirror = np.diag([-1.0 if flip else 1.0, 1.0, 1.0])
-    to_crop = np.array([[1, 0, (w_out - 1) / 2], [0, 1, (h_out - 1) / 2], [0, 0, 1]], dtype=np.float64)
-    return (to_crop @ mirror @ scale @ shearing @ rotate @ to_origin)[:2]
+    # linear part: mirror @ scale @ shear @ rotate, written out (this runs for every training sample)
+    sx = (-1.0 if flip else 1.0) * w_out / float(size_wh[0])
+    sy = h_out / float(size_wh[1])
+    shx, shy = shear
+    a, b = cos + shx * sin, -sin + shx * cos  # shear @ rotate, first row
+    c, d = shy * cos + sin, -shy * sin + cos  # second row
+    linear = np.array([[sx * a, sx * b], [sy * c, sy * d]])
+    shift = np.array([(w_out - 1) / 2, (h_out - 1) / 2]) - linear @ np.asarray(center, dtype=np.float64)
+    return np.concatenate([linear, shift[:, None]], axis=1)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

@@ -73,8 +73,11 @@ def load_pretrained(trunk: ResNetTrunk, path: str | Path) -> None:
         raise ClposeError(f"pretrained weights {path} are not a state dict of tensors")
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     own = trunk.state_dict()
-    wrong = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and v.shape != own[k].shape]  # fmt: skip
+    wrong = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if wrong:
         raise ClposeError(
             f"pretrained weights {path} do not fit ResNet-{trunk.depth}: {len(wrong)} tensors have "

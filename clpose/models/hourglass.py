@@ -24,10 +24,16 @@ class Residual(nn.Module):
         super().__init__()
         mid = cout // 2
         self.body = nn.Sequential(
-            nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, mid, 1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, mid, 3, padding=1),
-            nn.BatchNorm2d(mid), nn.ReLU(inplace=True), nn.Conv2d(mid, cout, 1),
-        )  # fmt: skip
+            nn.BatchNorm2d(cin),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(cin, mid, 1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, mid, 3, padding=1),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(mid, cout, 1),
+        )
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -69,18 +75,27 @@ class Hourglass(nn.Module):
 def _stem(features: int) -> nn.Sequential:
     """7x7 stride-2 conv, residual, max-pool, two residuals: stride 4, `features` channels."""
     return nn.Sequential(
-        nn.Conv2d(3, 64, 7, stride=2, padding=3), nn.BatchNorm2d(64), nn.ReLU(inplace=True),
-        Residual(64, 128), nn.MaxPool2d(2), Residual(128, 128), Residual(128, features),
-    )  # fmt: skip
+        nn.Conv2d(3, 64, 7, stride=2, padding=3),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        Residual(64, 128),
+        nn.MaxPool2d(2),
+        Residual(128, 128),
+        Residual(128, features),
+    )
 
 
 def _composite_head(features: int, num_keypoints: int) -> nn.Sequential:
     """The CL head of each stage: three convolutions in series, the last producing 3K maps."""
     return nn.Sequential(
-        nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features), nn.ReLU(inplace=True),
-        nn.Conv2d(features, features, 3, padding=1), nn.BatchNorm2d(features), nn.ReLU(inplace=True),
+        nn.Conv2d(features, features, 3, padding=1),
+        nn.BatchNorm2d(features),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(features, features, 3, padding=1),
+        nn.BatchNorm2d(features),
+        nn.ReLU(inplace=True),
         nn.Conv2d(features, 3 * num_keypoints, 1),
-    )  # fmt: skip
+    )
 
 
 def _lin(features: int) -> nn.Sequential:

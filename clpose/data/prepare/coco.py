@@ -90,7 +90,7 @@ def _gt_people(data: dict, path: Path, table: ImageTable, split: str, report: Re
         center, scale = box_to_center_scale(np.array(box))
         index = table.add(img["file_name"], img["id"], (img["width"], img["height"]))
         people.append({"image_index": index, "center": center, "scale": scale, "keypoints": kpts, "box": box,
-                       "extras": {"annotation_id": ann.get("id"), "area": ann.get("area")}})  # fmt: skip
+                       "extras": {"annotation_id": ann.get("id"), "area": ann.get("area")}})
     return people
 
 
@@ -115,17 +115,17 @@ def _detected_people(path: Path, data: dict, table: ImageTable, report: Report) 
         center, scale = box_to_center_scale(np.array(det["bbox"], dtype=np.float64))
         index = table.add(img["file_name"], img["id"], (img["width"], img["height"]))
         people.append({"image_index": index, "center": center, "scale": scale, "keypoints": np.zeros((17, 3)),
-                       "box": [float(v) for v in det["bbox"]], "box_score": float(det["score"])})  # fmt: skip
+                       "box": [float(v) for v in det["bbox"]], "box_score": float(det["score"])})
     return people
 
 
 def prepare_coco(root: Path, report: Report, annotations: dict[str, Path], image_dirs: dict[str, Path],
-                 detections: Path | None) -> tuple[dict[str, Records], dict[str, ImageTable]]:  # fmt: skip
+                 detections: Path | None) -> tuple[dict[str, Records], dict[str, ImageTable]]:
     files = dict(annotations) or {s: root / "annotations" / f for s, f in SPLITS.items()}
     files = {s: p for s, p in files.items() if p.is_file() or annotations}
     if not files:
         raise ClposeError(f"{root}/annotations holds neither {SPLITS['train']} nor {SPLITS['val']} "
-                          "(or pass --annotations SPLIT=FILE)")  # fmt: skip
+                          "(or pass --annotations SPLIT=FILE)")
     if detections is not None and "val" not in files:
         raise ClposeError("--detections makes the val records: the val annotations are needed as well")
     splits, tables = {}, {}
@@ -141,6 +141,6 @@ def prepare_coco(root: Path, report: Report, annotations: dict[str, Path], image
             det_table = ImageTable(image_dir)
             det_people = _detected_people(detections, data, det_table, report)
             splits["val"] = new_records("coco", "coco", "val", det_table.images, det_people, image_dir,
-                                        [str(path), str(detections)])  # fmt: skip
+                                        [str(path), str(detections)])
             tables["val"] = det_table
     return splits, tables

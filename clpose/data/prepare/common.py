@@ -55,7 +55,7 @@ class ImageTable:
                 self.unreadable.add(len(self.images))
         self.index[file] = len(self.images)
         self.images.append({"id": len(self.images) if image_id is None else image_id, "file": file,
-                            "width": int(width), "height": int(height)})  # fmt: skip
+                            "width": int(width), "height": int(height)})
         return self.index[file]
 
 
@@ -131,5 +131,5 @@ def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
         if s["images_unreadable"]:
             warnings = f"{s['images_unreadable']} unreadable images; " + warnings
         table.add_row(split, str(s["people"]), str(s["images"]), str(s["labelled_keypoints"]),
-                      f"[red]{missing}[/red]" if missing else "0", warnings)  # fmt: skip
+                      f"[red]{missing}[/red]" if missing else "0", warnings)
     console.print(table)

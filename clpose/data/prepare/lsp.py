@@ -65,7 +65,7 @@ def _people(kpts: np.ndarray, files: list[str], table: ImageTable, report: Repor
         index = table.add(file)
         image = table.images[index]
         report.warn(split, "labelled joints outside the image (kept)",
-                    count_outside(person, image["width"], image["height"]))  # fmt: skip
+                    count_outside(person, image["width"], image["height"]))
         box = joints_box(person)
         if box is None:
             report.warn(split, "people with fewer than two labelled joints (skipped)")
@@ -99,7 +99,7 @@ def prepare_lsp(root: Path, report: Report) -> tuple[dict[str, Records], dict[st
         test_table = ImageTable(image_root)
         test_people = _people(kpts[half:], files[half:], test_table, report, "test")
         splits["test"] = new_records("lsp", "lsp", "test", test_table.images, test_people, image_root,
-                                     [str(lsp_dir / "joints.mat")])  # fmt: skip
+                                     [str(lsp_dir / "joints.mat")])
         tables["test"] = test_table
         sources.append(str(lsp_dir / "joints.mat"))
     splits["train"] = new_records("lsp", "lsp", "train", train_table.images, train_people, image_root, sources)

@@ -78,7 +78,7 @@ def _json_person(path: Path, i: int, p: Any, split: str) -> tuple[str, np.ndarra
         vis = np.asarray(p.get("joints_vis", np.ones(16)), dtype=np.float64)
         if joints.shape != (16, 2) or vis.shape != (16,):
             raise ClposeError(f"{path}: person {i}: joints must be 16x2 and joints_vis 16, got "
-                              f"{joints.shape} and {vis.shape}")  # fmt: skip
+                              f"{joints.shape} and {vis.shape}")
         labelled = (vis > 0) & (joints[:, 0] >= 0)
         keypoints[labelled, :2] = joints[labelled] - 1.0
         keypoints[labelled, 2] = 2.0  # the JSON does not say which joints are occluded
@@ -104,7 +104,7 @@ def _from_json(files: dict[str, Path], head: HeadBoxes | None, image_dir: Path, 
             index = table.add(image)
             img = table.images[index]
             report.warn(split, "labelled joints outside the image (kept)",
-                        count_outside(keypoints, img["width"], img["height"]))  # fmt: skip
+                        count_outside(keypoints, img["width"], img["height"]))
             extras = {}
             if split == "valid" and head is not None:
                 hit = head.match(keypoints[:, :2] + 1.0, keypoints[:, 2] > 0)
@@ -113,7 +113,7 @@ def _from_json(files: dict[str, Path], head: HeadBoxes | None, image_dir: Path, 
                 else:
                     extras = {"head_box": [float(v) for v in head.boxes[hit]], "gt_valid_index": hit}
             people.append({"image_index": index, "center": center, "scale": scale, "keypoints": keypoints,
-                           "extras": extras})  # fmt: skip
+                           "extras": extras})
         sources = [str(path)] + ([str(head.path)] if head is not None and split == "valid" else [])
         splits[split] = new_records("mpii", "mpii", split, table.images, people, image_dir, sources)
         tables[split] = table
@@ -195,7 +195,7 @@ def _from_release(path: Path, head: HeadBoxes | None, image_dir: Path, report: R
             index = tables[split].add(name)
             extras = {"head_box": head_box, "image_index": i, "rect_index": r} if head_box else {}
             people[split].append({"image_index": index, "center": center, "scale": scale, "keypoints": keypoints,
-                                  "extras": extras})  # fmt: skip
+                                  "extras": extras})
     splits = {s: new_records("mpii", "mpii", s, tables[s].images, people[s], image_dir, [str(path)]) for s in people}
     if head is not None:
         splits, tables = _split_valid(splits, tables, head, image_dir, path, report)
@@ -220,11 +220,11 @@ def _split_valid(splits, tables, head: HeadBoxes, image_dir: Path, path: Path, r
     valid.sources = [str(path), str(head.path)]
     for j, hit in enumerate(sorted(order)):
         valid.extras[j] = {**valid.extras[j], "head_box": [float(v) for v in head.boxes[hit]],
-                           "gt_valid_index": hit}  # fmt: skip
+                           "gt_valid_index": hit}
     train = trainval.subset(train_idx)
     train.split = "train"
     return {"train": train, "valid": valid, **splits}, {"train": tables["trainval"], "valid": tables["trainval"],
-                                                        **tables}  # fmt: skip
+                                                        **tables}
 
 
 def prepare_mpii(root: Path, report: Report, annotations: dict[str, Path], image_dir: Path | None):
@@ -241,4 +241,4 @@ def prepare_mpii(root: Path, report: Report, annotations: dict[str, Path], image
     if release is not None:
         return _from_release(release, head, image_dir, report)
     raise ClposeError(f"{root}: found neither annot/train.json / annot/valid.json nor {RELEASE_FILE} "
-                      "(or pass --annotations SPLIT=FILE)")  # fmt: skip
+                      "(or pass --annotations SPLIT=FILE)")

@@ -37,12 +37,12 @@ def _render_chunk(args: tuple[Path, str, int, int, int, int]) -> list[dict]:
         box = person_box(figure.joints, figure.height)
         center, scale = box_to_center_scale(box)
         people.append({"file": file, "center": center.tolist(), "scale": scale.tolist(), "box": box.tolist(),
-                       "keypoints": keypoints.tolist(), "extras": {"head_box": figure.head_box.tolist()}})  # fmt: skip
+                       "keypoints": keypoints.tolist(), "extras": {"head_box": figure.head_box.tolist()}})
     return people
 
 
 def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: int = 256, seed: int = 0,
-                      workers: int | None = None) -> tuple[dict[str, Records], dict[str, ImageTable]]:  # fmt: skip
+                      workers: int | None = None) -> tuple[dict[str, Records], dict[str, ImageTable]]:
     if size < 64:
         raise ClposeError(f"--size must be at least 64 pixels, got {size}")
     image_dir = out / "images"
@@ -65,13 +65,13 @@ def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: i
             index = table.add(person.pop("file"), known_size=(size, size))
             people.append({"image_index": index, **person, "keypoints": np.array(person["keypoints"])})
         splits[split] = new_records("synthetic", "synthetic", split, table.images, people, image_dir,
-                                    [f"clpose synthetic generator, seed {seed}, size {size}"])  # fmt: skip
+                                    [f"clpose synthetic generator, seed {seed}, size {size}"])
         tables[split] = table
     return splits, tables
 
 
 def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0,
-                people: int = 2) -> Path:  # fmt: skip
+                people: int = 2) -> Path:
     """Render a clip of moving figures to `path` (mp4v) and its ground truth to `path` with suffix .json."""
     if frames < 1:
         raise ClposeError(f"--frames must be >= 1, got {frames}")
@@ -86,11 +86,11 @@ def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height
                 writer.write(frame)
                 truth.append({"frame": len(truth), "people": [
                     {"keypoints": np.round(np.concatenate([j, v[:, None]], 1), 3).tolist()} for j, v in zip(joints, vis)
-                ]})  # fmt: skip
+                ]})
         finally:
             writer.release()
     write_json(path.with_suffix(".json"), {"fps": fps, "width": width, "height": height, "skeleton": "synthetic",
-                                           "frames": truth}, indent=None)  # fmt: skip
+                                           "frames": truth}, indent=None)
     return path
 
 

@@ -1,0 +1,68 @@
+"""Checkpoints: plain tensors and dicts only, written atomically, read with torch.load(weights_only=True).
+
+A checkpoint holds model, optimizer, scheduler and grad-scaler states, the epoch, the RNG states, the
+resolved recipe (as plain data) and the package version, so `clpose eval`, `infer` and `export` can rebuild
+the model and its codec from the file alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clpose.errors import ClposeError
+from clpose.io import atomic_path
+
+REQUIRED = ("model", "recipe", "version", "epoch")
+
+
+def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary file next to `path`, then os.replace: a crash (even SIGKILL) mid-write
+    leaves the previous checkpoint intact."""
+    path = Path(path)
+    for stale in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):  # left by an earlier crash
+        stale.unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a clpose checkpoint; a missing, corrupt or foreign file is a ClposeError naming it."""
+    path = Path(path)
+    if path.is_dir():
+        path = find_checkpoint(path)
+    if not path.is_file():
+        raise ClposeError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated or non-checkpoint files
+        raise ClposeError(
+            f"checkpoint {path} cannot be read: it is corrupt or not a PyTorch file "
+            f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+        ) from None
+    if not isinstance(state, dict):
+        raise ClposeError(f"{path} is not a clpose checkpoint")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing:
+        raise ClposeError(f"{path} is not a clpose checkpoint (it lacks {', '.join(missing)})")
+    return state
+
+
+def find_checkpoint(run_dir: Path) -> Path:
+    """best.pt of a run folder, else last.pt."""
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    raise ClposeError(f"{run_dir} holds neither best.pt nor last.pt")
+
+
+def latest_checkpoint(runs: str | Path = "runs", name: str = "best.pt") -> Path:
+    """The most recently written `name` under the runs folder (what `infer`/`eval` use without a checkpoint)."""
+    found = sorted(Path(runs).glob(f"**/{name}"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ClposeError(
+            f"no {name} under {runs}/: train a model first (clpose train RECIPE, or clpose demo) or pass a checkpoint"
+        )
+    return found[-1]

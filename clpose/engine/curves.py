@@ -1,0 +1,67 @@
+"""The training-curve PNG of a run (drawn with OpenCV: no plotting dependency)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from clpose.io import atomic_path
+
+W, H, PAD = 520, 340, 56
+COLORS = {"loss": (200, 90, 30), "heatmap": (60, 160, 60), "offset_y": (40, 120, 230), "offset_x": (170, 60, 200)}
+
+
+def _panel(
+    title: str, series: dict[str, list[tuple[float, float]]], log_y: bool, colors: dict, x_label: str = "epoch"
+) -> np.ndarray:
+    img = np.full((H, W, 3), 255, np.uint8)
+    points = [p for s in series.values() for p in s if math.isfinite(p[1]) and (p[1] > 0 or not log_y)]
+    cv2.putText(img, title, (PAD, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.55, (20, 20, 20), 1, cv2.LINE_AA)
+    cv2.rectangle(img, (PAD, 36), (W - 16, H - 40), (120, 120, 120), 1)
+    if not points:
+        return img
+    xs = [p[0] for p in points]
+    ys = [math.log10(p[1]) if log_y else p[1] for p in points]
+    x0, x1 = min(xs), max(max(xs), min(xs) + 1e-9)
+    y0, y1 = min(ys), max(ys)
+    if y1 - y0 < 1e-9:
+        y0, y1 = y0 - 0.5, y1 + 0.5
+
+    def to_px(x: float, y: float) -> tuple[int, int]:
+        y = math.log10(y) if log_y else y
+        return (round(PAD + (x - x0) / (x1 - x0) * (W - 16 - PAD)), round(H - 40 - (y - y0) / (y1 - y0) * (H - 76)))
+
+    for t in np.linspace(y0, y1, 5):
+        py = to_px(x0, 10**t if log_y else t)[1]
+        cv2.line(img, (PAD - 4, py), (W - 16, py), (225, 225, 225), 1)
+        label = f"{10**t:.2g}" if log_y else f"{t:.3g}"
+        cv2.putText(img, label, (4, py + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x0:.3g}", (PAD, H - 22), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, x_label, (W // 2 - 20, H - 22), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x1:.3g}", (W - 44, H - 22), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (60, 60, 60), 1, cv2.LINE_AA)
+    legend_x = PAD + 8
+    for name, pts in series.items():
+        pts = [p for p in pts if math.isfinite(p[1]) and (p[1] > 0 or not log_y)]
+        color = colors.get(name, (0, 0, 0))
+        if len(pts) > 1:
+            cv2.polylines(img, [np.array([to_px(*p) for p in pts], np.int32)], False, color, 2, cv2.LINE_AA)
+        for p in pts:
+            cv2.circle(img, to_px(*p), 3, color, -1, cv2.LINE_AA)
+        cv2.putText(img, name, (legend_x, H - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.42, color, 1, cv2.LINE_AA)
+        legend_x += cv2.getTextSize(name, cv2.FONT_HERSHEY_SIMPLEX, 0.42, 1)[0][0] + 14
+    return img
+
+
+def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
+    """Losses (log scale) and the validation metric per epoch, side by side."""
+    losses = {k: [(r["epoch"], r[k]) for r in rows if k in r] for k in COLORS if any(k in r for r in rows)}
+    metric = next((r["metric"] for r in rows if r.get("metric")), "metric")
+    values = {metric: [(r["epoch"], r["value"]) for r in rows if r.get("value") is not None]}
+    left = _panel(f"{title} training loss", losses, True, COLORS)
+    right = _panel(f"validation {metric}", values, False, {metric: (30, 30, 200)})
+    image = np.concatenate([left, right], axis=1)
+    with atomic_path(path) as tmp:
+        cv2.imwrite(str(tmp), image)

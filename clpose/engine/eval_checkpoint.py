@@ -1,0 +1,170 @@
+"""Evaluate a checkpoint: rebuild its model and codec from the recipe it holds, predict the split, score it.
+
+Used by `clpose eval RUN_DIR_OR_CHECKPOINT` (also under torchrun: prediction is sharded and gathered).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+import torch
+
+from clpose.config import Recipe, load_recipe, recipe_from_dict
+from clpose.data import check_images, dataset_from_records, load_split, recipe_codec
+from clpose.data.records import Records, new_records
+from clpose.engine import distributed
+from clpose.engine.checkpoint import load_checkpoint
+from clpose.engine.evaluate import Predictions, metric_name, predict, score_pck
+from clpose.engine.scoring import coco_annotations, score_oks_records, sha256
+from clpose.errors import ClposeError
+from clpose.io import atomic_path, write_json
+from clpose.metrics.files import PREDICTIONS_FORMAT
+from clpose.models import build_model
+
+
+@dataclass
+class EvalRun:
+    tables: list[dict[str, Any]]  # one per stage (one unless every stage was asked for)
+    settings: dict[str, Any] = field(default_factory=dict)
+
+
+def model_from_checkpoint(state: dict, recipe: Recipe) -> torch.nn.Module:
+    """The checkpoint's network with its weights (the recipe's `pretrained` file is not needed)."""
+    options = {k: v for k in ("stride", "stacks") if (v := getattr(recipe.model, k)) is not None}
+    model = build_model(recipe.model.name, int(state["num_keypoints"]), **options)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as e:
+        raise ClposeError(
+            f"the checkpoint's weights do not fit {recipe.model.name} ({str(e).splitlines()[0]})"
+        ) from None
+    return model
+
+
+def detection_records(base: Records, path: Path, annotations: Path) -> Records:
+    """Records of COCO detections (results format) for the images of `annotations` (--boxes FILE)."""
+    from clpose.data.prepare.coco import _detected_people, load_coco
+    from clpose.data.prepare.common import ImageTable, Report
+
+    data = load_coco(annotations)
+    table = ImageTable(base.image_dir)
+    people = _detected_people(path, data, table, Report())
+    records = new_records(
+        base.dataset, base.skeleton, base.split, table.images, people, base.image_dir, [str(annotations), str(path)]
+    )
+    records.path = path
+    return records
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    recipe_path: Path | None = None,
+    split: str | None = None,
+    flip: bool | None = None,
+    boxes: str | None = None,
+    batch: int | None = None,
+    stages: str = "last",
+    device: str = "auto",
+    metric: str | None = None,
+    alpha: float | None = None,
+    head_official: bool = False,
+    annotations: Path | None = None,
+    save_predictions: Path | None = None,
+) -> EvalRun:
+    """Predict a split with a checkpoint and score it with the dataset's metric."""
+    state = load_checkpoint(checkpoint)
+    recipe = load_recipe(recipe_path) if recipe_path else recipe_from_dict(state["recipe"], f"{checkpoint} (recipe)")
+    cfg = recipe.eval
+    split = split or recipe.data.val_split
+    flip = cfg.flip if flip is None else flip
+    boxes = boxes or cfg.boxes
+    d, dev = distributed.setup(device)
+    try:
+        codec = recipe_codec(recipe)
+        records = load_split(recipe, split)
+        if boxes != "gt":
+            records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
+        dataset = dataset_from_records(recipe, records, train=False, codec=codec)
+        check_images(dataset.records)
+        metric = metric or metric_name(recipe.data.dataset, cfg.metric)
+        model = model_from_checkpoint(state, recipe).to(dev)
+        preds = predict(
+            model,
+            dataset,
+            dev,
+            batch or cfg.batch_size,
+            flip,
+            recipe.train.amp,
+            recipe.train.channels_last,
+            stages == "all",
+            num_workers=min(4, recipe.data.num_workers),
+            d=d,
+        )
+        tables, results = [], None
+        for s in range(preds.keypoints.shape[0]):
+            if metric == "oks":
+                table, results = score_oks_records(dataset, preds, cfg, annotations, stage=s)
+            else:
+                table = {
+                    **score_pck(dataset, preds, metric, alpha, s, head_official),
+                    "metric": metric,
+                    "alpha": alpha or (0.5 if metric == "pckh" else 0.2),
+                    "people": len(preds.indices),
+                }
+            tables.append(table)
+        if save_predictions is not None and d.main:
+            save(save_predictions, dataset, preds, results)
+    finally:
+        distributed.teardown(d)
+    settings = {
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "records": str(dataset.records.path),
+        "flip": flip,
+        "boxes": boxes,
+        "oks_nms_thr": cfg.oks_nms_thr if metric == "oks" else None,
+    }
+    if boxes != "gt":
+        settings["boxes_sha256"] = sha256(boxes)
+    return EvalRun(tables, settings)
+
+
+def save(path: Path, dataset, preds: Predictions, coco_results: list[dict] | None) -> None:
+    """.json: COCO results (COCO) or clpose predictions (0-based image pixels); .mat: `preds` M x K x 2 in
+    1-based MATLAB pixels (the MPII toolkit's input); .npy: M x K x 2, 0-based."""
+    path = Path(path)
+    kpts, scores = preds.keypoints[-1], preds.scores[-1]
+    if path.suffix == ".npy":
+        with atomic_path(path) as tmp:
+            np.save(tmp, kpts)
+    elif path.suffix == ".mat":
+        with atomic_path(path) as tmp:
+            scipy.io.savemat(str(tmp), {"preds": kpts + 1.0})
+    elif coco_results is not None:
+        write_json(path, coco_results, indent=None)
+    else:
+        records = dataset.records
+        people = [
+            {
+                "index": int(i),
+                "image": records.images[records.image_index[i]]["file"],
+                "image_id": records.image_id(i),
+                "keypoints": np.concatenate([kpts[j], scores[j][:, None]], 1).round(4).tolist(),
+            }
+            for j, i in enumerate(preds.indices)
+        ]
+        write_json(
+            path,
+            {
+                "format": PREDICTIONS_FORMAT,
+                "version": 1,
+                "skeleton": dataset.skeleton.name,
+                "coordinates": "0-based",
+                "people": people,
+            },
+            indent=None,
+        )

@@ -1,0 +1,166 @@
+"""Predict over a dataset (batched, flip test, every stage on request) and score the result.
+
+Predictions are mapped back to image pixels through the inverse of each sample's affine matrix: the same
+matrix that cropped it (clpose.data.transforms). Under torchrun each rank predicts every world-th sample and the
+ranks' results are gathered and put back in dataset order, so the metric equals the single-process one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from clpose.data.dataset import TopDownDataset, worker_init
+from clpose.data.transforms import apply_affine, invert_affine
+from clpose.engine.distributed import Dist, gather
+from clpose.errors import ClposeError
+from clpose.metrics.pck import pck_from_records, pck_table
+
+
+@dataclass
+class Predictions:
+    """Keypoints of every person of a dataset, in image pixels (0-based).
+
+    Attributes:
+        indices: (N,) record indices.
+        keypoints: (S, N, K, 2) per stage (S = 1 unless every stage was asked for).
+        scores: (S, N, K).
+    """
+
+    indices: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
+
+
+def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
+    """Autocast for train.amp: "off", "bf16" (CPU or CUDA) or "fp16" (CUDA)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    if amp == "fp16" and device.type != "cuda":
+        raise ClposeError("train.amp fp16 needs CUDA; use bf16 on the CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+def _outputs(model: nn.Module, images: torch.Tensor, stages: bool) -> list[torch.Tensor]:
+    out = model(images)
+    if isinstance(out, (list, tuple)):
+        return list(out) if stages else [out[-1]]
+    return [out]
+
+
+@torch.inference_mode()
+def predict(
+    model: nn.Module,
+    dataset: TopDownDataset,
+    device: torch.device,
+    batch_size: int = 64,
+    flip: bool = True,
+    amp: str = "off",
+    channels_last: bool = False,
+    stages: bool = False,
+    num_workers: int = 0,
+    d: Dist | None = None,
+    on_batch=None,
+) -> Predictions:
+    """Keypoints of every sample of `dataset` (evaluation mode, no augmentation), in image pixels."""
+    d = d or Dist()
+    codec, flip_index = dataset.codec, dataset.skeleton.flip_index
+    model.eval()
+    shard = list(range(d.rank, len(dataset), d.world))
+    loader = DataLoader(
+        Subset(dataset, shard),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=num_workers,
+        worker_init_fn=worker_init,
+        pin_memory=device.type == "cuda",
+    )
+    idx, kpts, scores = [], [], []
+    for batch in loader:
+        images = batch["image"].to(device, non_blocking=True)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast(device, amp):
+            outs = _outputs(model, images, stages)
+            if flip:
+                flipped = _outputs(model, images.flip(-1), stages)
+                outs = [
+                    (o.float() + codec.flip_back(f.float(), flip_index)) / 2 for o, f in zip(outs, flipped, strict=True)
+                ]
+        inverse = invert_affine(batch["meta"]["affine"].numpy())
+        per_stage = [codec.decode_output(o.float()) for o in outs]
+        kpts.append(np.stack([apply_affine(k.cpu().numpy().astype(np.float64), inverse) for k, _ in per_stage]))
+        scores.append(np.stack([s.cpu().numpy() for _, s in per_stage]))
+        idx.append(batch["meta"]["index"].numpy())
+        if on_batch is not None:
+            on_batch(len(images))
+    local = (np.concatenate(idx), np.concatenate(kpts, axis=1), np.concatenate(scores, axis=1)) if idx else (None,) * 3
+    parts = [p for p in gather(local, d) if p[0] is not None]
+    indices = np.concatenate([p[0] for p in parts])
+    order = np.argsort(indices, kind="stable")
+    return Predictions(
+        indices[order],
+        np.concatenate([p[1] for p in parts], axis=1)[:, order],
+        np.concatenate([p[2] for p in parts], axis=1)[:, order],
+    )
+
+
+def metric_name(dataset_name: str, choice: str = "auto") -> str:
+    """The dataset's metric: pckh for MPII, oks for COCO, pck otherwise (LSP, synthetic)."""
+    if choice != "auto":
+        return choice
+    return {"mpii": "pckh", "coco": "oks"}.get(dataset_name, "pck")
+
+
+def score_pck(
+    dataset: TopDownDataset,
+    preds: Predictions,
+    metric: str,
+    alpha: float | None = None,
+    stage: int = -1,
+    head_official: bool = False,
+) -> dict[str, float]:
+    """PCK (the skeleton's normaliser) or PCKh (head boxes) table of the predictions against the records."""
+    records, skeleton = dataset.records, dataset.skeleton
+    gt = records.keypoints[preds.indices]
+    kp = preds.keypoints[stage]
+    if metric == "pckh":
+        from clpose.engine.scoring import pckh_table
+
+        boxes = [records.extras[i].get("head_box") for i in preds.indices]
+        if any(b is None for b in boxes):
+            raise ClposeError(f"PCKh needs head boxes: {records.path} has people without extras.head_box")
+        head = np.array(boxes, dtype=np.float64)
+        table = pckh_table(kp, gt[..., :2], gt[..., 2] > 0, head, alpha or 0.5, head_official, skeleton)
+        return {k: v for k, v in table.items() if k not in ("metric", "alpha", "head", "people", "joints_counted")}
+    return pck_table(*pck_from_records(kp, gt, skeleton, alpha or 0.2), skeleton)
+
+
+def score(
+    dataset: TopDownDataset,
+    preds: Predictions,
+    metric: str,
+    alpha: float | None = None,
+    stage: int = -1,
+    eval_cfg=None,
+    annotations=None,
+) -> dict[str, float]:
+    """The metric's result table for the predictions of `dataset` (the keys are the table's columns)."""
+    if metric in ("pck", "pckh"):
+        return score_pck(dataset, preds, metric, alpha, stage)
+    if metric == "oks":
+        from clpose.config import EvalConfig
+        from clpose.engine.scoring import score_oks_records
+
+        return score_oks_records(dataset, preds, eval_cfg or EvalConfig(), annotations, stage)[0]
+    raise ClposeError(f"unknown metric {metric!r}; valid: pck, pckh, oks")
+
+
+def headline(table: dict[str, float], metric: str) -> float:
+    """The one number a run is judged by: Mean for PCK/PCKh, AP for OKS."""
+    return table["AP"] if metric == "oks" else table["Mean"]

@@ -1,0 +1,158 @@
+"""What `clpose eval` computes: result tables from files (no model) or from a checkpoint's predictions.
+
+Every table's keys are the column names of the paper's tables (Head, Shoulder, ..., Mean and Mean@0.1 for
+PCK/PCKh; AP, AP50, AP75, APM, APL, AR for COCO); `report` adds the metric, alpha, counts and the settings used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import platform
+from dataclasses import replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clpose import __version__
+from clpose.errors import ClposeError
+from clpose.metrics import coco as coco_metric
+from clpose.metrics.files import align, read_lsp_ground_truth, read_mpii_ground_truth, read_predictions
+from clpose.metrics.pck import head_size, pck_correct, pck_table, torso_size
+from clpose.skeletons import COCO, LSP, MPII
+
+LSP_TEST = 1000  # the LSP test set: the last 1000 people of joints.mat
+
+
+def sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def versions() -> dict[str, str]:
+    out = {"clpose": __version__, "python": platform.python_version()}
+    for name in ("torch", "numpy", "pycocotools", "scipy"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def score_pck_file(predictions: Path, annotations: Path, alpha: float = 0.2) -> dict[str, Any]:
+    """LSP PCK@alpha (torso = left shoulder to right hip of the ground truth, all labelled joints count)."""
+    gt = read_lsp_ground_truth(annotations)
+    pred, one_based = read_predictions(predictions, 14)
+    n, m = len(gt.keypoints), len(pred)
+    if m != n:
+        if annotations.suffix == ".mat" and m == LSP_TEST and n > LSP_TEST:
+            gt = replace(gt, keypoints=gt.keypoints[-LSP_TEST:], labelled=gt.labelled[-LSP_TEST:])
+        else:
+            raise ClposeError(
+                f"{predictions} holds {m} people but {annotations} has {n}; expected {n}"
+                + (f" or {LSP_TEST} (the LSP test set, its last 1000)" if n > LSP_TEST else "")
+            )
+    norm = torso_size(gt.keypoints, gt.labelled, LSP.torso_joints)
+    correct, counted = pck_correct(align(pred, one_based, gt), gt.keypoints, gt.labelled, norm, alpha)
+    table = pck_table(correct, counted, LSP)
+    return {**table, "metric": "pck", "alpha": alpha, "people": len(gt.keypoints), "joints_counted": int(counted.sum())}
+
+
+def score_pckh_file(
+    predictions: Path, annotations: Path, alpha: float = 0.5, head_official: bool = False
+) -> dict[str, Any]:
+    """MPII PCKh@alpha (head size = 0.6 x head box diagonal; missing joints excluded) and Mean@0.1."""
+    gt = read_mpii_ground_truth(annotations)
+    pred, one_based = read_predictions(predictions, 16)
+    if len(pred) != len(gt.keypoints):
+        raise ClposeError(f"{predictions} holds {len(pred)} people but {annotations} has {len(gt.keypoints)}")
+    return pckh_table(align(pred, one_based, gt), gt.keypoints, gt.labelled, gt.head_boxes, alpha, head_official)
+
+
+def pckh_table(
+    pred: np.ndarray,
+    gt: np.ndarray,
+    labelled: np.ndarray,
+    head_boxes: np.ndarray,
+    alpha: float,
+    head_official: bool = False,
+    skeleton=MPII,
+) -> dict[str, Any]:
+    norm = head_size(head_boxes)
+    correct, counted = pck_correct(pred, gt, labelled, norm, alpha)
+    table = pck_table(correct, counted, skeleton, head_official)
+    table["Mean@0.1"] = pck_table(*pck_correct(pred, gt, labelled, norm, 0.1), skeleton, head_official)["Mean"]
+    return {
+        **table,
+        "metric": "pckh",
+        "alpha": alpha,
+        "head": "official" if head_official else "top",
+        "people": len(gt),
+        "joints_counted": int(counted.sum()),
+    }
+
+
+def score_oks_file(predictions: Path, annotations: Path, sigmas: list[float] | None = None) -> dict[str, Any]:
+    """COCO keypoint AP of a results file, by pycocotools' COCOeval."""
+    import json
+
+    gt = coco_metric.load_ground_truth(annotations)
+    try:
+        results = json.loads(Path(predictions).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ClposeError(f"predictions {predictions} are not a readable JSON file ({e})") from None
+    if not isinstance(results, list) or not all(
+        isinstance(r, dict) and {"image_id", "keypoints", "score"} <= set(r) for r in results
+    ):
+        raise ClposeError(
+            f"{predictions}: expected COCO results: a list of {{image_id, category_id, keypoints, score}}"
+        )
+    k = len(sigmas) if sigmas else COCO.num_keypoints
+    bad = [i for i, r in enumerate(results) if len(r["keypoints"]) != 3 * k]
+    if bad:
+        raise ClposeError(
+            f"{predictions}: result {bad[0]} has {len(results[bad[0]]['keypoints'])} keypoint values, "
+            f"expected {k} x 3 = {3 * k}"
+        )
+    table = coco_metric.evaluate_oks(gt, results, np.array(sigmas) if sigmas else None)
+    return {**table, "metric": "oks", "instances": len(results), "images": len({r["image_id"] for r in results})}
+
+
+def coco_annotations(records, override: Path | None = None) -> Path:
+    """The COCO annotation file the records were prepared from (or --annotations)."""
+    if override is not None:
+        return Path(override)
+    for source in records.sources:
+        if source.endswith(".json") and Path(source).is_file():
+            return Path(source)
+    raise ClposeError(
+        f"the COCO annotation file named by {records.path} ({records.sources[:1]}) is not there: "
+        "pass --annotations person_keypoints_val2017.json"
+    )
+
+
+def score_oks_records(
+    dataset, preds, cfg, annotations: Path | None = None, stage: int = -1
+) -> tuple[dict[str, Any], list[dict]]:
+    """COCO AP of a model's predictions on COCO records: rescoring, OKS-NMS per image, COCOeval.
+    Returns the table and the COCO results that were scored."""
+    from clpose.data.transforms import box_size
+
+    records, skeleton = dataset.records, dataset.skeleton
+    if skeleton.sigmas is None:
+        raise ClposeError(f"OKS needs per-keypoint sigmas; skeleton {skeleton.name} has none")
+    idx = preds.indices
+    kpts, kscores = preds.keypoints[stage], preds.scores[stage]
+    instance = coco_metric.rescore(records.box_scores[idx], kscores, cfg.kpt_score_thr)
+    areas = np.array([np.prod(box_size(records.scales[i], dataset.input_size, dataset.box_padding)) for i in idx])
+    image_ids = np.array([records.image_id(i) for i in idx])
+    sigmas = np.array(skeleton.sigmas)
+    keep = coco_metric.nms_per_image(image_ids, kpts, instance, areas, sigmas, cfg.oks_nms_thr)
+    results = coco_metric.to_results(image_ids[keep], kpts[keep], kscores[keep], instance[keep])
+    gt = coco_metric.load_ground_truth(coco_annotations(records, annotations))
+    table = coco_metric.evaluate_oks(gt, results, sigmas)
+    return {**table, "metric": "oks", "instances": len(results), "people": len(idx)}, results

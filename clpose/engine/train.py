@@ -1,0 +1,327 @@
+"""Training, read top to bottom: `fit` builds everything from a recipe and loops `train_one_epoch`.
+
+Single process or under torchrun (DistributedDataParallel, DistributedSampler; the recipe's batch size is the
+global batch). Only rank 0 writes the run folder: recipe.yaml, metrics.jsonl, curves.png, last.pt, best.pt.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
+
+from clpose import __version__
+from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
+from clpose.data import build_dataset, check_images, recipe_codec
+from clpose.data.dataset import worker_init
+from clpose.engine import distributed
+from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
+from clpose.engine.curves import plot_curves
+from clpose.engine.evaluate import autocast, headline, metric_name, predict, score
+from clpose.engine.progress import TrainProgress
+from clpose.errors import ClposeError
+from clpose.io import write_text
+from clpose.losses import build_loss
+from clpose.models import build_model_from_recipe
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    best_metric: float
+    last_metric: float
+    epochs_done: int
+    metric: str
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
+    """Multiplier of the base lr at optimizer step `step`: linear warm-up, then multistep or cosine decay.
+    Computed per step from the epoch as a fraction, so it resumes exactly from the step count."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        epoch = step / steps_per_epoch
+        if cfg.schedule == "multistep":
+            decay = cfg.gamma ** sum(epoch >= m for m in cfg.milestones)
+        else:
+            decay = 0.5 * (1 + math.cos(math.pi * min(1.0, epoch / cfg.epochs)))
+        return decay * (min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
+
+    return factor
+
+
+def make_run_dir(recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs")) -> Path:
+    """--out, or runs/NAME numbered -2, -3, ... when it exists; with --resume auto, the newest such run."""
+    if out is not None:
+        return out
+    base = runs / (recipe.name or "run")
+    if resume == "auto":
+        candidates = [p for p in [base, *runs.glob(f"{base.name}-*")] if (p / "last.pt").is_file()]
+        if not candidates:
+            raise ClposeError(f"--resume auto: no {base}/last.pt (or {base}-N/last.pt) to continue from")
+        return max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
+    if not base.exists():
+        return base
+    n = 2
+    while (runs / f"{base.name}-{n}").exists():
+        n += 1
+    return runs / f"{base.name}-{n}"
+
+
+def _loader(dataset, batch: int, d: distributed.Dist, seed: int, workers: int, device: torch.device):
+    if d.enabled:
+        sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=seed, drop_last=True)
+    else:  # reseeded every epoch (set_epoch below), so the order depends only on (seed, epoch)
+        sampler = RandomSampler(dataset, generator=torch.Generator())
+    return DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=sampler,
+        num_workers=workers,
+        drop_last=True,
+        worker_init_fn=worker_init,
+        pin_memory=device.type == "cuda",
+    )
+
+
+def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
+    loader.dataset.set_epoch(epoch)
+    if isinstance(loader.sampler, DistributedSampler):
+        loader.sampler.set_epoch(epoch)
+    else:
+        loader.sampler.generator.manual_seed(seed * 100003 + epoch)
+
+
+def train_one_epoch(
+    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg: TrainConfig, progress, deadline: float | None
+) -> dict[str, float]:
+    """One pass over the loader; returns the mean losses, samples/s and the share of time spent waiting for
+    data. Raises ClposeError on a non-finite loss (nothing of this epoch is saved) or out-of-memory."""
+    model.train()
+    sums: dict[str, float] = {}
+    seen, wait, start, steps = 0, 0.0, time.perf_counter(), 0
+    fetched = time.perf_counter()
+    for batch in loader:
+        wait += time.perf_counter() - fetched
+        images = batch["image"].to(device, non_blocking=True)
+        if cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets = {
+            k: batch[k].to(device, non_blocking=True) for k in ("heatmaps", "offsets", "keypoint_weights") if k in batch
+        }
+        try:
+            with autocast(device, cfg.amp):
+                output = model(images)
+            parts = loss_fn(output, targets)
+            loss = parts["loss"]
+            if not torch.isfinite(loss):
+                raise ClposeError(
+                    f"the loss became {loss.item()} at step {steps} of this epoch; training stopped "
+                    "and last.pt keeps the last good epoch (lower train.lr or set train.grad_clip)"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                scaler.unscale_(optimizer)
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+        except torch.OutOfMemoryError:
+            raise ClposeError(
+                f"out of memory with {len(images)} images per step on {device}; try a smaller "
+                f"--set train.batch_size={max(1, cfg.batch_size // 2)}"
+            ) from None
+        scheduler.step()
+        n = len(images)
+        seen, steps = seen + n, steps + 1
+        for k, v in parts.items():
+            sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v) * n
+        progress.step(n, loss.item(), optimizer.param_groups[0]["lr"], wait / (time.perf_counter() - start))
+        if deadline is not None and time.time() > deadline:
+            break
+        fetched = time.perf_counter()
+    elapsed = time.perf_counter() - start
+    means = {k: v / max(seen, 1) for k, v in sums.items()}
+    return {**means, "samples_per_s": seen / elapsed, "data_wait": wait / elapsed, "steps": steps, "seconds": elapsed}
+
+
+def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric) -> dict:
+    module = model.module if hasattr(model, "module") else model
+    state = {
+        "model": module.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict(),
+        "epoch": epoch,
+        "recipe": recipe_to_dict(recipe),
+        "version": __version__,
+        "best_metric": float(best),
+        "metric": metric,
+        "model_name": module.name,
+        "num_keypoints": module.num_keypoints,
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def fit(
+    recipe: Recipe, out: Path | None = None, resume: str | None = None, device: str = "auto", show_progress: bool = True
+) -> FitResult:
+    """Train `recipe`; under torchrun every rank calls this and rank 0 writes the run folder."""
+    d, dev = distributed.setup(device)
+    try:
+        return _fit(recipe, out, resume, d, dev, show_progress)
+    finally:
+        distributed.teardown(d)
+
+
+def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool) -> FitResult:
+    cfg = recipe.train
+    torch.manual_seed(cfg.seed)
+    codec = recipe_codec(recipe)
+    train_ds = build_dataset(recipe, recipe.data.train_split, train=True, codec=codec)
+    val_ds = build_dataset(recipe, recipe.data.val_split, train=False, codec=codec)
+    for ds, split in ((train_ds, recipe.data.train_split), (val_ds, recipe.data.val_split)):
+        if len(ds) == 0:
+            raise ClposeError(f"the {split} split of {recipe.data.root} has no people")
+        check_images(ds.records)
+    if cfg.batch_size % d.world:
+        raise ClposeError(
+            f"train.batch_size {cfg.batch_size} is the global batch: it must divide by the {d.world} processes"
+        )
+    model = build_model_from_recipe(recipe.model, train_ds.skeleton.num_keypoints)
+    if model.codec != recipe.codec.name:
+        raise ClposeError(
+            f"model {recipe.model.name} predicts {model.codec} maps but codec.name is {recipe.codec.name}"
+        )
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    module = model
+    if d.enabled:
+        if cfg.sync_bn:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            module = model
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    loss_fn = build_loss(recipe.loss, getattr(codec, "tau", 0.6))
+    optimizer = build_optimizer(cfg, model)
+    loader = _loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device)
+    if len(loader) == 0:
+        raise ClposeError(
+            f"{len(train_ds)} training people make no batch of {cfg.batch_size // d.world}: lower train.batch_size"
+        )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    run_dir = Path(distributed.gather(str(make_run_dir(recipe, out, resume)) if d.main else "", d)[0])
+    start, best, rows = 0, -math.inf, []
+    if resume:
+        path = run_dir / "last.pt" if resume == "auto" else Path(resume)
+        state = load_checkpoint(path, map_location=device)
+        module.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        start, best = int(state["epoch"]), float(state["best_metric"])
+        rows = _read_rows(run_dir / "metrics.jsonl", start)
+    metric = metric_name(recipe.data.dataset, recipe.eval.metric)
+    if d.main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
+    last = math.nan
+    with TrainProgress(len(loader) * cfg.epochs, len(loader) * start, enabled=show and d.main) as progress:
+        progress.log(
+            f"training {recipe.model.name} on {len(train_ds)} people ({d.world} process(es), {device}), "
+            f"validating {metric} on {len(val_ds)}; run folder {run_dir}"
+        )
+        epoch = start
+        for epoch in range(start, cfg.epochs):
+            progress.start_epoch(epoch, cfg.epochs)
+            _set_epoch(loader, cfg.seed, epoch)
+            stats = train_one_epoch(
+                model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, progress, deadline
+            )
+            out_of_time = deadline is not None and time.time() > deadline
+            table = None
+            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs or out_of_time:
+                preds = predict(
+                    module,
+                    val_ds,
+                    device,
+                    recipe.eval.batch_size,
+                    recipe.eval.flip,
+                    cfg.amp,
+                    cfg.channels_last,
+                    num_workers=min(2, recipe.data.num_workers),
+                    d=d,
+                )
+                table = score(val_ds, preds, metric, recipe.eval.alpha, eval_cfg=recipe.eval)
+                last = headline(table, metric)
+            row = {
+                "epoch": epoch + 1,
+                **stats,
+                "lr": optimizer.param_groups[0]["lr"],
+                "metric": metric,
+                "value": None if table is None else last,
+                "table": table,
+            }
+            rows.append(row)
+            improved = table is not None and last > best
+            best = max(best, last) if table is not None else best
+            if d.main:
+                state = _state(model, optimizer, scheduler, scaler, recipe, epoch + 1, best, metric)
+                _write_epoch(run_dir, rows, state, improved, recipe.name)
+            progress.log(_summary(row, best))
+            if out_of_time:
+                progress.log(f"stopped after {cfg.max_minutes:g} minutes (train.max_minutes)")
+                break
+    distributed.barrier(d)
+    return FitResult(run_dir, best, last, epoch + 1, metric)
+
+
+def _write_epoch(run_dir: Path, rows: list[dict], state: dict, improved: bool, name: str) -> None:
+    with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
+        f.write(json.dumps(rows[-1]) + "\n")
+    save_checkpoint(run_dir / "last.pt", state)
+    if improved:
+        save_checkpoint(run_dir / "best.pt", state)
+    plot_curves(rows, run_dir / "curves.png", name)
+
+
+def _read_rows(path: Path, upto: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [r for r in rows if r["epoch"] <= upto]
+
+
+def _summary(row: dict, best: float) -> str:
+    text = (
+        f"epoch {row['epoch']}: loss {row.get('loss', math.nan):.4g}, {row['samples_per_s']:.1f} samples/s, "
+        f"data wait {row['data_wait']:.0%}"
+    )
+    if row["value"] is not None:
+        text += f", {row['metric']} {row['value']:.2f} (best {best:.2f})"
+    return text

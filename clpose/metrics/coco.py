@@ -1,0 +1,128 @@
+"""COCO keypoints: instance rescoring, OKS-NMS and scoring with pycocotools' COCOeval (never re-implemented).
+
+Rescoring and OKS-NMS follow the SimpleBaseline/HRNet evaluation: instance score = box score x the mean of the
+keypoint scores above 0.2 (0 if none); greedy NMS per image by score, suppressing candidates whose OKS to a kept
+instance exceeds 0.9, with OKS computed on the COCO sigmas and the area of the padded crop box.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clpose.errors import ClposeError
+
+COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+
+
+def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
+    """(N,) instance scores: box score x mean of the keypoint scores above `threshold` (0 where none is)."""
+    s = np.asarray(keypoint_scores, dtype=np.float64)
+    above = s > threshold
+    count = above.sum(axis=1)
+    mean = np.where(count > 0, (s * above).sum(axis=1) / np.maximum(count, 1), 0.0)
+    return np.asarray(box_scores, dtype=np.float64) * mean
+
+
+def oks(a: np.ndarray, others: np.ndarray, area_a: float, areas: np.ndarray, sigmas: np.ndarray) -> np.ndarray:
+    """OKS between instance `a` (K, 2) and `others` (M, K, 2) with the mean of their areas as the scale."""
+    variances = (2 * np.asarray(sigmas)) ** 2
+    d2 = ((others - a[None]) ** 2).sum(axis=-1)
+    scale = (area_a + np.asarray(areas)) / 2 + np.spacing(1)
+    return np.exp(-d2 / variances[None] / scale[:, None] / 2).mean(axis=1)
+
+
+def oks_nms(
+    keypoints: np.ndarray, scores: np.ndarray, areas: np.ndarray, sigmas: np.ndarray, threshold: float = 0.9
+) -> list[int]:
+    """Indices kept by greedy OKS-NMS (highest score first) among the instances of one image."""
+    order = list(np.argsort(-np.asarray(scores), kind="stable"))
+    keep = []
+    while order:
+        i, rest = order[0], np.array(order[1:], dtype=np.int64)
+        keep.append(int(i))
+        if len(rest) == 0:
+            break
+        overlap = oks(keypoints[i], keypoints[rest], areas[i], areas[rest], sigmas)
+        order = list(rest[overlap <= threshold])
+    return keep
+
+
+def to_results(
+    image_ids: np.ndarray, keypoints: np.ndarray, keypoint_scores: np.ndarray, scores: np.ndarray, category_id: int = 1
+) -> list[dict[str, Any]]:
+    """COCO results format: one dict per instance with [x, y, score] triplets."""
+    results = []
+    for img, kp, ks, s in zip(image_ids, keypoints, keypoint_scores, scores, strict=True):
+        triplets = np.concatenate([kp, ks[:, None]], axis=1).reshape(-1)
+        results.append(
+            {
+                "image_id": int(img),
+                "category_id": category_id,
+                "keypoints": [round(float(v), 3) for v in triplets],
+                "score": float(s),
+            }
+        )
+    return results
+
+
+def nms_per_image(
+    image_ids: np.ndarray,
+    keypoints: np.ndarray,
+    scores: np.ndarray,
+    areas: np.ndarray,
+    sigmas: np.ndarray,
+    threshold: float,
+) -> np.ndarray:
+    """Indices surviving OKS-NMS image by image (all of them when threshold >= 1)."""
+    if threshold >= 1:
+        return np.arange(len(scores))
+    keep = []
+    for img in np.unique(image_ids):
+        idx = np.flatnonzero(image_ids == img)
+        keep.extend(idx[oks_nms(keypoints[idx], scores[idx], areas[idx], sigmas, threshold)])
+    return np.sort(np.array(keep, dtype=np.int64))
+
+
+def load_ground_truth(path: str | Path):
+    """pycocotools COCO object of a keypoints annotation file (quietly), with clpose errors."""
+    from pycocotools.coco import COCO
+
+    path = Path(path)
+    if not path.is_file():
+        raise ClposeError(f"COCO annotations {path} do not exist")
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            gt = COCO(str(path))
+        except Exception as e:  # pycocotools asserts or raises KeyError/JSON errors on malformed files
+            raise ClposeError(f"{path} is not a COCO annotation file ({type(e).__name__}: {e})") from None
+    if "annotations" not in gt.dataset:
+        raise ClposeError(f"{path} has no annotations")
+    return gt
+
+
+def evaluate_oks(gt, results: list[dict[str, Any]], sigmas: np.ndarray | None = None) -> dict[str, float]:
+    """COCOeval(gt, results, 'keypoints'): AP, AP50, AP75, APM, APL, AR (0..1, as pycocotools gives them)."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        raise ClposeError("there are no predictions to score")
+    known = set(gt.getImgIds())
+    unknown = {r["image_id"] for r in results} - known
+    if unknown:
+        raise ClposeError(f"{len(unknown)} predicted image ids are not in the annotations (e.g. {sorted(unknown)[:3]})")
+    with contextlib.redirect_stdout(io.StringIO()):
+        dt = gt.loadRes(results)
+        ev = COCOeval(gt, dt, "keypoints")
+        if sigmas is not None:
+            ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        ev.params.useSegm = None
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    stats = ev.stats
+    return {"AP": stats[0], "AP50": stats[1], "AP75": stats[2], "APM": stats[3], "APL": stats[4], "AR": stats[5]}
