@@ -205,3 +205,25 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
     val = build_dataset(recipe, "valid", train=False)
     table = score(val, predict(model, val, torch.device("cpu"), 8, flip=True), "pck")
     assert table["Mean"] == row["value"]
+
+
+def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Path) -> None:
+    from clpose.config import recipe_from_dict
+    from clpose.engine.train import make_run_dir
+
+    recipe = recipe_from_dict(
+        {"model": {"name": "clnet_resnet18"}, "data": {"dataset": "synthetic", "root": "x"}}, name="demo"
+    )
+    runs = tmp_path / "runs"
+    assert make_run_dir(recipe, None, None, runs) == runs / "demo"
+    (runs / "demo").mkdir(parents=True)
+    assert make_run_dir(recipe, None, None, runs) == runs / "demo-2"
+    (runs / "demo-2").mkdir()
+    assert make_run_dir(recipe, None, None, runs) == runs / "demo-3"
+    assert make_run_dir(recipe, tmp_path / "mine", None, runs) == tmp_path / "mine"
+    with pytest.raises(Exception, match="no .*last.pt"):
+        make_run_dir(recipe, None, "auto", runs)
+    for name in ("demo", "demo-2"):
+        (runs / name / "last.pt").write_bytes(b"x")
+        time.sleep(0.01)
+    assert make_run_dir(recipe, None, "auto", runs) == runs / "demo-2"
