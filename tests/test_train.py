@@ -221,7 +221,7 @@ def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Pat
     (runs / "demo-2").mkdir()
     assert make_run_dir(recipe, None, None, runs) == runs / "demo-3"
     assert make_run_dir(recipe, tmp_path / "mine", None, runs) == tmp_path / "mine"
-    with pytest.raises(Exception, match="no .*last.pt"):
+    with pytest.raises(Exception, match=r"no .*last\.pt"):
         make_run_dir(recipe, None, "auto", runs)
     for name in ("demo", "demo-2"):
         (runs / name / "last.pt").write_bytes(b"x")
