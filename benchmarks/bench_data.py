@@ -26,6 +26,7 @@ from clpose.config import AugmentConfig
 from clpose.data.dataset import READ_FLAGS, TopDownDataset, normalize
 from clpose.data.records import load_records, new_records
 from clpose.data.synthetic import render_sample
+from clpose.data.transforms import warp
 from clpose.skeletons import COCO
 
 REALDATA = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "coco"
@@ -99,7 +100,7 @@ def main() -> None:
             ds = TopDownDataset(records, COCO, codec, (192, 256), train=True, augment=aug)
             image = cv2.imread(paths[0], READ_FLAGS)
             affine, _, jitter = ds.crop_geometry(0)
-            crop = cv2.warpAffine(image, affine, (192, 256), flags=cv2.INTER_LINEAR)
+            crop = warp(image, affine, (192, 256))
             kp, vis = records.keypoints[0, :, :2], records.keypoints[0, :, 2]
             parts = {"total": [], "decode": [], "warp": [], "encode": [], "normalise": []}
             for _ in range(args.rounds):  # interleaved rounds; medians reported
@@ -109,7 +110,7 @@ def main() -> None:
                 )
                 parts["warp"].append(
                     per_sample_ms(
-                        lambda i, a=affine, im=image: cv2.warpAffine(im, a, (192, 256), flags=cv2.INTER_LINEAR),
+                        lambda i, a=affine, im=image: warp(im, a, (192, 256)),
                         args.samples,
                     )
                 )

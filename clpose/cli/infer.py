@@ -7,29 +7,86 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.cli.common import not_available
-
 
 def infer(
-    source: Annotated[str, typer.Argument(help="Image, folder of images, video file or camera index (0).")],
+    source: Annotated[str, typer.Argument(help="Image, folder of images, video file, or camera index (0).")],
     checkpoint: Annotated[
-        Path | None, typer.Option(help="Checkpoint (default: the latest best.pt under runs/).")
+        Path | None, typer.Option(help="Checkpoint or run folder (default: the latest best.pt under runs/).")
     ] = None,
-    boxes: Annotated[str, typer.Option(help="full (whole frame) or a COCO results-format detections file.")] = "full",
+    boxes: Annotated[
+        str,
+        typer.Option(
+            help="Person boxes: full (the whole frame is one person) or a COCO results-format file, "
+            "keyed by frame index or image file name."
+        ),
+    ] = "full",
     detector: Annotated[
-        Literal["torchvision-fasterrcnn"] | None, typer.Option(help="Detect people with this detector.")
+        Literal["torchvision-fasterrcnn"] | None, typer.Option(help="Detect people with this detector instead.")
     ] = None,
-    detector_weights: Annotated[Path | None, typer.Option(help="Local weights file of the detector.")] = None,
-    det_threshold: Annotated[float, typer.Option(help="Detector score threshold.")] = 0.5,
-    out: Annotated[Path | None, typer.Option(help="Annotated image, folder or video to write.")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Write keypoints per frame/image as JSON.")] = None,
-    show: Annotated[bool, typer.Option(help="Show a live window (needs a display).")] = False,
-    kpt_threshold: Annotated[float, typer.Option(help="Draw keypoints scoring at least this.")] = 0.3,
-    smooth: Annotated[Literal["none", "oneeuro"], typer.Option(help="Temporal smoothing for video.")] = "none",
-    min_cutoff: Annotated[float, typer.Option(help="One-Euro min cutoff frequency (Hz).")] = 1.0,
-    beta: Annotated[float, typer.Option(help="One-Euro speed coefficient.")] = 0.05,
-    batch: Annotated[int, typer.Option(help="Frames or crops per forward pass.")] = 8,
+    detector_weights: Annotated[
+        Path | None, typer.Option(help="Local fasterrcnn_resnet50_fpn state dict (nothing is downloaded).")
+    ] = None,
+    det_threshold: Annotated[float, typer.Option(help="Least detection score of a person box.")] = 0.5,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Annotated output: an image, a folder (for a folder), or a video (.mp4/.avi) with the "
+            "input's frame count and fps."
+        ),
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Keypoints, scores, boxes and track ids per frame or image.")
+    ] = None,
+    show: Annotated[bool, typer.Option(help="Show a live window (needs a display; q stops).")] = False,
+    kpt_threshold: Annotated[
+        float, typer.Option(help="Draw keypoints scoring at least this; smoothing ignores those below.")
+    ] = 0.3,
+    smooth: Annotated[
+        Literal["none", "oneeuro"], typer.Option(help="Temporal smoothing of video keypoints (One-Euro filter).")
+    ] = "none",
+    min_cutoff: Annotated[float, typer.Option(help="One-Euro cutoff at rest (Hz): lower is smoother.")] = 1.0,
+    beta: Annotated[float, typer.Option(help="One-Euro speed coefficient: higher follows fast motion better.")] = 0.05,
+    batch: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
+    flip: Annotated[bool, typer.Option(help="Flip test (about twice the network time).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Predict keypoints and write an annotated image/video and a JSON file."""
-    not_available("infer", 7)
+    """Predict keypoints and write an annotated image/video and a JSON file.
+
+    Ctrl-C stops early and still finalises the video and the JSON. docs/inference.md has examples.
+    """
+    from clpose.console import console
+    from clpose.engine.checkpoint import latest_checkpoint
+    from clpose.inference.predictor import Predictor
+    from clpose.inference.run import InferOptions, run_infer
+
+    if checkpoint is None:
+        checkpoint = latest_checkpoint()
+        console.print(f"using the latest checkpoint: {checkpoint}")
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip)
+    options = InferOptions(
+        boxes,
+        detector,
+        detector_weights,
+        det_threshold,
+        out,
+        json_out,
+        show,
+        kpt_threshold,
+        smooth,
+        min_cutoff,
+        beta,
+        batch,
+    )
+    report = run_infer(source, predictor, options)
+    rate = report.frames / report.total if report.total else 0.0
+    status = "stopped by Ctrl-C after" if report.interrupted else "done:"
+    console.print(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
+    if report.failed:
+        console.print(
+            f"[yellow]{report.failed} frames or images could not be read[/yellow] (a truncated or damaged "
+            "input); the readable ones were predicted"
+        )
+    for line in report.outputs:
+        console.print(f"wrote {line}")
+    if report.interrupted:
+        raise typer.Exit(130)

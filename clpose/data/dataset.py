@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from clpose.codecs import Codec
 from clpose.config import AugmentConfig
 from clpose.data.records import Records
-from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box
+from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box, warp
 from clpose.errors import ClposeError
 from clpose.skeletons import Skeleton
 
@@ -161,7 +161,7 @@ class TopDownDataset(Dataset):
         if image is None:
             read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
         affine, flipped, jitter = self.crop_geometry(i)
-        crop = cv2.warpAffine(image, affine, self.input_size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+        crop = warp(image, affine, self.input_size)
         keypoints = apply_affine(records.keypoints[i, :, :2], affine)
         visible = records.keypoints[i, :, 2]
         if flipped:

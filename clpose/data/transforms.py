@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 PIXEL_STD = 200.0  # records store box sizes as scale = size / 200 (the convention of the MPII annotations)
@@ -68,6 +69,11 @@ def get_affine(
     linear = np.array([[sx * a, sx * b], [sy * c, sy * d]])
     shift = np.array([(w_out - 1) / 2, (h_out - 1) / 2]) - linear @ np.asarray(center, dtype=np.float64)
     return np.concatenate([linear, shift[:, None]], axis=1)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
+    """The crop: the image through a 2x3 matrix, bilinear, black outside the image."""
+    return cv2.warpAffine(image, matrix, output_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

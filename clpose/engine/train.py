@@ -163,7 +163,7 @@ def train_one_epoch(
     return {**means, "samples_per_s": seen / elapsed, "data_wait": wait / elapsed, "steps": steps, "seconds": elapsed}
 
 
-def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric) -> dict:
+def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, skeleton: str) -> dict:
     module = model.module if hasattr(model, "module") else model
     state = {
         "model": module.state_dict(),
@@ -177,6 +177,7 @@ def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric) -> 
         "metric": metric,
         "model_name": module.name,
         "num_keypoints": module.num_keypoints,
+        "skeleton": skeleton,
         "torch_rng": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -291,7 +292,9 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
             improved = table is not None and last > best
             best = max(best, last) if table is not None else best
             if d.main:
-                state = _state(model, optimizer, scheduler, scaler, recipe, epoch + 1, best, metric)
+                state = _state(
+                    model, optimizer, scheduler, scaler, recipe, epoch + 1, best, metric, train_ds.skeleton.name
+                )
                 _write_epoch(run_dir, rows, state, improved, recipe.name)
             progress.log(_summary(row, best))
             if out_of_time:

@@ -1,0 +1,77 @@
+"""End-to-end speed of `clpose infer` on a 640x360 video with --boxes full, and where the time goes.
+
+    python benchmarks/bench_infer.py --threads 2
+
+CLNet-ResNet-18 and -50 at 256x192 (freshly initialised: speed does not depend on the weights; --amp bf16 also
+turns on channels_last, as the synthetic recipe does), a synthetic
+640x360 clip, annotated video and JSON written as `clpose infer --out x.mp4 --json x.json` does. Three runs per
+model, medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+from pathlib import Path
+
+import torch
+
+from clpose import __version__
+from clpose.config import recipe_from_dict, recipe_to_dict
+from clpose.data.prepare.synthetic import write_video
+from clpose.engine.checkpoint import save_checkpoint
+from clpose.inference.predictor import Predictor
+from clpose.inference.run import STAGES, InferOptions, run_infer
+from clpose.models import build_model
+
+
+def checkpoint(folder: Path, model: str, amp: str) -> Path:
+    recipe = recipe_from_dict(
+        {
+            "model": {"name": model},
+            "train": {"amp": amp},
+            "data": {"dataset": "synthetic", "root": "-", "input_size": "256x192"},
+        },
+        name=model,
+    )
+    path = folder / f"{model}.pt"
+    save_checkpoint(
+        path,
+        {
+            "model": build_model(model, 16).state_dict(),
+            "recipe": recipe_to_dict(recipe),
+            "version": __version__,
+            "epoch": 0,
+            "num_keypoints": 16,
+            "skeleton": "synthetic",
+        },
+    )
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--frames", type=int, default=60)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--amp", default="off", choices=["off", "bf16"])
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        video = write_video(folder / "clip.mp4", args.frames, seed=0, width=640, height=360)
+        print(f"| model | amp | frames/s | {' | '.join(STAGES)} |")
+        print("|---|---|---|" + "---|" * len(STAGES))
+        for model in ("clnet_resnet18", "clnet_resnet50"):
+            predictor = Predictor.from_checkpoint(checkpoint(folder, model, args.amp), device="cpu")
+            options = InferOptions(out=folder / "out.mp4", json_out=folder / "out.json", batch=8)
+            run_infer(str(video), predictor, InferOptions(batch=8), show_progress=False)  # warm-up
+            reports = [run_infer(str(video), predictor, options, show_progress=False) for _ in range(args.runs)]
+            fps = statistics.median(r.frames / r.total for r in reports)
+            shares = {s: statistics.median(100 * r.seconds[s] / r.total for r in reports) for s in STAGES}
+            print(f"| {model} | {args.amp} | {fps:.1f} | " + " | ".join(f"{shares[s]:.1f}%" for s in STAGES) + " |")
+
+
+if __name__ == "__main__":
+    main()
