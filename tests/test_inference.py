@@ -318,3 +318,71 @@ def test_export_parity(fmt: str, decode: bool, model: str, tmp_path: Path) -> No
             None, {"images": np.random.default_rng(0).normal(size=(3, 3, 64, 64)).astype(np.float32)}
         )
         assert keypoints.shape == (3, 16, 2) and scores.shape == (3, 16)
+
+
+def test_ctrl_c_still_finalises_the_video_and_the_json(
+    clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from clpose.inference import run as infer_run
+
+    real, calls = infer_run._predict_batch, {"n": 0}
+
+    def interrupted(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(infer_run, "_predict_batch", interrupted)
+    out, js = tmp_path / "o.mp4", tmp_path / "o.json"
+    result = runner.invoke(
+        app,
+        [
+            "infer",
+            str(clip),
+            "--checkpoint",
+            str(make_checkpoint(tmp_path / "c.pt")),
+            "--out",
+            str(out),
+            "--json",
+            str(js),
+            "--batch",
+            "2",
+        ],
+    )
+    assert result.exit_code == 130 and "stopped by Ctrl-C after 4 frames" in result.output
+    assert _count(out)[0] == 4  # a playable video of the frames done so far
+    data = json.loads(js.read_text())
+    assert data["interrupted"] is True and len(data["frames"]) == 4
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_fasterrcnn_detector_from_a_local_file(tmp_path: Path) -> None:
+    from torchvision.models.detection import fasterrcnn_resnet50_fpn
+
+    clip = write_video(tmp_path / "short.mp4", frames=2, seed=4, width=96, height=64)  # the detector is slow on a CPU
+    torch.manual_seed(0)
+    weights = tmp_path / "frcnn.pth"
+    torch.save(fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict(), weights)
+    js = tmp_path / "o.json"
+    args = [
+        "infer",
+        str(clip),
+        "--checkpoint",
+        str(make_checkpoint(tmp_path / "c.pt")),
+        "--detector",
+        "torchvision-fasterrcnn",
+        "--detector-weights",
+        str(weights),
+        "--det-threshold",
+        "0.0",
+        "--json",
+        str(js),
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    frames = json.loads(js.read_text())["frames"]
+    assert len(frames) == 2 and all(isinstance(f["people"], list) for f in frames)
+    torch.save({"backbone.body.conv1.weight": torch.zeros(3)}, weights)
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "do not fit fasterrcnn_resnet50_fpn" in result.stderr
