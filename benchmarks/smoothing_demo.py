@@ -4,7 +4,7 @@ and a trajectory plot.
 
     python benchmarks/smoothing_demo.py --checkpoint runs/synthetic_resnet18/best.pt --out docs/img/smoothing.png
 
-Person boxes come from the truth with a few percent of random jitter per frame, as a detector's would.
+Person boxes: the clip's boxes file (the truth with 2% of random jitter per frame, as a detector's would be).
 """
 
 from __future__ import annotations
@@ -22,19 +22,6 @@ from clpose.engine.curves import _panel
 from clpose.inference.predictor import Predictor
 from clpose.inference.run import InferOptions, run_infer
 from clpose.io import atomic_path
-
-
-def boxes_file(truth: dict, path: Path, rng: np.random.Generator) -> None:
-    boxes = []
-    for frame in truth["frames"]:
-        for person in frame["people"]:
-            kp = np.array(person["keypoints"])[:, :2]
-            lo, hi = kp.min(0), kp.max(0)
-            size = hi - lo
-            lo = lo - 0.08 * size + rng.normal(0, 0.02, 2) * size
-            size = size * (1.16 + rng.normal(0, 0.02, 2))
-            boxes.append({"image_id": frame["frame"], "category_id": 1, "bbox": [*lo, *size], "score": 1.0})
-    path.write_text(json.dumps(boxes))
 
 
 def trajectories(path: Path, people: int) -> np.ndarray:
@@ -69,12 +56,11 @@ def main() -> None:
         folder = Path(tmp)
         video = write_video(folder / "clip.mp4", args.frames, seed=1)
         truth = json.loads(video.with_suffix(".json").read_text())
-        boxes_file(truth, folder / "boxes.json", np.random.default_rng(0))
         people = len(truth["frames"][0]["people"])
         results = {}
         for smooth in ("none", "oneeuro"):
             options = InferOptions(
-                boxes=str(folder / "boxes.json"),
+                boxes=str(video.with_suffix(".boxes.json")),
                 json_out=folder / f"{smooth}.json",
                 smooth=smooth,
                 min_cutoff=args.min_cutoff,

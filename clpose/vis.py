@@ -14,8 +14,9 @@ import cv2
 import numpy as np
 
 from clpose.codecs import Codec, CompositeCodec
-from clpose.data.dataset import TopDownDataset, denormalize
+from clpose.data.dataset import TopDownDataset, denormalize, read_image
 from clpose.data.records import Records
+from clpose.data.transforms import apply_affine, box_size, get_affine, warp
 from clpose.errors import ClposeError
 from clpose.io import atomic_path
 from clpose.skeletons import Skeleton
@@ -193,3 +194,22 @@ def pick(candidates: list[int], num: int, seed: int) -> list[int]:
 
 
 __all__ = ["draw_pose", "render_dataset_sheet", "render_targets", "score_color"]
+
+
+def render_predictions(
+    predictor, records: Records, indices: list[int], columns: int = 4, side: int = 256, threshold: float = 0.3
+) -> np.ndarray:
+    """Predicted skeletons on people of `records` (their own boxes), each tile the person's padded box."""
+    tiles = []
+    for i in indices:
+        image = read_image(records.image_path(i))
+        box = records.boxes[i] if not np.isnan(records.boxes[i]).any() else None
+        (pose,) = predictor.predict(image, None if box is None else box[None])
+        size = box_size(records.scales[i], (side, side), 1.25)
+        affine = get_affine(records.centers[i], size, (side, side))
+        tile = warp(image, affine, (side, side))
+        draw_pose(tile, apply_affine(pose.keypoints, affine), predictor.skeleton, pose.scores, threshold)
+        tiles.append(_label(tile, f"#{i} mean score {pose.scores.mean():.2f}", 18))
+    while len(tiles) % columns:
+        tiles.append(np.zeros_like(tiles[0]))
+    return np.concatenate([np.concatenate(tiles[r : r + columns], axis=1) for r in range(0, len(tiles), columns)])

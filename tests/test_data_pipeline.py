@@ -170,3 +170,35 @@ def test_normalize_jitter_keeps_shape_and_range() -> None:
     np.testing.assert_array_equal(denormalize(plain), crop)
     jittered = normalize(crop, (1.2, 0.8, 1.1))
     assert jittered.shape == (3, 8, 6) and not torch.equal(jittered, plain)
+
+
+FORK_AFTER_OPENCV = """
+import cv2, numpy as np, torch
+from torch.utils.data import Dataset
+from clpose.data.dataset import WorkerLoader, worker_init
+
+class Blur(Dataset):
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, i):
+        return torch.tensor(float(cv2.GaussianBlur(np.full((64, 64), i, np.float32), (5, 5), 1).mean()))
+
+image = np.random.default_rng(0).integers(0, 255, (1500, 1500, 3), dtype=np.uint8)
+for _ in range(3):  # the parent uses OpenCV's thread pool, as `clpose demo` does when it renders the data
+    cv2.GaussianBlur(image, (15, 15), 5)
+threads = cv2.getNumThreads()
+loader = WorkerLoader(Blur(), batch_size=2, num_workers=2, worker_init_fn=worker_init)
+print(sorted(round(float(v), 3) for batch in loader for v in batch), cv2.getNumThreads() == threads)
+"""
+
+
+def test_workers_start_after_the_parent_used_opencv_threads() -> None:
+    # cv2.setNumThreads inside a forked worker hangs once the parent has used OpenCV's pool (a real hang of
+    # `clpose demo --fresh`); WorkerLoader sets one thread around the fork instead
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[0.0, 1.0, 2.0, 3.0] True"

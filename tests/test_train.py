@@ -151,7 +151,9 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
         return real(model, loader, loss_fn, *args, **kwargs)
 
     monkeypatch.setattr(engine, "train_one_epoch", poisoned)
-    with pytest.raises(Exception, match=r"the loss became nan .* last\.pt keeps the last good epoch"):
+    with pytest.raises(
+        Exception, match=r"epoch 2: the loss became nan; training stopped and last\.pt keeps the last good epoch"
+    ):
         fit(recipe, out=tmp_path / "run", device="cpu", show_progress=False)
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
 

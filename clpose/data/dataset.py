@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from clpose.codecs import Codec
 from clpose.config import AugmentConfig
@@ -184,5 +184,23 @@ class TopDownDataset(Dataset):
 
 
 def worker_init(worker_id: int) -> None:
-    """Data-loader workers: one OpenCV thread each (the workers are the parallelism)."""
-    cv2.setNumThreads(1)
+    """Data-loader workers: one OpenCV thread each (the workers are the parallelism). A forked worker has it
+    already (WorkerLoader); calling cv2.setNumThreads there would hang once the parent has used OpenCV's thread
+    pool, so only a spawned or forkserver worker (a fresh OpenCV) sets it here."""
+    if cv2.getNumThreads() != 1:
+        cv2.setNumThreads(1)
+
+
+class WorkerLoader(DataLoader):
+    """A DataLoader whose worker processes start with OpenCV on one thread: the parent switches to one thread
+    while it forks them and switches back after, which is safe where setting it inside a forked child is not."""
+
+    def __iter__(self):
+        if self.num_workers == 0:
+            return super().__iter__()
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return super().__iter__()
+        finally:
+            cv2.setNumThreads(threads)

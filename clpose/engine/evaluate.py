@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
-from clpose.data.dataset import TopDownDataset, worker_init
+from clpose.data.dataset import TopDownDataset, WorkerLoader, worker_init
 from clpose.data.transforms import apply_affine, invert_affine
 from clpose.engine.distributed import Dist, gather
 from clpose.errors import ClposeError
@@ -72,7 +72,7 @@ def predict(
     codec, flip_index = dataset.codec, dataset.skeleton.flip_index
     model.eval()
     shard = list(range(d.rank, len(dataset), d.world))
-    loader = DataLoader(
+    loader = WorkerLoader(
         Subset(dataset, shard),
         batch_size=batch_size,
         shuffle=False,

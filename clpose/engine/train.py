@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 from clpose import __version__
 from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
 from clpose.data import build_dataset, check_images, recipe_codec
-from clpose.data.dataset import worker_init
+from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
@@ -91,7 +91,7 @@ def _loader(dataset, batch: int, d: distributed.Dist, seed: int, workers: int, d
         sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=seed, drop_last=True)
     else:  # reseeded every epoch (set_epoch below), so the order depends only on (seed, epoch)
         sampler = RandomSampler(dataset, generator=torch.Generator())
-    return DataLoader(
+    return WorkerLoader(
         dataset,
         batch_size=batch,
         sampler=sampler,
@@ -110,51 +110,59 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.sampler.generator.manual_seed(seed * 100003 + epoch)
 
 
+def train_step(model, batch, loss_fn, optimizer, scaler, device: torch.device, cfg: TrainConfig) -> dict:
+    """One optimiser step on a batch; returns the loss parts. A non-finite loss or an out-of-memory batch is a
+    ClposeError (the optimiser has not stepped)."""
+    images = batch["image"].to(device, non_blocking=True)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    keys = ("heatmaps", "offsets", "keypoint_weights")
+    targets = {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
+    try:
+        with autocast(device, cfg.amp):
+            output = model(images)
+        parts = loss_fn(output, targets)
+        loss = parts["loss"]
+        if not torch.isfinite(loss):
+            raise ClposeError(
+                f"the loss became {loss.item()}; training stopped "
+                "and last.pt keeps the last good epoch (lower train.lr or set train.grad_clip)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    except torch.OutOfMemoryError:
+        raise ClposeError(
+            f"out of memory with {len(images)} images per step on {device}; try a smaller "
+            f"--set train.batch_size={max(1, cfg.batch_size // 2)}"
+        ) from None
+    return parts
+
+
 def train_one_epoch(
     model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg: TrainConfig, progress, deadline: float | None
 ) -> dict[str, float]:
     """One pass over the loader; returns the mean losses, samples/s and the share of time spent waiting for
-    data. Raises ClposeError on a non-finite loss (nothing of this epoch is saved) or out-of-memory."""
+    data. Stops early at `deadline` (time.time())."""
     model.train()
     sums: dict[str, float] = {}
     seen, wait, start, steps = 0, 0.0, time.perf_counter(), 0
     fetched = time.perf_counter()
     for batch in loader:
         wait += time.perf_counter() - fetched
-        images = batch["image"].to(device, non_blocking=True)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets = {
-            k: batch[k].to(device, non_blocking=True) for k in ("heatmaps", "offsets", "keypoint_weights") if k in batch
-        }
-        try:
-            with autocast(device, cfg.amp):
-                output = model(images)
-            parts = loss_fn(output, targets)
-            loss = parts["loss"]
-            if not torch.isfinite(loss):
-                raise ClposeError(
-                    f"the loss became {loss.item()} at step {steps} of this epoch; training stopped "
-                    "and last.pt keeps the last good epoch (lower train.lr or set train.grad_clip)"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        except torch.OutOfMemoryError:
-            raise ClposeError(
-                f"out of memory with {len(images)} images per step on {device}; try a smaller "
-                f"--set train.batch_size={max(1, cfg.batch_size // 2)}"
-            ) from None
+        parts = train_step(model, batch, loss_fn, optimizer, scaler, device, cfg)
         scheduler.step()
-        n = len(images)
+        n = len(batch["image"])
         seen, steps = seen + n, steps + 1
         for k, v in parts.items():
             sums[k] = sums.get(k, 0.0) + float(v.detach() if isinstance(v, torch.Tensor) else v) * n
-        progress.step(n, loss.item(), optimizer.param_groups[0]["lr"], wait / (time.perf_counter() - start))
+        progress.step(
+            n, float(parts["loss"].detach()), optimizer.param_groups[0]["lr"], wait / (time.perf_counter() - start)
+        )
         if deadline is not None and time.time() > deadline:
             break
         fetched = time.perf_counter()
@@ -196,7 +204,22 @@ def fit(
         distributed.teardown(d)
 
 
-def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool) -> FitResult:
+@dataclass
+class Setup:
+    """Everything a run needs, built from the recipe (shared by training and the speed measurement)."""
+
+    train_ds: object
+    val_ds: object
+    model: nn.Module  # DistributedDataParallel under torchrun
+    module: nn.Module  # the network itself
+    loss_fn: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: DataLoader
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+
+
+def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     cfg = recipe.train
     torch.manual_seed(cfg.seed)
     codec = recipe_codec(recipe)
@@ -233,6 +256,42 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
+    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler)
+
+
+def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 8, warmup: int = 3) -> float:
+    """Training samples per second of `recipe` on this machine (data loading included), from a few real
+    training steps on a throwaway copy of the setup: what `clpose demo` plans its epochs with."""
+    dev = distributed.resolve_device(device)
+    s = _setup(recipe, distributed.Dist(), dev)
+    s.model.train()
+    batches = iter(s.loader)
+    seen, start = 0, 0.0
+    for i in range(warmup + steps):
+        if i == warmup:
+            distributed_sync(dev)
+            start = time.perf_counter()
+        batch = next(batches, None)
+        if batch is None:  # a small dataset: go round again
+            batches = iter(s.loader)
+            batch = next(batches)
+        train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train)
+        seen += len(batch["image"]) if i >= warmup else 0
+    distributed_sync(dev)
+    elapsed = time.perf_counter() - start
+    return seen / elapsed
+
+
+def distributed_sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool) -> FitResult:
+    cfg = recipe.train
+    s = _setup(recipe, d, device)
+    train_ds, val_ds, model, module = s.train_ds, s.val_ds, s.model, s.module
+    loss_fn, optimizer, loader, scheduler, scaler = s.loss_fn, s.optimizer, s.loader, s.scheduler, s.scaler
     run_dir = Path(distributed.gather(str(make_run_dir(recipe, out, resume)) if d.main else "", d)[0])
     start, best, rows = 0, -math.inf, []
     if resume:
@@ -261,9 +320,12 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
         for epoch in range(start, cfg.epochs):
             progress.start_epoch(epoch, cfg.epochs)
             _set_epoch(loader, cfg.seed, epoch)
-            stats = train_one_epoch(
-                model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, progress, deadline
-            )
+            try:
+                stats = train_one_epoch(
+                    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, progress, deadline
+                )
+            except ClposeError as e:
+                raise ClposeError(f"epoch {epoch + 1}: {e}") from None
             out_of_time = deadline is not None and time.time() > deadline
             table = None
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs or out_of_time:

@@ -10,6 +10,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from clpose.console import console
 from clpose.data.prepare.common import ImageTable, Report
 from clpose.data.records import Records, new_records
 from clpose.data.synthetic import person_box, render_sample, render_video_frames
@@ -52,13 +55,21 @@ def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: i
         if n < 1:
             raise ClposeError(f"--{'train' if split == 'train' else 'val'} must be >= 1, got {n}")
         (image_dir / split).mkdir(parents=True, exist_ok=True)
-        step = max(1, -(-n // (workers * 4)))
+        step = max(1, -(-n // (workers * 8)))
         chunks = [(image_dir, split, seed, size, a, min(n, a + step)) for a in range(0, n, step)]
-        if workers > 1:
-            with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                rendered = [p for chunk in pool.map(_render_chunk, chunks) for p in chunk]
-        else:
-            rendered = [p for chunk in map(_render_chunk, chunks) for p in chunk]
+        rendered = []
+        with Progress(TextColumn(f"[bold]rendering {split}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task(split, total=n)
+            if workers > 1:
+                with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                    for part in pool.imap(_render_chunk, chunks):
+                        rendered.extend(part)
+                        progress.advance(task, len(part))
+            else:
+                for chunk in chunks:
+                    rendered.extend(_render_chunk(chunk))
+                    progress.advance(task, chunk[5] - chunk[4])
         table = ImageTable(image_dir)
         people = []
         for person in rendered:
@@ -72,7 +83,8 @@ def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: i
 
 def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0,
                 people: int = 2) -> Path:
-    """Render a clip of moving figures to `path` (mp4v) and its ground truth to `path` with suffix .json."""
+    """Render a clip of moving figures to `path` (mp4v), its ground truth to PATH.json and person boxes (COCO
+    results format, for `clpose infer --boxes`) to PATH.boxes.json."""
     if frames < 1:
         raise ClposeError(f"--frames must be >= 1, got {frames}")
     rng = np.random.default_rng([seed, 7])
@@ -91,7 +103,24 @@ def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height
             writer.release()
     write_json(path.with_suffix(".json"), {"fps": fps, "width": width, "height": height, "skeleton": "synthetic",
                                            "frames": truth}, indent=None)
+    write_json(path.with_suffix(".boxes.json"), truth_boxes(truth, np.random.default_rng([seed, 8])), indent=None)
     return path
+
+
+def truth_boxes(frames: list[dict], rng: np.random.Generator, jitter: float = 0.02) -> list[dict]:
+    """Person boxes of a clip in COCO results format (image_id = frame index), standing in for a detector: the
+    keypoints' bounding box enlarged 16%, with `jitter` x size of random error per frame, as a detector's."""
+    boxes = []
+    for frame in frames:
+        for person in frame["people"]:
+            kp = np.array(person["keypoints"])[:, :2]
+            lo, hi = kp.min(0), kp.max(0)
+            size = hi - lo
+            lo = lo - 0.08 * size + rng.normal(0, jitter, 2) * size
+            size = size * (1.16 + rng.normal(0, jitter, 2))
+            boxes.append({"image_id": frame["frame"], "category_id": 1, "bbox": [round(float(v), 2) for v in (*lo, *size)],
+                          "score": 1.0})
+    return boxes
 
 
 def read_truth(path: Path) -> dict:

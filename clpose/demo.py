@@ -1,0 +1,274 @@
+"""`clpose demo`: the whole toolkit on built-in data, on a CPU, through the same functions as the commands.
+
+1. data: `clpose prepare synthetic` (and a clip with `--video`);  2. train: `clpose train` with the recipe of
+recipes/synthetic_resnet18.yaml, its epochs fitted to the time budget from a measured training speed;
+3. `clpose eval`;  4. `clpose vis targets` and a sheet of predictions;  5. `clpose infer` on the clip with
+smoothing;  6. `clpose bench`. Every step reuses what an earlier run left (idempotent); `--fresh` starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.rule import Rule
+from rich.table import Table
+
+from clpose.config import Recipe, recipe_from_dict
+from clpose.console import console
+from clpose.errors import ClposeError
+from clpose.io import write_json
+
+# recipes/synthetic_resnet18.yaml (a test keeps the two equal); the demo sets data.root and the epochs.
+DEMO_RECIPE: dict[str, Any] = {
+    "model": {"name": "clnet_resnet18"},
+    "codec": {"name": "composite", "sigma": 16.0, "tau": 0.6},
+    "loss": {"name": "composite", "w_h": 5.0, "w_o": 2.0, "region": "union"},
+    "data": {"dataset": "synthetic", "root": "data/synthetic", "input_size": "128x128", "num_workers": 1},
+    "train": {
+        "epochs": 28,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "lr": 0.002,
+        "schedule": "cosine",
+        "warmup_epochs": 1,
+        "amp": "bf16",
+        "channels_last": True,
+        "max_minutes": 15,
+    },
+    "eval": {"flip": True},
+}
+
+
+CLIP_FRAMES = 100  # the synthetic video that `infer` annotates (4 s at 25 frames/s)
+
+
+@dataclass
+class DemoResult:
+    out: Path
+    pck: float
+    table: dict[str, float]
+    outputs: dict[str, str] = field(default_factory=dict)
+    model: dict[str, float] = field(default_factory=dict)
+    epochs: int = 0
+    seconds: float = 0.0
+
+
+def demo_recipe(data_dir: Path, epochs: int, minutes: float) -> Recipe:
+    raw = json.loads(json.dumps(DEMO_RECIPE))
+    raw["data"]["root"] = str(data_dir)
+    raw["train"]["epochs"] = epochs
+    raw["train"]["max_minutes"] = minutes * 1.2  # a guard: the planned epochs end before it
+    return recipe_from_dict(raw, "clpose demo", name="demo")
+
+
+def data_sizes(minutes: float) -> tuple[int, int]:
+    """Training and validation images for a budget: the recipe's 4000 / 500 from about 10 minutes on, fewer for
+    short runs so that generating them stays a small part of the budget."""
+    train = min(4000, max(400, round(minutes * 400)))
+    return train, min(500, max(100, train // 8))
+
+
+def _minutes(minutes: float) -> str:
+    return f"{minutes:g} minute" + ("" if minutes == 1 else "s")
+
+
+def _step(number: int, title: str) -> None:
+    console.print(Rule(f"[bold]{number}/6  {title}", align="left"))
+
+
+def _plan(out: Path, recipe: Recipe, minutes: float, n_train: int, n_val: int) -> int:
+    """Epochs that fit the budget, from a measured training speed; kept in plan.json so a re-run reuses it."""
+    from clpose.engine.train import measure_speed
+
+    plan_path = out / "plan.json"
+    if plan_path.is_file():
+        plan = json.loads(plan_path.read_text())
+        if plan.get("minutes") == minutes and plan.get("train") == n_train:
+            return int(plan["epochs"])
+    console.print("measuring the training speed of this machine ...")
+    speed = measure_speed(recipe, device="cpu")
+    # an epoch: the training images, plus validation with flip test (two forward passes, about 2/3 of a
+    # training step per image), plus about two seconds of data-loader start, checkpoint and curve writing
+    epoch_seconds = n_train / speed + 0.67 * n_val / speed + 2.0
+    epochs = max(1, math.floor(60 * minutes / epoch_seconds))
+    write_json(
+        plan_path,
+        {
+            "minutes": minutes,
+            "train": n_train,
+            "val": n_val,
+            "samples_per_s": speed,
+            "epoch_seconds": epoch_seconds,
+            "epochs": epochs,
+        },
+    )
+    console.print(f"{speed:.0f} training samples/s: {epochs} epochs of {epoch_seconds:.0f} s fit {_minutes(minutes)}")
+    return epochs
+
+
+def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResult:
+    """Run (or resume) the demo in `out` and return its summary."""
+    if not 0 < minutes < math.inf:
+        raise ClposeError(f"--minutes must be a positive number, got {minutes}")
+    if out.exists() and not out.is_dir():
+        raise ClposeError(f"--out {out} is a file, not a folder")
+    start = time.perf_counter()
+    if fresh and out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_train, n_val = data_sizes(minutes)
+    data_dir = out / "data"
+    _step(1, f"data: {n_train} + {n_val} synthetic images and a clip (clpose prepare synthetic)")
+    _prepare(data_dir, n_train, n_val)
+    _step(2, f"train CLNet-ResNet-18 for about {_minutes(minutes)} (clpose train)")
+    recipe = demo_recipe(data_dir, 1, minutes)
+    epochs = _plan(out, recipe, minutes, n_train, n_val)
+    run_dir = _train(out, demo_recipe(data_dir, epochs, minutes))
+    _step(3, "evaluate the best checkpoint (clpose eval)")
+    table = _evaluate(out, run_dir)
+    _step(4, "pictures of targets and predictions (clpose vis)")
+    outputs = _pictures(out, run_dir, recipe)
+    _step(5, "an annotated video (clpose infer)")
+    outputs.update(_video(out, run_dir, data_dir))
+    _step(6, "size and speed (clpose bench)")
+    model = _bench(recipe)
+    outputs.update(
+        {
+            "run folder": str(run_dir),
+            "checkpoint": str(run_dir / "best.pt"),
+            "training curve": str(run_dir / "curves.png"),
+            "evaluation": str(out / "eval.json"),
+        }
+    )
+    result = DemoResult(out, table["Mean"], table, outputs, model, epochs, time.perf_counter() - start)
+    write_json(
+        out / "summary.json",
+        {
+            "pck": result.pck,
+            "table": table,
+            "outputs": outputs,
+            "model": model,
+            "epochs": epochs,
+            "minutes": minutes,
+            "seconds": result.seconds,
+        },
+    )
+    return result
+
+
+def _prepare(data_dir: Path, n_train: int, n_val: int) -> None:
+    from clpose.data.prepare import run_prepare
+    from clpose.data.prepare.synthetic import write_video
+
+    summary = data_dir / "summary.json"
+    counts = json.loads(summary.read_text())["splits"] if summary.is_file() else {}
+    if counts.get("train", {}).get("people") == n_train and counts.get("valid", {}).get("people") == n_val:
+        console.print(f"reusing {data_dir}")
+    else:
+        run_prepare("synthetic", data_dir, data_dir, synthetic={"train": n_train, "val": n_val, "size": 256})
+    clip = data_dir / "clip.mp4"
+    if not clip.with_suffix(".boxes.json").is_file():
+        write_video(clip, frames=CLIP_FRAMES, seed=0)
+        console.print(f"rendered {clip} ({CLIP_FRAMES} frames, 640x360, two figures; boxes in clip.boxes.json)")
+
+
+def _train(out: Path, recipe: Recipe) -> Path:
+    from clpose.engine.checkpoint import load_checkpoint
+    from clpose.engine.train import fit
+
+    run_dir = out / "train"
+    if (run_dir / "last.pt").is_file():
+        done = int(load_checkpoint(run_dir / "last.pt")["epoch"])
+        if done >= recipe.train.epochs:
+            console.print(f"reusing {run_dir} ({done} epochs trained)")
+            return run_dir
+        console.print(f"resuming {run_dir} after epoch {done}")
+        return fit(recipe, out=run_dir, resume="auto", device="cpu").run_dir
+    return fit(recipe, out=run_dir, device="cpu").run_dir
+
+
+def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
+    from clpose.cli.evaluate import _print
+    from clpose.engine.eval_checkpoint import evaluate_checkpoint
+
+    run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
+    _print(run.tables)
+    write_json(out / "eval.json", {**run.tables[-1], "settings": run.settings})
+    return run.tables[-1]
+
+
+def _pictures(out: Path, run_dir: Path, recipe: Recipe) -> dict[str, str]:
+    from clpose.data import build_dataset
+    from clpose.inference.predictor import Predictor
+    from clpose.vis import available, pick, render_predictions, render_targets, write_png
+
+    vis = out / "vis"
+    train = build_dataset(recipe, "train", train=True)
+    for i in pick(available(train.records), 2, 0):
+        write_png(vis / f"targets_{i:06d}.png", render_targets(train, i))
+    val = build_dataset(recipe, "valid", train=False)
+    predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")
+    write_png(vis / "predictions.png", render_predictions(predictor, val.records, pick(list(range(len(val))), 8, 1)))
+    console.print(f"wrote {vis}/targets_*.png and {vis}/predictions.png")
+    return {"target pictures": str(vis / "targets_*.png"), "prediction pictures": str(vis / "predictions.png")}
+
+
+def _video(out: Path, run_dir: Path, data_dir: Path) -> dict[str, str]:
+    from clpose.inference.predictor import Predictor
+    from clpose.inference.run import InferOptions, run_infer
+
+    clip = data_dir / "clip.mp4"
+    video, poses = out / "video" / "annotated.mp4", out / "video" / "poses.json"
+    predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")
+    options = InferOptions(boxes=str(clip.with_suffix(".boxes.json")), out=video, json_out=poses, smooth="oneeuro")
+    report = run_infer(str(clip), predictor, options)
+    console.print(f"{report.frames} frames at {report.frames / report.total:.1f} frames/s ({report.shares()})")
+    return {"annotated video": str(video), "video keypoints": str(poses)}
+
+
+def _bench(recipe: Recipe) -> dict[str, float]:
+    from clpose.bench import BenchSettings, run_bench
+
+    h, w = recipe.data.input_size
+    settings = BenchSettings(input_hw=(h, w), num_keypoints=16, batches=[1], runs=20, warmup=3)
+    (row,) = run_bench([recipe.model.name], settings).results
+    console.print(
+        f"{row.model}: {row.params_m:.2f} M parameters, {row.gmacs:.2f} GMACs, {row.fps:.0f} FPS "
+        f"(CPU, fp32, batch 1, {h}x{w})"
+    )
+    return {"params_m": row.params_m, "gmacs": row.gmacs, "fps": row.fps, "input_size": f"{h}x{w}"}
+
+
+def print_summary(result: DemoResult) -> None:
+    console.print(Rule("[bold green]clpose demo: summary", align="left"))
+    console.print(
+        f"[bold]PCK@0.2 on the synthetic validation split: {result.pck:.1f}%[/bold] "
+        f"({result.epochs} epochs; the whole demo took {result.seconds / 60:.1f} minutes)"
+    )
+    m = result.model
+    console.print(
+        f"CLNet-ResNet-18: {m['params_m']:.2f} M parameters, {m['gmacs']:.2f} GMACs, {m['fps']:.0f} FPS on "
+        f"this CPU (batch 1, {m['input_size']})"
+    )
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    for name, path in result.outputs.items():
+        table.add_row(name, path)
+    console.print(table)
+    clip, run = result.out / "data" / "clip.mp4", result.out / "train"
+    console.print("\n[bold]Next:[/bold]")
+    for line in (
+        f"clpose infer {clip} --checkpoint {run} --boxes {clip.with_suffix('.boxes.json')} --smooth oneeuro "
+        "--out my.mp4",
+        f"clpose eval {run} --stages all --json result.json",
+        "clpose bench --fps --flops                       # CLNet-ResNet-50 vs SimpleBaseline-ResNet-50",
+        "clpose prepare mpii --root data/mpii && clpose train recipes/mpii_resnet50.yaml     # on a GPU",
+        "torchrun --nproc_per_node=8 -m clpose train recipes/coco_resnet50_256x192.yaml     # several GPUs",
+        "docs/: method, datasets, training, evaluation, inference, benchmarks, reproducing",
+    ):
+        console.print(f"  {line}")

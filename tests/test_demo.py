@@ -1,0 +1,87 @@
+"""`clpose demo`: the recipe it trains, its budget arithmetic, and a miniature end-to-end run that is re-run to
+show that it reuses its outputs and that --fresh starts over. (.ci/run runs the real command with a short budget.)"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+import clpose.demo as demo
+from clpose.cli.app import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_trains_the_published_synthetic_recipe() -> None:
+    recipe = yaml.safe_load((ROOT / "recipes" / "synthetic_resnet18.yaml").read_text())
+    assert recipe == demo.DEMO_RECIPE
+    built = demo.demo_recipe(Path("/tmp/d"), epochs=7, minutes=10)
+    assert built.train.epochs == 7 and built.data.root == "/tmp/d" and built.train.max_minutes == 12
+    assert built.model.name == "clnet_resnet18" and built.loss.region == "union"
+
+
+def test_data_scales_with_the_budget_and_is_capped_at_the_recipe_sizes() -> None:
+    assert demo.data_sizes(10) == (4000, 500)
+    assert demo.data_sizes(60) == (4000, 500)
+    assert demo.data_sizes(2) == (800, 100)
+    assert demo.data_sizes(0.1) == (400, 100)
+
+
+@pytest.mark.parametrize("minutes", ["0", "-1", "nan", "inf"])
+def test_bad_budget_is_one_line_exit_2(minutes: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d"), "--minutes", minutes])
+    assert result.exit_code == 2 and "--minutes" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "d").exists()
+
+
+def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "d").write_text("x")
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "is a file" in result.output
+
+
+def _check_outputs(out: Path) -> dict:
+    summary = json.loads((out / "summary.json").read_text())
+    assert 0 <= summary["pck"] <= 100 and summary["epochs"] == 1
+    assert json.loads((out / "eval.json").read_text())["Mean"] == summary["pck"]
+    for png in [*sorted((out / "vis").glob("targets_*.png")), out / "vis" / "predictions.png"]:
+        image = cv2.imread(str(png))
+        assert image is not None and image.shape[0] > 100, png
+    video = cv2.VideoCapture(str(out / "video" / "annotated.mp4"))
+    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == demo.CLIP_FRAMES
+    poses = json.loads((out / "video" / "poses.json").read_text())
+    assert len(poses["frames"]) == demo.CLIP_FRAMES
+    assert summary["model"]["params_m"] > 1 and summary["model"]["fps"] > 0
+    assert (out / "train" / "best.pt").is_file() and (out / "train" / "curves.png").is_file()
+    return summary
+
+
+def test_miniature_demo_runs_end_to_end_reuses_and_starts_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 48 training images, a 12-frame clip and one epoch: every step of the real demo, in seconds
+    monkeypatch.setattr(demo, "data_sizes", lambda minutes: (48, 16))
+    monkeypatch.setattr(demo, "CLIP_FRAMES", 12)
+    out = tmp_path / "demo"
+    result = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01"])
+    assert result.exit_code == 0, result.output
+    assert "PCK@0.2 on the synthetic validation split" in result.output and "Next:" in result.output
+    _check_outputs(out)
+    checkpoint = out / "train" / "last.pt"
+    first = checkpoint.stat().st_mtime_ns, (out / "data" / "train.json").stat().st_mtime_ns
+
+    again = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01"])
+    assert again.exit_code == 0, again.output
+    assert "reusing" in again.output and "1 epochs trained" in again.output
+    assert (checkpoint.stat().st_mtime_ns, (out / "data" / "train.json").stat().st_mtime_ns) == first
+
+    (out / "stale.txt").write_text("from an earlier run")
+    fresh = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01", "--fresh"])
+    assert fresh.exit_code == 0, fresh.output
+    assert not (out / "stale.txt").exists() and "reusing" not in fresh.output
+    _check_outputs(out)
