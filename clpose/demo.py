@@ -265,7 +265,7 @@ def print_summary(result: DemoResult) -> None:
     for line in (
         f"clpose infer {clip} --checkpoint {run} --boxes {clip.with_suffix('.boxes.json')} --smooth oneeuro "
         "--out my.mp4",
-        f"clpose eval {run} --stages all --json result.json",
+        f"clpose eval {run} --no-flip --json result.json               # without the flip test",
         "clpose bench --fps --flops                       # CLNet-ResNet-50 vs SimpleBaseline-ResNet-50",
         "clpose prepare mpii --root data/mpii && clpose train recipes/mpii_resnet50.yaml     # on a GPU",
         "torchrun --nproc_per_node=8 -m clpose train recipes/coco_resnet50_256x192.yaml     # several GPUs",

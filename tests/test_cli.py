@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -65,3 +66,13 @@ def test_python_dash_m_clpose_help_runs_as_a_subprocess() -> None:
 def test_usage_errors_exit_2_without_traceback() -> None:
     result = runner.invoke(app, ["prepare", "nosuchdataset"])
     assert result.exit_code == 2 and "Traceback" not in result.output
+
+
+def test_docs_cli_md_is_generated_from_the_app() -> None:
+    from clpose.cli.docs import cli_markdown
+
+    text = cli_markdown()
+    for name in SUBCOMMANDS:
+        assert f"## `clpose {name}" in text
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
+    assert committed == text, "docs/cli.md is out of date: python -m clpose.cli.docs > docs/cli.md"
