@@ -202,3 +202,51 @@ def test_workers_start_after_the_parent_used_opencv_threads() -> None:
     proc = subprocess.run([sys.executable, "-c", FORK_AFTER_OPENCV], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[0.0, 1.0, 2.0, 3.0] True"
+
+
+def _jpeg(image: np.ndarray, mode: str = "RGB") -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(image).convert(mode).save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def _same_as_cv2(paths: list[Path]) -> None:
+    from clpose.data.dataset import READ_FLAGS, load_image
+
+    for path in paths:
+        expected = cv2.imread(str(path), READ_FLAGS)
+        got = load_image(path)
+        if expected is None:
+            assert got is None, path
+        else:
+            assert got.dtype == np.uint8 and got.shape == expected.shape and np.array_equal(got, expected), path
+
+
+def test_load_image_gives_exactly_cv2_imread_pixels(tmp_path: Path) -> None:
+    from clpose.data.dataset import load_image
+
+    rng = np.random.default_rng(0)
+    colour = cv2.GaussianBlur(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8), (5, 5), 2)
+    files = {
+        "colour.jpg": _jpeg(colour),
+        "grey.jpg": _jpeg(colour[:, :, 0], "L"),
+        "cmyk.jpg": _jpeg(colour, "CMYK"),  # TurboJPEG refuses it: OpenCV decodes it
+        "truncated.jpg": _jpeg(colour)[:400],
+        "colour.png": cv2.imencode(".png", colour)[1].tobytes(),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    _same_as_cv2([tmp_path / n for n in files])
+    assert load_image(tmp_path / "missing.jpg") is None
+    (tmp_path / "text.jpg").write_text("not an image")
+    assert load_image(tmp_path / "text.jpg") is None
+
+
+def test_load_image_on_the_real_dataset_photos(realdata: Path) -> None:
+    photos = sorted(realdata.rglob("*.jpg"))
+    assert photos, f"no JPEGs under {realdata}"
+    _same_as_cv2(photos)

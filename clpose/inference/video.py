@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clpose.data.dataset import READ_FLAGS
+from clpose.data.dataset import load_image
 from clpose.errors import ClposeError
 from clpose.io import atomic_path
 
@@ -64,7 +64,7 @@ class Source:
     def __iter__(self) -> Iterator[Frame]:
         if self._cap is None:
             for i, path in enumerate(self.files):
-                image = cv2.imread(str(path), READ_FLAGS)
+                image = load_image(path)
                 if image is None:
                     self.failed += 1
                     continue
