@@ -91,6 +91,9 @@ def _plan(out: Path, recipe: Recipe, minutes: float, n_train: int, n_val: int) -
         plan = json.loads(plan_path.read_text())
         if plan.get("minutes") == minutes and plan.get("train") == n_train:
             return int(plan["epochs"])
+        if (out / "train").exists():  # a different budget is a different schedule: resuming would mix two
+            console.print(f"the budget changed (was {_minutes(plan.get('minutes', 0))}): training again")
+            shutil.rmtree(out / "train")
     console.print("measuring the training speed of this machine ...")
     speed = measure_speed(recipe, device="cpu")
     # an epoch: the training images, plus validation with flip test (two forward passes, about 2/3 of a
@@ -186,7 +189,7 @@ def _train(out: Path, recipe: Recipe) -> Path:
     if (run_dir / "last.pt").is_file():
         done = int(load_checkpoint(run_dir / "last.pt")["epoch"])
         if done >= recipe.train.epochs:
-            console.print(f"reusing {run_dir} ({done} epochs trained)")
+            console.print(f"reusing {run_dir} ({done} epoch{'' if done == 1 else 's'} trained)")
             return run_dir
         console.print(f"resuming {run_dir} after epoch {done}")
         return fit(recipe, out=run_dir, resume="auto", device="cpu").run_dir

@@ -61,7 +61,7 @@ def _check_outputs(out: Path) -> dict:
     return summary
 
 
-def test_miniature_demo_runs_end_to_end_reuses_and_starts_fresh(
+def test_miniature_demo_runs_end_to_end_reuses_retrains_for_a_new_budget_and_starts_fresh(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # 48 training images, a 12-frame clip and one epoch: every step of the real demo, in seconds
@@ -77,8 +77,14 @@ def test_miniature_demo_runs_end_to_end_reuses_and_starts_fresh(
 
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01"])
     assert again.exit_code == 0, again.output
-    assert "reusing" in again.output and "1 epochs trained" in again.output
+    assert "reusing" in again.output and "1 epoch trained" in again.output
     assert (checkpoint.stat().st_mtime_ns, (out / "data" / "train.json").stat().st_mtime_ns) == first
+
+    other = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.02"])
+    assert other.exit_code == 0, other.output
+    assert "the budget changed (was 0.01 minutes): training again" in other.output
+    assert checkpoint.stat().st_mtime_ns != first[0]
+    assert json.loads((out / "summary.json").read_text())["minutes"] == 0.02
 
     (out / "stale.txt").write_text("from an earlier run")
     fresh = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01", "--fresh"])
