@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.rule import Rule
 from rich.table import Table
@@ -23,6 +23,9 @@ from clpose.config import Recipe, recipe_from_dict
 from clpose.console import console
 from clpose.errors import ClposeError
 from clpose.io import write_json
+
+if TYPE_CHECKING:
+    from clpose.inference.predictor import Predictor
 
 # recipes/synthetic_resnet18.yaml (a test keeps the two equal); the demo sets data.root and the epochs.
 DEMO_RECIPE: dict[str, Any] = {
@@ -135,10 +138,13 @@ def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResul
     run_dir = _train(out, demo_recipe(data_dir, epochs, minutes))
     _step(3, "evaluate the best checkpoint (clpose eval)")
     table = _evaluate(out, run_dir)
+    from clpose.inference.predictor import Predictor
+
+    predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")  # for the pictures and the video
     _step(4, "pictures of targets and predictions (clpose vis)")
-    outputs = _pictures(out, run_dir, recipe)
+    outputs = _pictures(out, predictor, recipe)
     _step(5, "an annotated video (clpose infer)")
-    outputs.update(_video(out, run_dir, data_dir))
+    outputs.update(_video(out, predictor, data_dir))
     _step(6, "size and speed (clpose bench)")
     model = _bench(recipe)
     outputs.update(
@@ -197,18 +203,17 @@ def _train(out: Path, recipe: Recipe) -> Path:
 
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
-    from clpose.cli.evaluate import _print
+    from clpose.cli.evaluate import print_tables
     from clpose.engine.eval_checkpoint import evaluate_checkpoint
 
     run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
-    _print(run.tables)
+    print_tables(run.tables)
     write_json(out / "eval.json", {**run.tables[-1], "settings": run.settings})
     return run.tables[-1]
 
 
-def _pictures(out: Path, run_dir: Path, recipe: Recipe) -> dict[str, str]:
+def _pictures(out: Path, predictor: Predictor, recipe: Recipe) -> dict[str, str]:
     from clpose.data import build_dataset
-    from clpose.inference.predictor import Predictor
     from clpose.vis import available, pick, render_predictions, render_targets, write_png
 
     vis = out / "vis"
@@ -216,19 +221,16 @@ def _pictures(out: Path, run_dir: Path, recipe: Recipe) -> dict[str, str]:
     for i in pick(available(train.records), 2, 0):
         write_png(vis / f"targets_{i:06d}.png", render_targets(train, i))
     val = build_dataset(recipe, "valid", train=False)
-    predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")
     write_png(vis / "predictions.png", render_predictions(predictor, val.records, pick(list(range(len(val))), 8, 1)))
     console.print(f"wrote {vis}/targets_*.png and {vis}/predictions.png")
     return {"target pictures": str(vis / "targets_*.png"), "prediction pictures": str(vis / "predictions.png")}
 
 
-def _video(out: Path, run_dir: Path, data_dir: Path) -> dict[str, str]:
-    from clpose.inference.predictor import Predictor
+def _video(out: Path, predictor: Predictor, data_dir: Path) -> dict[str, str]:
     from clpose.inference.run import InferOptions, run_infer
 
     clip = data_dir / "clip.mp4"
     video, poses = out / "video" / "annotated.mp4", out / "video" / "poses.json"
-    predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")
     options = InferOptions(boxes=str(clip.with_suffix(".boxes.json")), out=video, json_out=poses, smooth="oneeuro")
     report = run_infer(str(clip), predictor, options)
     console.print(f"{report.frames} frames at {report.frames / report.total:.1f} frames/s ({report.shares()})")
@@ -275,3 +277,44 @@ def print_summary(result: DemoResult) -> None:
         "docs/: method, datasets, training, evaluation, inference, benchmarks, reproducing",
     ):
         console.print(f"  {line}")
+
+
+def check_outputs(out: Path) -> str:
+    """Check what a demo left in `out` (what .ci/run asks of its shortened demo): every PNG decodes, the clip and
+    the annotated video have frames and as many as poses.json, every JSON parses, the PCK is a number. Returns a
+    one-line account; a ClposeError names the first file at fault."""
+    import cv2
+
+    def need(ok: bool, message: str) -> None:
+        if not ok:
+            raise ClposeError(message)
+
+    jsons = sorted(out.rglob("*.json"))
+    for path in jsons:
+        try:
+            json.loads(path.read_text())
+        except ValueError as e:
+            raise ClposeError(f"{path} is not valid JSON: {e}") from None
+    need((out / "summary.json").is_file(), f"{out / 'summary.json'} is missing")
+    pck = json.loads((out / "summary.json").read_text()).get("pck")
+    need(isinstance(pck, float) and 0 <= pck <= 100, f"{out / 'summary.json'}: pck {pck!r} is not a percentage")
+    need(json.loads((out / "eval.json").read_text()).get("Mean") == pck, f"{out / 'eval.json'}: Mean is not {pck}")
+    need((out / "train" / "best.pt").is_file(), f"{out / 'train' / 'best.pt'} is missing")
+    pngs = sorted(out.rglob("*.png"))
+    need(len(pngs) >= 4, f"{out}: expected target, prediction and curve PNGs, found {len(pngs)}")
+    for path in pngs:
+        image = cv2.imread(str(path))
+        need(image is not None and image.size > 0, f"{path} does not decode")
+    frames = {}
+    for name in ("data/clip.mp4", "video/annotated.mp4"):
+        video = cv2.VideoCapture(str(out / name))
+        frames[name] = int(video.get(cv2.CAP_PROP_FRAME_COUNT))
+        ok, frame = video.read()
+        video.release()
+        need(frames[name] > 0 and ok and frame is not None, f"{out / name}: no readable frames")
+    poses = len(json.loads((out / "video" / "poses.json").read_text())["frames"])
+    need(
+        poses == frames["video/annotated.mp4"],
+        f"{out / 'video' / 'poses.json'}: {poses} frames, the video {frames['video/annotated.mp4']}",
+    )
+    return f"demo outputs valid: PCK {pck:.1f}%, {len(pngs)} PNGs, {len(jsons)} JSON files, {poses} video frames"

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import pytest
 import yaml
 from typer.testing import CliRunner
 
 import clpose.demo as demo
 from clpose.cli.app import app
+from clpose.errors import ClposeError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,20 +45,20 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "is a file" in result.output
 
 
-def _check_outputs(out: Path) -> dict:
+def _check_outputs(out: Path) -> None:
+    assert demo.check_outputs(out).startswith("demo outputs valid")
     summary = json.loads((out / "summary.json").read_text())
-    assert 0 <= summary["pck"] <= 100 and summary["epochs"] == 1
-    assert json.loads((out / "eval.json").read_text())["Mean"] == summary["pck"]
-    for png in [*sorted((out / "vis").glob("targets_*.png")), out / "vis" / "predictions.png"]:
-        image = cv2.imread(str(png))
-        assert image is not None and image.shape[0] > 100, png
-    video = cv2.VideoCapture(str(out / "video" / "annotated.mp4"))
-    assert int(video.get(cv2.CAP_PROP_FRAME_COUNT)) == demo.CLIP_FRAMES
-    poses = json.loads((out / "video" / "poses.json").read_text())
-    assert len(poses["frames"]) == demo.CLIP_FRAMES
-    assert summary["model"]["params_m"] > 1 and summary["model"]["fps"] > 0
-    assert (out / "train" / "best.pt").is_file() and (out / "train" / "curves.png").is_file()
-    return summary
+    assert summary["epochs"] == 1 and summary["model"]["params_m"] > 1 and summary["model"]["fps"] > 0
+    assert len(json.loads((out / "video" / "poses.json").read_text())["frames"]) == demo.CLIP_FRAMES
+    assert (out / "train" / "curves.png").is_file() and len(list((out / "vis").glob("targets_*.png"))) == 2
+
+
+def test_check_outputs_names_the_file_at_fault(tmp_path: Path) -> None:
+    with pytest.raises(ClposeError, match=r"summary\.json is missing"):
+        demo.check_outputs(tmp_path)
+    (tmp_path / "summary.json").write_text('{"pck": 50.0')
+    with pytest.raises(ClposeError, match=r"summary\.json is not valid JSON"):
+        demo.check_outputs(tmp_path)
 
 
 def test_miniature_demo_runs_end_to_end_reuses_retrains_for_a_new_budget_and_starts_fresh(

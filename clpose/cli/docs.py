@@ -9,7 +9,6 @@ import inspect
 from typing import Any
 
 import typer.main
-from typer._click.core import Context
 
 from clpose.cli.app import app
 
@@ -21,12 +20,17 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def _command(command: Any, ctx: Context, path: str, out: list[str]) -> None:
+def _context(command: Any, name: str, parent: Any) -> Any:
+    # resilient parsing: no arguments are given, so required ones must not raise
+    return command.make_context(name, [], parent=parent, resilient_parsing=True)
+
+
+def _command(command: Any, ctx: Any, path: str, out: list[str]) -> None:
     sub = getattr(command, "commands", None)
     if sub:
         names = [n for n in ORDER if n in sub] + [n for n in sub if n not in ORDER]
         for name in names:
-            _command(sub[name], Context(sub[name], info_name=name, parent=ctx), f"{path} {name}", out)
+            _command(sub[name], _context(sub[name], name, ctx), f"{path} {name}", out)
         return
     usage = " ".join([path, *command.collect_usage_pieces(ctx)])
     out += [f"## `{path}`", "", "```text", usage, "```", ""]
@@ -41,7 +45,7 @@ def _command(command: Any, ctx: Context, path: str, out: list[str]) -> None:
 def cli_markdown() -> str:
     """The whole command-line reference as Markdown."""
     root = typer.main.get_command(app)
-    ctx = Context(root, info_name="clpose")
+    ctx = _context(root, "clpose", None)
     out = [
         "# Command-line reference",
         "",

@@ -101,7 +101,7 @@ def evaluate(
             save_predictions,
         )
         tables, settings = run.tables, run.settings
-    _print(tables)
+    print_tables(tables)
     if json_out is not None:
         from clpose.io import write_json
 
@@ -130,7 +130,7 @@ def _score_file(
     return scoring.score_oks_file(predictions, annotations, values)
 
 
-def _print(tables: list[dict[str, Any]]) -> None:
+def print_tables(tables: list[dict[str, Any]]) -> None:
     from rich.table import Table
 
     from clpose.console import console
