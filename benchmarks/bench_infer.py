@@ -2,10 +2,10 @@
 
     python benchmarks/bench_infer.py --threads 2
 
-CLNet-ResNet-18 and -50 at 256x192 (freshly initialised: speed does not depend on the weights; --amp bf16 also
-turns on channels_last, as the synthetic recipe does), a synthetic
-640x360 clip, annotated video and JSON written as `clpose infer --out x.mp4 --json x.json` does. Three runs per
-model, medians.
+CLNet-ResNet-18 and -50 at 256x192 (freshly initialised: speed does not depend on the weights; --amp as in
+`clpose infer`, default auto; where it resolves to bf16 channels_last is on too, as in the synthetic recipe), a
+synthetic 640x360 clip, annotated video and JSON written as `clpose infer --out x.mp4 --json x.json` does. Three
+runs per model, medians.
 """
 
 from __future__ import annotations
@@ -18,19 +18,20 @@ from pathlib import Path
 import torch
 
 from clpose import __version__
-from clpose.config import recipe_from_dict, recipe_to_dict
+from clpose.config import AMP_CHOICES, recipe_from_dict, recipe_to_dict
 from clpose.data.prepare.synthetic import write_video
 from clpose.engine.checkpoint import save_checkpoint
 from clpose.inference.predictor import Predictor
 from clpose.inference.run import STAGES, InferOptions, run_infer
 from clpose.models import build_model
+from clpose.precision import resolve_precision
 
 
-def checkpoint(folder: Path, model: str, amp: str) -> Path:
+def checkpoint(folder: Path, model: str, channels_last: bool) -> Path:
     recipe = recipe_from_dict(
         {
             "model": {"name": model},
-            "train": {"amp": amp},
+            "train": {"channels_last": channels_last},
             "data": {"dataset": "synthetic", "root": "-", "input_size": "256x192"},
         },
         name=model,
@@ -55,22 +56,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=60)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--amp", default="off", choices=["off", "bf16"])
+    parser.add_argument("--amp", default="auto", choices=AMP_CHOICES)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    precision = resolve_precision(args.amp, "cpu")
+    print(f"precision: {precision.describe()}")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         video = write_video(folder / "clip.mp4", args.frames, seed=0, width=640, height=360)
         print(f"| model | amp | frames/s | {' | '.join(STAGES)} |")
         print("|---|---|---|" + "---|" * len(STAGES))
         for model in ("clnet_resnet18", "clnet_resnet50"):
-            predictor = Predictor.from_checkpoint(checkpoint(folder, model, args.amp), device="cpu")
+            path = checkpoint(folder, model, channels_last=precision.name == "bf16")
+            predictor = Predictor.from_checkpoint(path, device="cpu", amp=args.amp)
             options = InferOptions(out=folder / "out.mp4", json_out=folder / "out.json", batch=8)
             run_infer(str(video), predictor, InferOptions(batch=8), show_progress=False)  # warm-up
             reports = [run_infer(str(video), predictor, options, show_progress=False) for _ in range(args.runs)]
             fps = statistics.median(r.frames / r.total for r in reports)
             shares = {s: statistics.median(100 * r.seconds[s] / r.total for r in reports) for s in STAGES}
-            print(f"| {model} | {args.amp} | {fps:.1f} | " + " | ".join(f"{shares[s]:.1f}%" for s in STAGES) + " |")
+            cells = " | ".join(f"{shares[s]:.1f}%" for s in STAGES)
+            print(f"| {model} | {precision.name} | {fps:.1f} | {cells} |")
 
 
 if __name__ == "__main__":

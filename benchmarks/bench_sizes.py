@@ -34,6 +34,12 @@ ROWS = [
     ("clnet_resnet18", {}, 16, (256, 256), None, None, "Fig. 4(a)"),
     ("clnet_resnet34", {}, 16, (256, 256), None, None, "Fig. 4(a)"),
     ("simplebaseline_resnet18", {}, 16, (256, 256), None, None, "Fig. 4(a)"),
+    ("clnet_resnet10", {}, 16, (128, 128), None, None, "clpose demo"),
+    ("clnet_resnet10", {}, 17, (256, 192), None, None, "CPU models"),
+    ("clnet_regnet_x_400mf", {}, 17, (256, 192), None, None, "CPU models"),
+    ("clnet_shufflenet_v2_x1_0", {}, 17, (256, 192), None, None, "CPU models"),
+    ("clnet_mobilenet_v3_large", {}, 17, (256, 192), None, None, "CPU models"),
+    ("clnet_resnet18", {}, 17, (256, 192), None, None, "CPU models"),
 ]
 
 

@@ -14,6 +14,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -24,6 +25,7 @@ from clpose.codecs import CompositeCodec, HeatmapCodec
 from clpose.config import format_hw
 from clpose.errors import ClposeError
 from clpose.models import build_model, check_input_size, final_output
+from clpose.precision import Precision, resolve_precision
 
 
 @dataclass
@@ -42,6 +44,8 @@ class BenchResult:
     decode_ms: float | None = None
     device: str = "cpu"
     precision: str = "fp32"
+    precision_reason: str = ""
+    precision_native: bool = True  # False: bf16/fp16 emulated by this device (slow)
     channels_last: bool = False
     compiled: bool = False
     limit_fraction: float | None = None  # achieved GFLOP/s over the reference convolution's, same precision
@@ -62,7 +66,7 @@ class BenchSettings:
     num_keypoints: int
     batches: list[int | str] = field(default_factory=lambda: [1])
     device: str = "cpu"
-    amp: bool = False
+    amp: str = "auto"  # auto, off, bf16, fp16 (clpose.precision)
     channels_last: bool = False
     compile: bool = False
     fps: bool = True
@@ -71,11 +75,10 @@ class BenchSettings:
     warmup: int = 5
     inference_mode: bool = True  # False: a plain forward with autograd recording (the slowest baseline)
 
-    @property
-    def precision(self) -> str:
-        if not self.amp:
-            return "fp32"
-        return "fp16" if self.device.startswith("cuda") else "bf16"
+    @cached_property
+    def precision(self) -> Precision:
+        """`amp` resolved on the device (resolving a CUDA device needs CUDA: run_bench checks it first)."""
+        return resolve_precision(self.amp, self.device)
 
 
 def synchronize(device: torch.device) -> None:
@@ -96,14 +99,6 @@ def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, floa
     return params, counter.get_total_flops() / 2 / 1e9
 
 
-def autocast(settings: BenchSettings) -> contextlib.AbstractContextManager:
-    if not settings.amp:
-        return contextlib.nullcontext()
-    device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
-    dtype = torch.float16 if device_type == "cuda" else torch.bfloat16
-    return torch.autocast(device_type, dtype=dtype)
-
-
 def time_once(fn: Callable[[], object], device: torch.device) -> float:
     synchronize(device)
     start = time.perf_counter()
@@ -119,15 +114,13 @@ def make_codec(model: nn.Module, input_hw: tuple[int, int]) -> CompositeCodec | 
     return HeatmapCodec(size, stride=model.stride)
 
 
-def reference_conv_gflops(device: torch.device, precision: str, runs: int = 20) -> float:
+def reference_conv_gflops(device: torch.device, precision: Precision, runs: int = 20) -> float:
     """The machine's practical limit: GFLOP/s of one 3x3 conv, 256 -> 256 channels, 32x32, batch 8,
     channels_last, in `precision` (the roofline the networks are compared with)."""
     conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device).eval().to(memory_format=torch.channels_last)
     x = torch.randn(8, 256, 32, 32, device=device).to(memory_format=torch.channels_last)
     flops = 2 * 8 * 256 * 256 * 9 * 32 * 32
-    dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    ctx = torch.autocast(device.type, dtype=dtype) if dtype else contextlib.nullcontext()
-    with torch.inference_mode(), ctx:
+    with torch.inference_mode(), precision.autocast(device):
         for _ in range(5):
             conv(x)
         times = [time_once(lambda: conv(x), device) for _ in range(runs)]
@@ -179,7 +172,7 @@ def max_batch(model: nn.Module, settings: BenchSettings, device: torch.device, l
 
     def fits(batch: int) -> bool:
         try:
-            with torch.inference_mode(), autocast(settings):
+            with torch.inference_mode(), settings.precision.autocast(device):
                 model(_input(batch, settings, device))
             synchronize(device)
             return True
@@ -239,7 +232,9 @@ def _row(
         macs,
         None if macs is None else 2 * macs,
         device=str(device),
-        precision=settings.precision,
+        precision=settings.precision.name,
+        precision_reason=settings.precision.reason,
+        precision_native=settings.precision.native,
         channels_last=settings.channels_last,
         compiled=settings.compile,
     )
@@ -271,7 +266,7 @@ def _time_models(
     rows = []
     total = len(names) * len(settings.batches) * (settings.warmup + settings.runs + 1)
     grad_mode = torch.inference_mode() if settings.inference_mode else torch.enable_grad()
-    with _progress(total, show_progress) as step, grad_mode, autocast(settings):
+    with _progress(total, show_progress) as step, grad_mode, settings.precision.autocast(device):
         for index in range(len(settings.batches)):
             inputs = {name: _input(plan[name][index], settings, device) for name in names}
             for name in names:  # warm-up (and compilation) of every model before any timed run

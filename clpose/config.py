@@ -20,6 +20,11 @@ import yaml
 
 from clpose.errors import ClposeError
 
+AMP_CHOICES = ("auto", "off", "bf16", "fp16")  # train.amp and the commands' --amp (clpose/precision.py)
+AMP_HELP = (
+    "Precision: auto (bf16 where the GPU or CPU runs it natively, fp16 on GPUs older than compute capability 8.0, "
+    "else fp32), off (fp32), or bf16 / fp16 autocast."
+)
 HW = Annotated[tuple[int, int], "HxW"]  # (height, width), written "HxW" in YAML and on the command line
 _REQUIRED = dataclasses.MISSING
 
@@ -97,7 +102,11 @@ class TrainConfig:
     milestones: list[int] = _opt(factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma")
     gamma: float = _opt(0.1, "multistep: decay factor")
     warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (fractions allowed)")
-    amp: Literal["off", "bf16", "fp16"] = _opt("off", "mixed precision (CUDA; bf16 also on CPU)")
+    amp: Literal["auto", "off", "bf16", "fp16"] = _opt(
+        "auto",
+        "mixed precision; auto: bf16 on GPUs of compute capability 8.0+ and on CPUs with native bf16 (AMX, "
+        "AVX512-BF16), fp16 on older GPUs, fp32 otherwise (clpose/precision.py)",
+    )
     channels_last: bool = _opt(False, "channels_last memory format")
     grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
     sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")

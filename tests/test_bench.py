@@ -92,7 +92,7 @@ def test_flops_only_skips_timing(tmp_path: Path) -> None:
 
 def test_bench_errors_are_one_line() -> None:
     result = runner.invoke(app, ["bench", "--model", "resnet50_clnet", "--flops"])
-    assert result.exit_code == 2 and "valid: clnet_resnet18" in result.stderr
+    assert result.exit_code == 2 and "valid: clnet_resnet10, clnet_resnet18" in result.stderr
     result = runner.invoke(app, ["bench", "--model", "clnet_resnet18", "--input-size", "250x192", "--flops"])
     assert result.exit_code == 2 and "multiples of 16 (nearest: 240x192 or 256x192)" in result.stderr
     result = runner.invoke(
@@ -116,3 +116,20 @@ def test_bench_errors_are_one_line() -> None:
     assert result.exit_code == 2 and "HxW" in result.stderr
     result = runner.invoke(app, ["bench", "--batch", "0"])
     assert result.exit_code == 2 and "positive integer" in result.stderr
+
+
+def test_bench_shows_the_resolved_precision_and_an_emulated_bf16(tmp_path: Path) -> None:
+    """The default (auto) on a CPU without native bf16 times fp32, as --amp off does; an explicit bf16 there runs,
+    and both the table and the limit line say it is emulated."""
+    common = ["bench", "--model", "clnet_resnet18", "--input-size", "32x32", "--batch", "1", "--runs", "1"]
+    common += ["--warmup", "0", "--keypoints", "2"]
+    result = runner.invoke(app, [*common, "--json", str(tmp_path / "auto.json")])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "auto.json").read_text())
+    assert row["precision"] == "fp32" and row["precision_native"] and "tests run in fp32" in row["precision_reason"]
+    assert "precision: fp32 (auto: tests run in fp32" in result.output and "channels_last, fp32: " in result.output
+    result = runner.invoke(app, [*common, "--amp", "bf16", "--json", str(tmp_path / "bf16.json")])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "bf16.json").read_text())
+    assert row["precision"] == "bf16" and not row["precision_native"]
+    assert "bf16 emulated on this device" in result.output and "10x slower than fp32" in result.output

@@ -18,18 +18,36 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_demo_trains_the_published_synthetic_recipe() -> None:
-    recipe = yaml.safe_load((ROOT / "recipes" / "synthetic_resnet18.yaml").read_text())
+    recipe = yaml.safe_load((ROOT / "recipes" / "synthetic_resnet10.yaml").read_text())
     assert recipe == demo.DEMO_RECIPE
-    built = demo.demo_recipe(Path("/tmp/d"), epochs=7, minutes=10)
-    assert built.train.epochs == 7 and built.data.root == "/tmp/d" and built.train.max_minutes == 12
-    assert built.model.name == "clnet_resnet18" and built.loss.region == "union"
+    built = demo.demo_recipe(Path("/tmp/d"), epochs=7, minutes=10, train_per_epoch=7000)
+    assert built.train.epochs == 7 and built.data.root == "/tmp/d" and built.train.max_minutes == 10
+    assert built.model.name == "clnet_resnet10" and built.loss.region == "union" and built.train.amp == "auto"
+    assert built.data.train_limit == 7000 and demo.demo_recipe(Path("/tmp/d"), 7, 10).data.train_limit is None
 
 
 def test_data_scales_with_the_budget_and_is_capped_at_the_recipe_sizes() -> None:
-    assert demo.data_sizes(10) == (4000, 500)
-    assert demo.data_sizes(60) == (4000, 500)
-    assert demo.data_sizes(2) == (800, 100)
+    assert demo.data_sizes(10) == (8000, 500)
+    assert demo.data_sizes(60) == (8000, 500)
+    assert demo.data_sizes(2) == (1600, 100)
     assert demo.data_sizes(0.1) == (400, 100)
+
+
+@pytest.mark.parametrize(
+    ("speed", "expected"),
+    [(30.0, (3, 5605)), (65.0, (5, 7335)), (120.0, (9, 7425)), (300.0, (21, 7636))],
+)
+def test_the_plan_fills_the_budget_with_the_fewest_epochs(speed: float, expected: tuple[int, int]) -> None:
+    epochs, per_epoch = demo.fit_budget(600, speed, 8000, 500, 16)
+    assert (epochs, per_epoch) == expected
+    assert per_epoch <= 8000 and epochs * (per_epoch / speed + 0.67 * 500 / speed + 2.0) <= 600
+    if epochs > 1:  # one epoch fewer would need more images than there are
+        assert (600 / (epochs - 1) - 0.67 * 500 / speed - 2.0) * speed > 8000
+
+
+def test_a_tiny_budget_still_trains_a_batch_per_epoch() -> None:
+    epochs, per_epoch = demo.fit_budget(1, 10.0, 400, 100, 16)
+    assert epochs == 1 and per_epoch == 16
 
 
 @pytest.mark.parametrize("minutes", ["0", "-1", "nan", "inf"])
@@ -82,7 +100,7 @@ def test_miniature_demo_runs_end_to_end_reuses_retrains_for_a_new_budget_and_sta
 
     other = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.02"])
     assert other.exit_code == 0, other.output
-    assert "the budget changed (was 0.01 minutes): training again" in other.output
+    assert "the budget or the precision changed (was 0.01 minutes in fp32): training again" in other.output
     assert checkpoint.stat().st_mtime_ns != first[0]
     assert json.loads((out / "summary.json").read_text())["minutes"] == 0.02
 

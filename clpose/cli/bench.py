@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from clpose.config import parse_hw
+from clpose.config import AMP_HELP, parse_hw
 from clpose.errors import ClposeError
 
 DEFAULT_MODELS = ["clnet_resnet50", "simplebaseline_resnet50"]
@@ -28,7 +28,10 @@ def bench(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    amp: Annotated[bool, typer.Option(help="Autocast: bf16 on the CPU, fp16 on CUDA.")] = False,
+    amp: Annotated[
+        Literal["auto", "off", "bf16", "fp16"],
+        typer.Option(help=AMP_HELP),
+    ] = "auto",
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format for model and input.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each model before timing.")] = False,
     fps: Annotated[bool, typer.Option("--fps", help="Measure speed: FPS, latency p50/p90, decode time.")] = False,
@@ -88,7 +91,8 @@ def _print_table(report, settings, threads: int) -> None:
     def fmt(value: float | None, spec: str) -> str:
         return "-" if value is None else format(value, spec)
 
-    mode = f"{settings.precision}{', channels_last' if settings.channels_last else ''}"
+    precision = settings.precision
+    mode = f"{precision.name}{', channels_last' if settings.channels_last else ''}"
     mode += ", compiled" if settings.compile else ""
     size = report.results[0].input_size
     title = f"{settings.device} ({threads} threads), {mode}, input {size}, K={settings.num_keypoints}"
@@ -109,8 +113,10 @@ def _print_table(report, settings, threads: int) -> None:
             fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"),
         )
     console.print(table)
+    console.print(f"precision: {precision.describe()}")
     if report.limit_gflops is not None:
+        emulated = "" if precision.native else f" ({precision.name} emulated on this device: slow)"
         console.print(
-            f"limit: 3x3 conv 256->256, 32x32, batch 8, channels_last, {settings.precision}: "
+            f"limit: 3x3 conv 256->256, 32x32, batch 8, channels_last, {precision.name}{emulated}: "
             f"{report.limit_gflops:.0f} GFLOP/s. FLOPs = 2 x MACs."
         )

@@ -7,6 +7,8 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from clpose.config import AMP_HELP
+
 PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
 OKS_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 
@@ -58,6 +60,10 @@ def evaluate(
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[
+        Literal["auto", "off", "bf16", "fp16"],
+        typer.Option(help=AMP_HELP),
+    ] = "auto",
 ) -> None:
     """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol.
 
@@ -99,6 +105,7 @@ def evaluate(
             head == "official",
             annotations,
             save_predictions,
+            amp,
         )
         tables, settings = run.tables, run.settings
     print_tables(tables)

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from clpose.config import AMP_HELP
+
 
 def infer(
     source: Annotated[str, typer.Argument(help="Image, folder of images, video file, or camera index (0).")],
@@ -49,6 +51,10 @@ def infer(
     batch: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
     flip: Annotated[bool, typer.Option(help="Flip test (about twice the network time).")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[
+        Literal["auto", "off", "bf16", "fp16"],
+        typer.Option(help=AMP_HELP),
+    ] = "auto",
 ) -> None:
     """Predict keypoints and write an annotated image/video and a JSON file.
 
@@ -62,7 +68,8 @@ def infer(
     if checkpoint is None:
         checkpoint = latest_checkpoint()
         console.print(f"using the latest checkpoint: {checkpoint}")
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip)
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip, amp=amp)
+    console.print(f"precision: {predictor.precision.describe()}")
     options = InferOptions(
         boxes,
         detector,

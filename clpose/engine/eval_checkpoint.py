@@ -14,6 +14,7 @@ import scipy.io
 import torch
 
 from clpose.config import Recipe, load_recipe, recipe_from_dict
+from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split, recipe_codec
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
@@ -24,6 +25,7 @@ from clpose.errors import ClposeError
 from clpose.io import atomic_path, write_json
 from clpose.metrics.files import PREDICTIONS_FORMAT
 from clpose.models import build_model
+from clpose.precision import resolve_precision
 
 
 @dataclass
@@ -74,8 +76,12 @@ def evaluate_checkpoint(
     head_official: bool = False,
     annotations: Path | None = None,
     save_predictions: Path | None = None,
+    amp: str = "auto",
 ) -> EvalRun:
-    """Predict a split with a checkpoint and score it with the dataset's metric."""
+    """Predict a split with a checkpoint and score it with the dataset's metric.
+
+    `amp` is resolved on this machine (auto: clpose.precision); the recipe's train.amp is how it was trained,
+    not how it must run."""
     state = load_checkpoint(checkpoint)
     recipe = load_recipe(recipe_path) if recipe_path else recipe_from_dict(state["recipe"], f"{checkpoint} (recipe)")
     cfg = recipe.eval
@@ -84,6 +90,9 @@ def evaluate_checkpoint(
     boxes = boxes or cfg.boxes
     d, dev = distributed.setup(device)
     try:
+        precision = resolve_precision(amp, dev)
+        if d.main:
+            console.print(f"precision: {precision.describe()}")
         codec = recipe_codec(recipe)
         records = load_split(recipe, split)
         if boxes != "gt":
@@ -98,7 +107,7 @@ def evaluate_checkpoint(
             dev,
             batch or cfg.batch_size,
             flip,
-            recipe.train.amp,
+            precision,
             recipe.train.channels_last,
             stages == "all",
             num_workers=min(4, recipe.data.num_workers),
@@ -125,6 +134,7 @@ def evaluate_checkpoint(
         "split": split,
         "records": str(dataset.records.path),
         "flip": flip,
+        "precision": precision.name,
         "boxes": boxes,
         "oks_nms_thr": cfg.oks_nms_thr if metric == "oks" else None,
     }

@@ -7,7 +7,6 @@ ranks' results are gathered and put back in dataset order, so the metric equals 
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ from clpose.data.transforms import apply_affine, invert_affine
 from clpose.engine.distributed import Dist, gather
 from clpose.errors import ClposeError
 from clpose.metrics.pck import pck_from_records, pck_table
+from clpose.precision import FP32, Precision
 
 
 @dataclass
@@ -37,15 +37,6 @@ class Predictions:
     scores: np.ndarray
 
 
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast for train.amp: "off", "bf16" (CPU or CUDA) or "fp16" (CUDA)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    if amp == "fp16" and device.type != "cuda":
-        raise ClposeError("train.amp fp16 needs CUDA; use bf16 on the CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
-
 def _outputs(model: nn.Module, images: torch.Tensor, stages: bool) -> list[torch.Tensor]:
     out = model(images)
     if isinstance(out, (list, tuple)):
@@ -60,7 +51,7 @@ def predict(
     device: torch.device,
     batch_size: int = 64,
     flip: bool = True,
-    amp: str = "off",
+    precision: Precision = FP32,
     channels_last: bool = False,
     stages: bool = False,
     num_workers: int = 0,
@@ -85,7 +76,7 @@ def predict(
         images = batch["image"].to(device, non_blocking=True)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with autocast(device, amp):
+        with precision.autocast(device):
             outs = _outputs(model, images, stages)
             if flip:
                 flipped = _outputs(model, images.flip(-1), stages)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +25,13 @@ from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
-from clpose.engine.evaluate import autocast, headline, metric_name, predict, score
+from clpose.engine.evaluate import headline, metric_name, predict, score
 from clpose.engine.progress import TrainProgress
 from clpose.errors import ClposeError
 from clpose.io import write_text
 from clpose.losses import build_loss
 from clpose.models import build_model_from_recipe
+from clpose.precision import Precision, resolve_precision
 
 
 @dataclass
@@ -110,16 +112,18 @@ def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
         loader.sampler.generator.manual_seed(seed * 100003 + epoch)
 
 
-def train_step(model, batch, loss_fn, optimizer, scaler, device: torch.device, cfg: TrainConfig) -> dict:
-    """One optimiser step on a batch; returns the loss parts. A non-finite loss or an out-of-memory batch is a
-    ClposeError (the optimiser has not stepped)."""
+def train_step(
+    model, batch, loss_fn, optimizer, scaler, device: torch.device, cfg: TrainConfig, precision: Precision
+) -> dict:
+    """One optimiser step on a batch in `precision` (fp16 through the GradScaler); returns the loss parts. A
+    non-finite loss or an out-of-memory batch is a ClposeError (the optimiser has not stepped)."""
     images = batch["image"].to(device, non_blocking=True)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     keys = ("heatmaps", "offsets", "keypoint_weights")
     targets = {k: batch[k].to(device, non_blocking=True) for k in keys if k in batch}
     try:
-        with autocast(device, cfg.amp):
+        with precision.autocast(device):
             output = model(images)
         parts = loss_fn(output, targets)
         loss = parts["loss"]
@@ -144,7 +148,17 @@ def train_step(model, batch, loss_fn, optimizer, scaler, device: torch.device, c
 
 
 def train_one_epoch(
-    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg: TrainConfig, progress, deadline: float | None
+    model,
+    loader,
+    loss_fn,
+    optimizer,
+    scheduler,
+    scaler,
+    device,
+    cfg: TrainConfig,
+    precision: Precision,
+    progress,
+    deadline: float | None,
 ) -> dict[str, float]:
     """One pass over the loader; returns the mean losses, samples/s and the share of time spent waiting for
     data. Stops early at `deadline` (time.time())."""
@@ -154,7 +168,7 @@ def train_one_epoch(
     fetched = time.perf_counter()
     for batch in loader:
         wait += time.perf_counter() - fetched
-        parts = train_step(model, batch, loss_fn, optimizer, scaler, device, cfg)
+        parts = train_step(model, batch, loss_fn, optimizer, scaler, device, cfg, precision)
         scheduler.step()
         n = len(batch["image"])
         seen, steps = seen + n, steps + 1
@@ -171,7 +185,7 @@ def train_one_epoch(
     return {**means, "samples_per_s": seen / elapsed, "data_wait": wait / elapsed, "steps": steps, "seconds": elapsed}
 
 
-def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, skeleton: str) -> dict:
+def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, skeleton: str, precision) -> dict:
     module = model.module if hasattr(model, "module") else model
     state = {
         "model": module.state_dict(),
@@ -187,6 +201,7 @@ def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, ske
         "num_keypoints": module.num_keypoints,
         "skeleton": skeleton,
         "torch_rng": torch.get_rng_state(),
+        "precision": precision.to_json(),  # what this machine trained in; evaluation resolves its own
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
@@ -217,11 +232,13 @@ class Setup:
     loader: DataLoader
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
+    precision: Precision
 
 
 def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     cfg = recipe.train
     torch.manual_seed(cfg.seed)
+    precision = resolve_precision(cfg.amp, device)
     codec = recipe_codec(recipe)
     train_ds = build_dataset(recipe, recipe.data.train_split, train=True, codec=codec)
     val_ds = build_dataset(recipe, recipe.data.val_split, train=False, codec=codec)
@@ -255,31 +272,34 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
             f"{len(train_ds)} training people make no batch of {cfg.batch_size // d.world}: lower train.batch_size"
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
-    scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp == "fp16")
-    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
+    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision)
 
 
-def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 8, warmup: int = 3) -> float:
+def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> float:
     """Training samples per second of `recipe` on this machine (data loading included), from a few real
-    training steps on a throwaway copy of the setup: what `clpose demo` plans its epochs with."""
+    training steps on a throwaway copy of the setup: what `clpose demo` plans its epochs with.
+
+    The median of the steps' rates: on a shared machine a few seconds of load elsewhere would otherwise halve the
+    estimate and the plan (seen: 47 against 118 samples/s in the epochs that followed). An estimate that is too
+    high costs less, as the demo's time guard ends training at its budget with the schedule nearly done."""
     dev = distributed.resolve_device(device)
     s = _setup(recipe, distributed.Dist(), dev)
     s.model.train()
     batches = iter(s.loader)
-    seen, start = 0, 0.0
+    rates = []
     for i in range(warmup + steps):
-        if i == warmup:
-            distributed_sync(dev)
-            start = time.perf_counter()
+        distributed_sync(dev)
+        start = time.perf_counter()
         batch = next(batches, None)
         if batch is None:  # a small dataset: go round again
             batches = iter(s.loader)
             batch = next(batches)
-        train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train)
-        seen += len(batch["image"]) if i >= warmup else 0
-    distributed_sync(dev)
-    elapsed = time.perf_counter() - start
-    return seen / elapsed
+        train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train, s.precision)
+        distributed_sync(dev)
+        if i >= warmup:
+            rates.append(len(batch["image"]) / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def distributed_sync(device: torch.device) -> None:
@@ -292,6 +312,7 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
     s = _setup(recipe, d, device)
     train_ds, val_ds, model, module = s.train_ds, s.val_ds, s.model, s.module
     loss_fn, optimizer, loader, scheduler, scaler = s.loss_fn, s.optimizer, s.loader, s.scheduler, s.scaler
+    precision = s.precision
     run_dir = Path(distributed.gather(str(make_run_dir(recipe, out, resume)) if d.main else "", d)[0])
     start, best, rows = 0, -math.inf, []
     if resume:
@@ -300,14 +321,16 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
         module.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler.is_enabled() and state["scaler"]:  # empty when the run so far was not fp16
+            scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["torch_rng"])
         start, best = int(state["epoch"]), float(state["best_metric"])
         rows = _read_rows(run_dir / "metrics.jsonl", start)
     metric = metric_name(recipe.data.dataset, recipe.eval.metric)
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        write_text(run_dir / "recipe.yaml", dump_recipe(recipe))
+        note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
+        write_text(run_dir / "recipe.yaml", note + dump_recipe(recipe))
         write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
     deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
     last = math.nan
@@ -316,13 +339,14 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
             f"training {recipe.model.name} on {len(train_ds)} people ({d.world} process(es), {device}), "
             f"validating {metric} on {len(val_ds)}; run folder {run_dir}"
         )
+        progress.log(f"precision: {precision.describe()}")
         epoch = start
         for epoch in range(start, cfg.epochs):
             progress.start_epoch(epoch, cfg.epochs)
             _set_epoch(loader, cfg.seed, epoch)
             try:
                 stats = train_one_epoch(
-                    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, progress, deadline
+                    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, precision, progress, deadline
                 )
             except ClposeError as e:
                 raise ClposeError(f"epoch {epoch + 1}: {e}") from None
@@ -335,7 +359,7 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
                     device,
                     recipe.eval.batch_size,
                     recipe.eval.flip,
-                    cfg.amp,
+                    precision,
                     cfg.channels_last,
                     num_workers=min(2, recipe.data.num_workers),
                     d=d,
@@ -346,6 +370,8 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
                 "epoch": epoch + 1,
                 **stats,
                 "lr": optimizer.param_groups[0]["lr"],
+                "precision": precision.name,
+                "precision_reason": precision.reason,
                 "metric": metric,
                 "value": None if table is None else last,
                 "table": table,
@@ -355,7 +381,16 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
             best = max(best, last) if table is not None else best
             if d.main:
                 state = _state(
-                    model, optimizer, scheduler, scaler, recipe, epoch + 1, best, metric, train_ds.skeleton.name
+                    model,
+                    optimizer,
+                    scheduler,
+                    scaler,
+                    recipe,
+                    epoch + 1,
+                    best,
+                    metric,
+                    train_ds.skeleton.name,
+                    precision,
                 )
                 _write_epoch(run_dir, rows, state, improved, recipe.name)
             progress.log(_summary(row, best))

@@ -20,10 +20,10 @@ from clpose.data.transforms import apply_affine, box_size, box_to_center_scale, 
 from clpose.engine.checkpoint import load_checkpoint
 from clpose.engine.distributed import resolve_device
 from clpose.engine.eval_checkpoint import model_from_checkpoint
-from clpose.engine.evaluate import autocast
 from clpose.errors import ClposeError
 from clpose.metrics.coco import rescore
 from clpose.models import final_output
+from clpose.precision import Precision, resolve_precision
 from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
 
 
@@ -68,7 +68,8 @@ class Predictor:
         box_padding: person box enlargement, as in training.
         device: where the network runs.
         flip: average with the mirrored crop (slower, slightly more accurate).
-        amp: "off" or "bf16"/"fp16" autocast.
+        precision: "auto" (bf16 where the device runs it natively, fp16 on older GPUs, else fp32), "off",
+            "bf16", "fp16", or a resolved Precision.
     """
 
     def __init__(
@@ -80,20 +81,25 @@ class Predictor:
         box_padding: float = 1.25,
         device: torch.device | str = "cpu",
         flip: bool = False,
-        amp: str = "off",
+        precision: str | Precision = "auto",
         channels_last: bool = False,
     ) -> None:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.codec, self.skeleton = codec, skeleton
         self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.box_padding, self.flip, self.amp, self.channels_last = box_padding, flip, amp, channels_last
+        self.box_padding, self.flip, self.channels_last = box_padding, flip, channels_last
+        self.precision = precision if isinstance(precision, Precision) else resolve_precision(precision, self.device)
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", flip: bool = False) -> Predictor:
-        """Rebuild model, codec and skeleton from a clpose checkpoint (or a run folder's best.pt)."""
+    def from_checkpoint(
+        cls, path: str | Path, device: str = "auto", flip: bool = False, amp: str = "auto"
+    ) -> Predictor:
+        """Rebuild model, codec and skeleton from a clpose checkpoint (or a run folder's best.pt).
+
+        `amp` is resolved on this machine: the precision the model was trained in does not bind it."""
         state = load_checkpoint(path)
         recipe: Recipe = recipe_from_dict(state["recipe"], f"{path} (recipe)")
         name = state.get("skeleton") or recipe.data.dataset
@@ -108,7 +114,6 @@ class Predictor:
         h, w = recipe.data.input_size
         model = model_from_checkpoint(state, recipe)
         dev = resolve_device(device)
-        amp = "off" if dev.type == "cpu" and recipe.train.amp == "fp16" else recipe.train.amp
         return cls(
             model,
             recipe_codec(recipe),
@@ -140,7 +145,7 @@ class Predictor:
         x = crops.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with autocast(self.device, self.amp):
+        with self.precision.autocast(self.device):
             out = final_output(self.model(x)).float()
             if self.flip:
                 flipped = final_output(self.model(x.flip(-1))).float()

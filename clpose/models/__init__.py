@@ -19,7 +19,8 @@ from torch import nn
 
 from clpose.config import ModelConfig, format_hw
 from clpose.errors import ClposeError
-from clpose.models.clnet import CLNetResNet
+from clpose.models.backbones import LIGHT_TRUNKS
+from clpose.models.clnet import CLNetLight, CLNetResNet
 from clpose.models.hourglass import CLNetHourglass, StackedHourglass
 from clpose.models.simplebaseline import SimpleBaseline
 
@@ -49,8 +50,13 @@ def _simplebaseline(depth: int) -> ModelEntry:
     return ModelEntry(partial(SimpleBaseline, depth), ("pretrained",), "heatmap", lambda o: 4, lambda o: 32)
 
 
+def _clnet_light(arch: str) -> ModelEntry:
+    return ModelEntry(partial(CLNetLight, arch), ("pretrained",), "composite", lambda o: 16, lambda o: 16)
+
+
 MODELS: dict[str, ModelEntry] = {
-    **{f"clnet_resnet{d}": _clnet_resnet(d) for d in (18, 34, 50, 101, 152)},
+    **{f"clnet_resnet{d}": _clnet_resnet(d) for d in (10, 18, 34, 50, 101, 152)},
+    **{f"clnet_{arch}": _clnet_light(arch) for arch in LIGHT_TRUNKS},
     "clnet_hourglass": ModelEntry(CLNetHourglass, ("stacks",), "composite", lambda o: 16, lambda o: 64),
     **{f"simplebaseline_resnet{d}": _simplebaseline(d) for d in (18, 34, 50, 101, 152)},
     "hourglass": ModelEntry(StackedHourglass, ("stacks",), "heatmap", lambda o: 4, lambda o: 64),

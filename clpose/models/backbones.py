@@ -1,17 +1,28 @@
-"""torchvision ResNet trunks, and loading torchvision ImageNet weights from a local file (never downloaded)."""
+"""Trunks cut from torchvision classifiers (ResNets, and light ones for CPUs), and loading torchvision ImageNet
+weights from a local file (never downloaded)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
+from torchvision import models as tvm
 from torchvision.models import resnet
 
 from clpose.console import console
 from clpose.errors import ClposeError
 
+
+def resnet10(weights: None = None) -> resnet.ResNet:
+    """ResNet-10: torchvision's ResNet with one BasicBlock per stage (ResNet-18 has two). torchvision ships no
+    ImageNet weights for it; it is the trunk that trains fastest from scratch on a CPU (clpose demo)."""
+    return resnet.ResNet(resnet.BasicBlock, [1, 1, 1, 1])
+
+
 _RESNETS = {
+    10: resnet10,
     18: resnet.resnet18,
     34: resnet.resnet34,
     50: resnet.resnet50,
@@ -32,6 +43,7 @@ class ResNetTrunk(nn.Module):
             raise ClposeError(f"ResNet depth {depth} is not available; valid: {', '.join(map(str, _RESNETS))}")
         full = _RESNETS[depth](weights=None)
         self.depth = depth
+        self.label, self.weights_file = f"ResNet-{depth}", f"resnet{depth}-*.pth"
         self.conv1, self.bn1, self.relu, self.maxpool = full.conv1, full.bn1, full.relu, full.maxpool
         self.layer1, self.layer2, self.layer3 = full.layer1, full.layer2, full.layer3
         self.num_layers = num_layers
@@ -51,7 +63,46 @@ class ResNetTrunk(nn.Module):
         return x
 
 
-def load_pretrained(trunk: ResNetTrunk, path: str | Path) -> None:
+# name -> (torchvision builder, its label, the top-level modules kept in order, how many entries of a
+# sequential one are kept, channels at stride 16). Each keeps the classifier up to its last stride-16 stage.
+LIGHT_TRUNKS: dict[str, tuple[Callable[..., nn.Module], str, tuple[str, ...], dict[str, int], int]] = {
+    "regnet_x_400mf": (tvm.regnet_x_400mf, "RegNetX-400MF", ("stem", "trunk_output"), {"trunk_output": 3}, 160),
+    "shufflenet_v2_x1_0": (
+        tvm.shufflenet_v2_x1_0,
+        "ShuffleNetV2-1.0",
+        ("conv1", "maxpool", "stage2", "stage3"),
+        {},
+        232,
+    ),
+    "mobilenet_v3_large": (tvm.mobilenet_v3_large, "MobileNetV3-Large", ("features",), {"features": 13}, 112),
+}
+
+
+class LightTrunk(nn.Module):
+    """The stride-16 part of a light torchvision classifier (LIGHT_TRUNKS), under torchvision's module names,
+    so that its ImageNet state dict loads directly (the later stages' and the classifier's keys are unused)."""
+
+    def __init__(self, arch: str) -> None:
+        super().__init__()
+        if arch not in LIGHT_TRUNKS:
+            raise ClposeError(f"unknown light trunk {arch!r}; valid: {', '.join(LIGHT_TRUNKS)}")
+        build, self.label, self.order, keep, self.out_channels = LIGHT_TRUNKS[arch]
+        self.weights_file = f"{arch}-*.pth"
+        device = torch.get_default_device()
+        with torch.device("cpu"):  # torchvision sizes RegNet's stages with tensor arithmetic, which meta cannot run
+            full = build(weights=None).to(device)
+        for name in self.order:
+            module = getattr(full, name)
+            self.add_module(name, module[: keep[name]] if name in keep else module)
+        self.stride = 16
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for name in self.order:
+            x = getattr(self, name)(x)
+        return x
+
+
+def load_pretrained(trunk: ResNetTrunk | LightTrunk, path: str | Path) -> None:
     """Load a torchvision ImageNet state dict (e.g. resnet50-0676ba61.pth) from a local file into `trunk`.
 
     Keys the trunk does not have (fc.*, and layer4.* for a stride-16 trunk) are expected and reported; a
@@ -61,7 +112,7 @@ def load_pretrained(trunk: ResNetTrunk, path: str | Path) -> None:
     if not path.is_file():
         raise ClposeError(
             f"pretrained weights {path} do not exist (clpose never downloads weights: pass a local "
-            f"torchvision state dict, e.g. resnet{trunk.depth}-*.pth)"
+            f"torchvision state dict, e.g. {trunk.weights_file})"
         )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -80,15 +131,15 @@ def load_pretrained(trunk: ResNetTrunk, path: str | Path) -> None:
     ]
     if wrong:
         raise ClposeError(
-            f"pretrained weights {path} do not fit ResNet-{trunk.depth}: {len(wrong)} tensors have "
-            f"other shapes (first: {wrong[0]}); is it a ResNet-{trunk.depth} state dict?"
+            f"pretrained weights {path} do not fit {trunk.label}: {len(wrong)} tensors have "
+            f"other shapes (first: {wrong[0]}); is it a {trunk.label} state dict?"
         )
     # BN step counters are absent from the older torchvision files and not weights: not worth reporting
     missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in state if k not in own]
     if not any(k in own for k in state):
         raise ClposeError(
-            f"pretrained weights {path} share no key with ResNet-{trunk.depth} (first key: {next(iter(state), 'none')})"
+            f"pretrained weights {path} share no key with {trunk.label} (first key: {next(iter(state), 'none')})"
         )
     trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     ignored = sorted({k.split(".")[0] for k in unexpected})

@@ -1,7 +1,10 @@
-"""CLNet-ResNet (paper Fig. 2(a)): ResNet stem + layer1-3 (stride 16), then a DetNet-style head.
+"""CLNet-ResNet (paper Fig. 2(a)): ResNet stem + layer1-3 (stride 16), then a DetNet-style head; and the same
+head on light torchvision trunks (CLNetLight), for CPUs.
 
 Head: two dilated bottlenecks (dilation 2, stride 1; the first with DetNet's 1x1 projection shortcut), one
 plain bottleneck, one 3x3 convolution producing 3K maps (K heatmaps, K y-offsets, K x-offsets), no activation.
+The paper states that the composite head can follow any backbone; CLNetLight puts it on the stride-16 stage of
+RegNetX-400MF, ShuffleNetV2 or MobileNetV3 (docs/method.md).
 
 Stride ablation (Table 5): S=32 adds layer4 (2048 channels; the first head block projects them to 1024);
 S=8 and S=4 keep the stride-16 trunk and add one or two residual up-sampling blocks before the head.
@@ -17,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clpose.errors import ClposeError
-from clpose.models.backbones import ResNetTrunk, load_pretrained
+from clpose.models.backbones import LightTrunk, ResNetTrunk, load_pretrained
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, dilation: int = 1) -> list[nn.Module]:
@@ -70,6 +73,15 @@ class UpBlock(nn.Module):
         return self.relu(self.body(x) + F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def composite_head(cin: int, mid: int, width: int) -> nn.Sequential:
+    """The paper's head: two dilated bottlenecks (the first projects cin -> width) and a plain one."""
+    return nn.Sequential(
+        Bottleneck(cin, mid, width, dilation=2, project=True),
+        Bottleneck(width, mid, width, dilation=2),
+        Bottleneck(width, mid, width),
+    )
+
+
 def init_prediction_conv(conv: nn.Conv2d) -> None:
     """Small weights and zero bias for a layer that outputs maps: predictions start near 0 (no false cells)."""
     nn.init.normal_(conv.weight, std=0.001)
@@ -107,13 +119,43 @@ class CLNetResNet(nn.Module):
         mid = width // 4
         steps = int(math.log2(16 // stride)) if stride < 16 else 0
         self.upsample = nn.Sequential(*[UpBlock(cin, mid) for _ in range(steps)])
-        self.head = nn.Sequential(
-            Bottleneck(cin, mid, width, dilation=2, project=True),
-            Bottleneck(width, mid, width, dilation=2),
-            Bottleneck(width, mid, width),
-        )
+        self.head = composite_head(cin, mid, width)
         self.predict = nn.Conv2d(width, 3 * num_keypoints, 3, padding=1)
         init_prediction_conv(self.predict)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.predict(self.head(self.upsample(self.trunk(x))))
+
+
+class CLNetLight(nn.Module):
+    """The CLNet head on the stride-16 stage of a light torchvision trunk (LIGHT_TRUNKS).
+
+    The head is CLNet-ResNet-18's (width 256, bottleneck width 64) unless the trunk is wider: the light trunks
+    end with 112-232 channels, and the head's first block projects them to its width as in DetNet.
+
+    Args:
+        arch: a key of clpose.models.backbones.LIGHT_TRUNKS, e.g. "regnet_x_400mf".
+        num_keypoints: K.
+        pretrained: local torchvision ImageNet state dict of that classifier.
+
+    forward: images (N, 3, H, W) -> maps (N, 3K, H/16, W/16).
+    """
+
+    codec = "composite"
+    num_stages = 1
+    stride = 16
+
+    def __init__(self, arch: str, num_keypoints: int, pretrained: str | None = None) -> None:
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        self.trunk = LightTrunk(arch)
+        self.size_divisor = self.trunk.stride
+        if pretrained:
+            load_pretrained(self.trunk, pretrained)
+        width = max(256, self.trunk.out_channels)
+        self.head = composite_head(self.trunk.out_channels, width // 4, width)
+        self.predict = nn.Conv2d(width, 3 * num_keypoints, 3, padding=1)
+        init_prediction_conv(self.predict)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.predict(self.head(self.trunk(x)))

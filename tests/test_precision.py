@@ -1,0 +1,212 @@
+"""Precision chosen from the machine (`amp: auto`): CPUs with and without native bf16, a capped oneDNN, CUDA
+capability 7.0 and 8.0, explicit choices and their warning, recipes and old checkpoints, the fp16 GradScaler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import clpose.precision as precision
+from clpose.config import Recipe, load_recipe, recipe_to_dict
+from clpose.console import err_console
+from clpose.errors import ClposeError
+from clpose.precision import FP32, Precision, resolve_precision
+
+native_bf16 = precision.cpu_native_bf16.__wrapped__  # uncached: every test decides afresh
+
+
+@pytest.fixture
+def cpu(monkeypatch: pytest.MonkeyPatch):
+    """Set what the CPU says: cpu(flags, onednn, speedup) mocks the three signals of clpose.precision."""
+    calls = {"probe": 0}
+
+    def set_cpu(flags: list[str], onednn: bool = True, speedup: float = 2.5) -> dict:
+        def probe() -> float:
+            calls["probe"] += 1
+            return speedup
+
+        monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+        monkeypatch.setattr(precision, "onednn_bf16", lambda: onednn)
+        monkeypatch.setattr(precision, "bf16_speedup", probe)
+        monkeypatch.setattr(precision, "cpu_native_bf16", native_bf16)
+        precision._warned.clear()
+        return calls
+
+    return set_cpu
+
+
+def test_auto_on_a_cpu_without_native_bf16_is_fp32_and_needs_no_probe(cpu) -> None:
+    calls = cpu([])
+    p = resolve_precision("auto", "cpu")
+    assert (p.name, p.requested, p.dtype, p.grad_scaler) == ("fp32", "auto", None, False)
+    assert "no AMX or AVX512-BF16" in p.reason and calls["probe"] == 0
+    assert p.describe() == f"fp32 (auto: {p.reason})"
+
+
+@pytest.mark.parametrize("flags", [["AMX"], ["AVX512-BF16"], ["AMX", "AVX512-BF16"]])
+def test_auto_on_a_cpu_with_native_bf16_is_bf16(cpu, flags: list[str]) -> None:
+    cpu(flags, speedup=3.2)
+    p = resolve_precision("auto", torch.device("cpu"))
+    assert (p.name, p.dtype, p.native) == ("bf16", torch.bfloat16, True)
+    assert " and ".join(flags) in p.reason and "3.2x faster" in p.reason
+
+
+def test_flags_without_fast_bf16_are_not_trusted(cpu) -> None:
+    """What a cap on oneDNN (ONEDNN_MAX_CPU_ISA=AVX2) looks like: the flags still list AMX."""
+    cpu(["AMX"], onednn=False)
+    p = resolve_precision("auto", "cpu")
+    assert p.name == "fp32" and "oneDNN" in p.reason
+    cpu(["AMX"], onednn=True, speedup=0.09)  # a cap that oneDNN's own answer misses: the probe catches it
+    p = resolve_precision("auto", "cpu")
+    assert p.name == "fp32" and "11.1x slower" in p.reason
+
+
+def test_explicit_choices_are_honoured(cpu) -> None:
+    cpu(["AMX"])
+    assert resolve_precision("off", "cpu") is FP32
+    assert resolve_precision("bf16", "cpu") == Precision("bf16", "bf16", resolve_precision("auto", "cpu").reason)
+    with pytest.raises(ClposeError, match="fp16 is for CUDA"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ClposeError, match="expected one of auto, off, bf16, fp16"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_explicit_bf16_without_native_bf16_runs_and_warns_once(cpu) -> None:
+    cpu([])
+    with err_console.capture() as captured:
+        first = resolve_precision("bf16", "cpu")
+        second = resolve_precision("bf16", "cpu")
+    assert first == second and (first.name, first.native) == ("bf16", False)
+    text = captured.get()
+    assert text.count("warning:") == 1 and "emulated" in text and "10x slower than fp32" in text
+
+
+@pytest.fixture
+def gpu(monkeypatch: pytest.MonkeyPatch):
+    def set_gpu(capability: tuple[int, int]) -> None:
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Test GPU")
+        precision._warned.clear()
+
+    return set_gpu
+
+
+def test_cuda_8_0_resolves_to_bf16_and_7_0_to_fp16_with_a_grad_scaler(gpu) -> None:
+    gpu((8, 0))
+    p = resolve_precision("auto", "cuda")
+    assert (p.name, p.grad_scaler) == ("bf16", False) and "compute capability 8.0" in p.reason
+    gpu((7, 0))
+    p = resolve_precision("auto", "cuda:0")
+    assert (p.name, p.grad_scaler) == ("fp16", True) and "GradScaler" in p.reason
+    with err_console.capture() as captured:
+        p = resolve_precision("bf16", "cuda")
+    assert (p.name, p.native) == ("bf16", False) and "emulated" in captured.get()
+    assert resolve_precision("fp16", "cuda").name == "fp16"
+    assert resolve_precision("off", "cuda") is FP32
+
+
+def test_the_real_probe_is_quick_and_positive() -> None:
+    speedup = precision.bf16_speedup(runs=3)
+    assert 0 < speedup < 100
+
+
+def test_a_cpu_capped_to_avx2_resolves_to_fp32() -> None:
+    """The cap that makes any CPU one without native bf16 (docs/benchmarks.md measures its effect)."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    code = "from clpose.precision import resolve_precision as r; p = r('auto', 'cpu'); print(p.name, '|', p.reason)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.startswith("fp32 |"), out
+
+
+def test_recipes_default_to_auto_and_old_ones_saying_bf16_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text("model: {name: clnet_resnet18}\ndata: {dataset: synthetic, root: x}\n")
+    assert load_recipe(path).train.amp == "auto"
+    assert load_recipe(path, ["train.amp=bf16"]).train.amp == "bf16"
+    path.write_text(path.read_text() + "train: {amp: off}\n")  # YAML 1.1 reads off as false
+    assert load_recipe(path).train.amp == "off"
+
+
+def test_no_shipped_recipe_hard_codes_a_precision() -> None:
+    recipes = sorted((Path(__file__).resolve().parents[1] / "recipes").rglob("*.yaml"))
+    assert recipes and all(load_recipe(p).train.amp == "auto" for p in recipes)
+    assert Recipe.__dataclass_fields__["train"].default_factory().amp == "auto"
+
+
+def _old_bf16_checkpoint(path: Path) -> Path:
+    """A checkpoint as the versions before `auto` wrote them: its recipe says train.amp bf16."""
+    from clpose.config import recipe_from_dict
+    from clpose.models import build_model
+
+    raw = {
+        "model": {"name": "clnet_resnet18"},
+        "data": {"dataset": "synthetic", "root": "unused", "input_size": "64x64"},
+        "train": {"amp": "bf16", "channels_last": True},
+    }
+    recipe = recipe_from_dict(raw, "old")
+    model = build_model("clnet_resnet18", 16)
+    state = {"model": model.state_dict(), "recipe": recipe_to_dict(recipe), "num_keypoints": 16, "epoch": 3}
+    state.update({"skeleton": "synthetic", "model_name": "clnet_resnet18", "best_metric": 0.0, "metric": "pck"})
+    state["version"] = "0.1.0"
+    torch.save(state, path)
+    return path
+
+
+def test_an_old_bf16_checkpoint_infers_in_fp32_on_a_cpu_without_native_bf16(cpu, tmp_path: Path) -> None:
+    from clpose.inference.predictor import Predictor
+
+    cpu([])
+    checkpoint = _old_bf16_checkpoint(tmp_path / "old.pt")
+    with err_console.capture() as captured:
+        predictor = Predictor.from_checkpoint(checkpoint, device="cpu")
+    assert predictor.precision.name == "fp32" and "warning" not in captured.get()
+    image = np.random.default_rng(0).integers(0, 255, (80, 60, 3), dtype=np.uint8)
+    (pose,) = predictor.predict(image)
+    assert pose.keypoints.shape == (16, 2) and np.isfinite(pose.keypoints).all()
+    # the same weights in fp32 directly: auto did not autocast
+    reference = Predictor(
+        predictor.model, predictor.codec, predictor.skeleton, (64, 64), precision="off", channels_last=True
+    )
+    np.testing.assert_array_equal(reference.predict(image)[0].keypoints, pose.keypoints)
+    assert Predictor.from_checkpoint(checkpoint, device="cpu", amp="bf16").precision.name == "bf16"
+
+
+def test_fp16_training_goes_through_the_grad_scaler() -> None:
+    """The fp16 path of train_step (autocast + GradScaler), on CUDA where there is one, else on the CPU's fp16
+    autocast with a CPU GradScaler: the scaler scales the loss and the weights still move."""
+    from clpose.config import recipe_from_dict
+    from clpose.engine.train import train_step
+    from clpose.losses import build_loss
+    from clpose.models import build_model
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        scaler = torch.amp.GradScaler(device.type, init_scale=1024.0)
+        with torch.autocast(device.type, dtype=torch.float16):
+            torch.nn.Linear(2, 2).to(device)(torch.ones(1, 2, device=device))
+    except (RuntimeError, AssertionError) as e:  # an old torch without CPU fp16 autocast or a CPU GradScaler
+        pytest.skip(f"fp16 autocast with a GradScaler is not available on {device} here: {e}")
+    data = {"dataset": "synthetic", "root": "x"}
+    recipe = recipe_from_dict({"model": {"name": "clnet_resnet18"}, "data": data, "loss": {"region": "union"}})
+    torch.manual_seed(0)
+    model = build_model("clnet_resnet18", 2).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+    batch = {
+        "image": torch.randn(2, 3, 32, 32),
+        "heatmaps": torch.rand(2, 2, 2, 2),
+        "offsets": torch.rand(2, 4, 2, 2) - 0.5,
+        "keypoint_weights": torch.ones(2, 2),
+    }
+    before = model.predict.weight.detach().clone()
+    fp16 = Precision("fp16", "fp16", "test")
+    parts = train_step(model, batch, build_loss(recipe.loss, 0.6), optimizer, scaler, device, recipe.train, fp16)
+    assert torch.isfinite(parts["loss"]) and scaler.is_enabled()
+    assert scaler.get_scale() in (1024.0, 512.0)  # kept, or halved once after an overflow
+    assert scaler.state_dict()["scale"] == scaler.get_scale()
+    assert scaler.get_scale() == 512.0 or not torch.equal(before, model.predict.weight.detach())
