@@ -1,15 +1,18 @@
 """Recipes: a dataclass tree loaded from YAML, validated with messages that name the file and the key.
 
 A recipe has the sections model, codec, loss, data (with data.augment), train and eval. Unknown keys,
-wrong types and missing required values are ClposeErrors naming the file, the dotted key and, for a typo,
-the closest valid key. `--set train.lr=0.002` overrides go through the same checks. Input sizes are written
-HxW ("256x192" = height 256, width 192) as in the paper.
+wrong types, values out of their declared range and missing required values are ClposeErrors naming the
+file, the dotted key and, for a typo, the closest valid key. `--set train.lr=0.002` overrides go through the
+same checks. Renamed keys (RENAMED) still load, with a deprecation note, since every checkpoint embeds its
+recipe. Input sizes are written HxW ("256x192" = height 256, width 192) as in the paper.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
+import itertools
 import types
 import typing
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from typing import Annotated, Any, Literal, Union
 
 import yaml
 
+from clpose.console import warn
 from clpose.errors import ClposeError
 
 AMP_CHOICES = ("auto", "off", "bf16", "fp16")  # train.amp and the commands' --amp (clpose/precision.py)
@@ -28,52 +32,100 @@ AMP_HELP = (
 HW = Annotated[tuple[int, int], "HxW"]  # (height, width), written "HxW" in YAML and on the command line
 _REQUIRED = dataclasses.MISSING
 
+# Old dotted key -> new dotted key. Every checkpoint embeds its recipe, so a renamed key must keep loading:
+# the old name is moved to the new one before the recipe is built, with a deprecation note. No key has been
+# renamed in this repository's history yet; data.image_size is a compatibility alias (the usual spelling
+# elsewhere) and the example to follow when a key is renamed.
+RENAMED: dict[str, str] = {
+    "data.image_size": "data.input_size",
+}
 
-def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None) -> Any:
-    """A dataclass field with a help string (shown in docs/recipes.md)."""
+
+@dataclass(frozen=True)
+class Check:
+    """A numeric range declared next to its field: "[0, 1]", "(0, 1)", "[0, 1)", ">= 0", "> 0" or "{4, 8}".
+
+    The rule text is what the error message and docs/recipes.md show. null ("if set") is never checked; in a
+    list every entry is.
+    """
+
+    rule: str
+
+    def __post_init__(self) -> None:
+        self.ok(0.0)  # a malformed rule fails when clpose.config is imported, not on the first recipe
+
+    def ok(self, value: float) -> bool:
+        rule = self.rule
+        if rule.startswith(">="):
+            return value >= float(rule[2:])
+        if rule.startswith(">"):
+            return value > float(rule[1:])
+        if rule[0] == "{" and rule[-1] == "}":
+            return value in {float(v) for v in rule[1:-1].split(",")}
+        if rule[0] not in "[(" or rule[-1] not in "])":
+            raise ValueError(f"bad range rule {rule!r}")
+        lo, hi = (float(v) for v in rule[1:-1].split(","))
+        return (lo <= value if rule[0] == "[" else lo < value) and (value <= hi if rule[-1] == "]" else value < hi)
+
+    def describe(self) -> str:
+        """The rule as the message's "must be ..." phrase: "in [0, 1]", ">= 1", "one of 4, 8, 16, 32"."""
+        if self.rule[0] == "{":
+            return "one of " + ", ".join(v.strip() for v in self.rule[1:-1].split(","))
+        return self.rule if self.rule[0] == ">" else f"in {self.rule}"
+
+
+def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: str | None = None) -> Any:
+    """A dataclass field with a help string and an optional range `check` (both shown in docs/recipes.md)."""
+    metadata: dict[str, Any] = {"help": help}
+    if check is not None:
+        metadata["check"] = Check(check)
     if factory is not None:
-        return field(default_factory=factory, metadata={"help": help})
+        return field(default_factory=factory, metadata=metadata)
     if default is _REQUIRED:
-        return field(metadata={"help": help, "required": True})
-    return field(default=default, metadata={"help": help})
+        return field(metadata={**metadata, "required": True})
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class ModelConfig:
     name: str = _opt(help="model name, e.g. clnet_resnet50, clnet_hourglass, simplebaseline_resnet50")
     pretrained: str | None = _opt(None, "local torchvision ImageNet state dict for the ResNet trunk")
-    stride: int | None = _opt(None, "CLNet-ResNet output stride: 4, 8, 16 (default) or 32")
-    stacks: int | None = _opt(None, "number of hourglass stacks (default 8)")
+    stride: int | None = _opt(None, "CLNet-ResNet output stride: 4, 8, 16 (default) or 32", check="{4, 8, 16, 32}")
+    stacks: int | None = _opt(None, "number of hourglass stacks (default 8)", check=">= 1")
 
 
 @dataclass
 class CodecConfig:
     name: Literal["composite", "heatmap"] = _opt("composite", "target/decoding scheme")
-    sigma: float | None = _opt(None, "Gaussian sigma: input px for composite (16), heatmap px for heatmap (2)")
-    tau: float = _opt(0.6, "composite: activation threshold of the regression region and of decoding")
+    sigma: float | None = _opt(
+        None, "Gaussian sigma: input px for composite (16), heatmap px for heatmap (2)", check="> 0"
+    )
+    tau: float = _opt(0.6, "composite: activation threshold of the regression region and of decoding", check="(0, 1)")
     target: Literal["gaussian", "disk"] = _opt("gaussian", "composite heatmap target; disk is for the grmi loss")
-    disk_radius: float | None = _opt(None, "disk target radius in input px (default: the Gaussian's tau radius)")
+    disk_radius: float | None = _opt(
+        None, "disk target radius in input px (default: the Gaussian's tau radius)", check="> 0"
+    )
     dark: bool = _opt(False, "heatmap codec: unbiased encoding and DARK decoding")
 
 
 @dataclass
 class LossConfig:
     name: Literal["composite", "peak_mse", "grmi", "heatmap_mse"] = _opt("composite", "training loss")
-    w_h: float = _opt(0.5, "weight of the heatmap term")
-    w_o: float = _opt(2.0, "weight of the offset terms")
+    w_h: float = _opt(0.5, "weight of the heatmap term", check=">= 0")
+    w_o: float = _opt(2.0, "weight of the offset terms", check=">= 0")
     region: Literal["pred", "gt", "union"] = _opt("pred", "cells where the offsets are trained (Omega)")
 
 
 @dataclass
 class AugmentConfig:
-    flip_prob: float = _opt(0.5, "probability of a horizontal flip")
-    scale_factor: float = _opt(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)")
-    rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees")
-    rotation_prob: float = _opt(0.6, "probability of applying the rotation")
-    shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)")
-    half_body_prob: float = _opt(0.0, "probability of a half-body crop (COCO: 0.3)")
-    half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried")
-    color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)")
+    flip_prob: float = _opt(0.5, "probability of a horizontal flip", check="[0, 1]")
+    scale_factor: float = _opt(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)", check="[0, 1)")
+    rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees", check=">= 0")
+    rotation_prob: float = _opt(0.6, "probability of applying the rotation", check="[0, 1]")
+    shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)", check=">= 0")
+    half_body_prob: float = _opt(0.0, "probability of a half-body crop (COCO: 0.3)", check="[0, 1]")
+    half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried", check=">= 0")
+    color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)", check="[0, 1]")
 
 
 @dataclass
@@ -83,47 +135,49 @@ class DataConfig:
     input_size: HW = _opt((256, 256), "network input size HxW")
     train_split: str = _opt("train", "records split used for training")
     val_split: str = _opt("valid", "records split used for validation")
-    box_padding: float = _opt(1.25, "person box enlargement before cropping")
-    num_workers: int = _opt(4, "data loader worker processes")
-    train_limit: int | None = _opt(None, "use only the first N training people (quick runs)")
-    val_limit: int | None = _opt(None, "use only the first N validation people")
+    box_padding: float = _opt(1.25, "person box enlargement before cropping", check="> 0")
+    num_workers: int = _opt(4, "data loader worker processes", check=">= 0")
+    train_limit: int | None = _opt(None, "use only the first N training people (quick runs)", check=">= 1")
+    val_limit: int | None = _opt(None, "use only the first N validation people", check=">= 1")
     augment: AugmentConfig = _opt(factory=AugmentConfig, help="training augmentation")
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = _opt(140, "training epochs")
-    batch_size: int = _opt(128, "global batch size (split across torchrun ranks)")
+    epochs: int = _opt(140, "training epochs", check=">= 1")
+    batch_size: int = _opt(128, "global batch size (split across torchrun ranks)", check=">= 1")
     optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
-    lr: float = _opt(1e-3, "initial learning rate")
-    weight_decay: float = _opt(0.0, "weight decay")
-    momentum: float = _opt(0.9, "SGD momentum (RMSprop: its momentum, 0 in the stacked-hourglass code)")
+    lr: float = _opt(1e-3, "initial learning rate", check="> 0")
+    weight_decay: float = _opt(0.0, "weight decay", check=">= 0")
+    momentum: float = _opt(0.9, "SGD momentum (RMSprop: its momentum, 0 in the stacked-hourglass code)", check="[0, 1)")
     schedule: Literal["multistep", "cosine"] = _opt("multistep", "learning-rate schedule")
-    milestones: list[int] = _opt(factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma")
-    gamma: float = _opt(0.1, "multistep: decay factor")
-    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (fractions allowed)")
+    milestones: list[int] = _opt(
+        factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma (increasing)", check=">= 0"
+    )
+    gamma: float = _opt(0.1, "multistep: decay factor", check="> 0")
+    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (fractions allowed)", check=">= 0")
     amp: Literal["auto", "off", "bf16", "fp16"] = _opt(
         "auto",
         "mixed precision; auto: bf16 on GPUs of compute capability 8.0+ and on CPUs with native bf16 (AMX, "
         "AVX512-BF16), fp16 on older GPUs, fp32 otherwise (clpose/precision.py)",
     )
     channels_last: bool = _opt(False, "channels_last memory format")
-    grad_clip: float | None = _opt(None, "clip the gradient norm to this value")
+    grad_clip: float | None = _opt(None, "clip the gradient norm to this value", check="> 0")
     sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
     seed: int = _opt(0, "random seed")
-    val_every: int = _opt(1, "validate every N epochs")
-    max_minutes: float | None = _opt(None, "stop after this many minutes of training (budgeted runs)")
+    val_every: int = _opt(1, "validate every N epochs", check=">= 1")
+    max_minutes: float | None = _opt(None, "stop after this many minutes of training (budgeted runs)", check="> 0")
 
 
 @dataclass
 class EvalConfig:
     metric: Literal["auto", "pck", "pckh", "oks"] = _opt("auto", "auto: pck (lsp, synthetic), pckh, oks")
-    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)")
+    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check="> 0")
     flip: bool = _opt(True, "flip test")
-    batch_size: int = _opt(64, "evaluation batch size")
+    batch_size: int = _opt(64, "evaluation batch size", check=">= 1")
     boxes: str = _opt("gt", "COCO person boxes: gt or a COCO results-format detections file")
-    oks_nms_thr: float = _opt(0.9, "OKS-NMS threshold (COCO)")
-    kpt_score_thr: float = _opt(0.2, "keypoint score threshold of the instance rescoring (COCO)")
+    oks_nms_thr: float = _opt(0.9, "OKS-NMS threshold (COCO)", check="[0, 1]")
+    kpt_score_thr: float = _opt(0.2, "keypoint score threshold of the instance rescoring (COCO)", check="[0, 1]")
 
 
 @dataclass
@@ -215,6 +269,17 @@ def _convert(tp: Any, value: Any) -> Any:
     raise _Problem(f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
 
 
+def _out_of_range(f: dataclasses.Field, value: Any, dotted: str) -> str | None:
+    """The message tail (e.g. `data.num_workers must be >= 0, got -1`) where `value` breaks f's range, else None."""
+    check: Check | None = f.metadata.get("check")
+    if check is None or value is None:  # null means "not set" (the code's default), so there is no range
+        return None
+    for i, v in enumerate(value) if isinstance(value, list) else [(None, value)]:
+        if not check.ok(v):
+            return f"{dotted}{'' if i is None else f'[{i}]'} must be {check.describe()}, got {v}"
+    return None
+
+
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls, include_extras=True)
 
@@ -246,6 +311,8 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
             kwargs[name] = _convert(tp, data[name])
         except _Problem as e:
             raise ClposeError(f"{where}: {dotted}: {e}") from None
+        if problem := _out_of_range(f, kwargs[name], dotted):
+            raise ClposeError(f"{where}: {problem}")
     return cls(**kwargs)
 
 
@@ -270,11 +337,40 @@ def _check_consistency(recipe: Recipe, where: str) -> None:
             f"{where}: loss.name grmi and codec.target disk go together (got "
             f"loss.name {recipe.loss.name!r}, codec.target {recipe.codec.target!r})"
         )
-    if not 0.0 < recipe.codec.tau < 1.0:
-        raise ClposeError(f"{where}: codec.tau must be in (0, 1), got {recipe.codec.tau}")
-    for key in ("batch_size", "epochs", "val_every"):
-        if getattr(recipe.train, key) < 1:
-            raise ClposeError(f"{where}: train.{key} must be >= 1, got {getattr(recipe.train, key)}")
+    milestones = recipe.train.milestones
+    if any(a >= b for a, b in itertools.pairwise(milestones)):
+        raise ClposeError(f"{where}: train.milestones must be increasing, got {milestones}")
+
+
+def _section(raw: dict[str, Any], path: list[str], create: bool = False) -> dict[str, Any] | None:
+    """The mapping at `path` in a raw recipe (made where `create`), or None where it is absent or malformed."""
+    node: Any = raw
+    for part in path:
+        if create and part not in node:
+            node[part] = {}
+        node = node.get(part)
+        if not isinstance(node, dict):
+            return None  # _build names a malformed section
+    return node
+
+
+def _rename_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """A copy of `raw` with each old key of RENAMED moved to its new name, noting the rename once per key."""
+    raw = copy.deepcopy(raw)  # the caller's mapping (a checkpoint's embedded recipe) stays as it was
+    for old, new in RENAMED.items():
+        *old_path, old_key = old.split(".")
+        *new_path, new_key = new.split(".")
+        source = _section(raw, old_path)
+        if source is None or old_key not in source:
+            continue
+        target = _section(raw, new_path, create=True)
+        if target is None:
+            continue
+        if new_key in target:
+            raise ClposeError(f"{where}: {old} and {new} are both given; {old} is the old name of {new}, keep one")
+        target[new_key] = source.pop(old_key)
+        warn(f"{where}: {old} is deprecated, renamed {new}; read as {new}")
+    return raw
 
 
 # --------------------------------------------------------------------------------------------------------
@@ -293,30 +389,38 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     return key.strip().split("."), value
 
 
-def _field_type(path: list[str], text: str) -> Any:
-    """The annotation of the dotted key `path`; a typo is named with its closest valid key."""
+def _field_type(path: list[str], text: str) -> tuple[Any, dataclasses.Field]:
+    """The annotation and field of the dotted key `path`; a typo is named with its closest valid key."""
     tp: Any = Recipe
     for depth, part in enumerate(path):
         prefix = ".".join(path[:depth]) + ("." if depth else "")
         if not dataclasses.is_dataclass(tp):
             raise ClposeError(f"--set {text}: {prefix.rstrip('.')} is a value, not a section")
-        fields = {f.name for f in dataclasses.fields(tp)}
+        fields = {f.name: f for f in dataclasses.fields(tp)}
         if part not in fields:
             raise ClposeError(f"--set {text}: unknown key {prefix}{part}{_suggest(part, fields, prefix)}")
-        tp = _hints(tp)[part]
+        tp, f = _hints(tp)[part], fields[part]
     if dataclasses.is_dataclass(tp):
         raise ClposeError(f"--set {text}: {'.'.join(path)} is a section; set one of its keys")
-    return tp
+    return tp, f
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """Apply "a.b=c" overrides to a raw recipe mapping (in place), checking each key and value."""
     for text in overrides:
         path, value = parse_override(text)
+        dotted = ".".join(path)
+        if dotted in RENAMED:
+            warn(f"--set {text}: {dotted} is deprecated, renamed {RENAMED[dotted]}; read as {RENAMED[dotted]}")
+            dotted = RENAMED[dotted]
+            path = dotted.split(".")
+        tp, f = _field_type(path, text)
         try:
-            _convert(_field_type(path, text), value)
+            converted = _convert(tp, value)
         except _Problem as e:
             raise ClposeError(f"--set {text}: {e}") from None
+        if problem := _out_of_range(f, converted, dotted):
+            raise ClposeError(f"--set {text}: {problem}")
         node = raw
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -332,6 +436,8 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", name: str = "") -> Recipe:
+    if isinstance(raw, dict):  # anything else is named by _build
+        raw = _rename_keys(raw, where)
     recipe = _build(Recipe, raw, where, "")
     if not recipe.name:
         recipe.name = name
@@ -358,6 +464,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise ClposeError(f"{path}: the recipe is empty")
     if not isinstance(raw, dict):
         raise ClposeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
+    raw = _rename_keys(raw, str(path))  # before the overrides, so `--set data.input_size=...` meets no old key
     apply_overrides(raw, overrides or [])
     return recipe_from_dict(raw, str(path), name=path.stem)
 
@@ -408,6 +515,7 @@ def recipe_reference() -> str:
         "",
         "Generated from `clpose/config.py` by `clpose.config.recipe_reference()`. A recipe",
         "is one flat YAML file; `--set KEY=VALUE` overrides a key with the same checks. Sizes are HxW.",
+        "A range applies to a set value (null is not checked) and to every entry of a list.",
         "",
     ]
 
@@ -425,14 +533,16 @@ def recipe_reference() -> str:
             else:
                 default = f"`{format_hw(f.default) if tp is HW else f.default}`"
             kind = _doc_type(tp)
-            rows.append(f"| `{prefix}{f.name}` | {kind} | {default} | {f.metadata.get('help', '')} |")
+            check = f.metadata.get("check")
+            allowed = check.rule if check else ""
+            rows.append(f"| `{prefix}{f.name}` | {kind} | {allowed} | {default} | {f.metadata.get('help', '')} |")
         if rows:
             lines.extend(
                 [
                     f"## {prefix.rstrip('.') or 'top level'}",
                     "",
-                    "| key | type | default | meaning |",
-                    "|---|---|---|---|",
+                    "| key | type | range | default | meaning |",
+                    "|---|---|---|---|---|",
                     *rows,
                     "",
                 ]
@@ -442,4 +552,16 @@ def recipe_reference() -> str:
                 walk(hints[f.name], f"{prefix}{f.name}.")
 
     walk(Recipe, "")
+    lines.extend(
+        [
+            "## Renamed keys",
+            "",
+            "Old names still load (checkpoints embed their recipe), with a deprecation note; giving both is an error.",
+            "",
+            "| old key | new key |",
+            "|---|---|",
+            *(f"| `{old}` | `{new}` |" for old, new in RENAMED.items()),
+            "",
+        ]
+    )
     return "\n".join(lines)
