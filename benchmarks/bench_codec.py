@@ -35,7 +35,7 @@ def time_ms(fn, runs: int, warmup: int = 20) -> tuple[float, float]:
 
 def decode_timing(runs: int) -> list[str]:
     """Decode of N=128 people, K=17, 16x12 maps (256x192 input at stride 16), from realistic maps."""
-    codec = CompositeCodec((192, 256), stride=16)
+    codec = CompositeCodec((256, 192), stride=16)
     rng = np.random.default_rng(0)
     heat, off = [], []
     for _ in range(128):
@@ -65,11 +65,11 @@ def round_trip_errors(num: int) -> list[str]:
     kpts = rng.uniform([0, 0], [width, height], size=(num, 2))
     interior = (kpts[:, 0] >= 28) & (kpts[:, 0] < width - 28) & (kpts[:, 1] >= 28) & (kpts[:, 1] < height - 28)
     codecs: list[tuple[str, object]] = [
-        (f"composite S={s}, sigma=16 px", CompositeCodec((width, height), stride=s)) for s in (4, 8, 16, 32)
+        (f"composite S={s}, sigma=16 px", CompositeCodec((height, width), stride=s)) for s in (4, 8, 16, 32)
     ]
     codecs += [
-        ("heatmap S=4, sigma=2 (argmax + quarter)", HeatmapCodec((width, height), 4, 2.0, dark=False)),
-        ("heatmap S=4, sigma=2, DARK", HeatmapCodec((width, height), 4, 2.0, dark=True)),
+        ("heatmap S=4, sigma=2 (argmax + quarter)", HeatmapCodec((height, width), 4, 2.0, dark=False)),
+        ("heatmap S=4, sigma=2, DARK", HeatmapCodec((height, width), 4, 2.0, dark=True)),
     ]
     rows = [
         "| codec | maps (H'xW') | mean px | max px | interior mean px | interior max px |",
@@ -84,7 +84,7 @@ def round_trip_errors(num: int) -> list[str]:
                 maps.append(torch.from_numpy(t["offsets"])[None])
             decoded.append(codec.decode(*maps)[0][0].numpy())
         err = np.linalg.norm(np.concatenate(decoded) - kpts, axis=1)
-        wp, hp = codec.heatmap_size
+        hp, wp = codec.heatmap_hw
         rows.append(
             f"| {name} | {hp}x{wp} | {err.mean():.2e} | {err.max():.2e} | "
             f"{err[interior].mean():.2e} | {err[interior].max():.2e} |"

@@ -94,13 +94,13 @@ def main() -> None:
         print(f"{n_people} people on {len(records.images)} 640x480 JPEGs ({source}); 1 process, 1 thread\n")
         rows = []
         for name, codec in (
-            ("composite S=16", CompositeCodec((192, 256), 16)),
-            ("heatmap S=4", HeatmapCodec((192, 256), 4)),
+            ("composite S=16", CompositeCodec((256, 192), 16)),
+            ("heatmap S=4", HeatmapCodec((256, 192), 4)),
         ):
-            ds = TopDownDataset(records, COCO, codec, (192, 256), train=True, augment=aug)
+            ds = TopDownDataset(records, COCO, codec, (256, 192), train=True, augment=aug)
             image = load_image(paths[0])
             affine, _, jitter = ds.crop_geometry(0)
-            crop = warp(image, affine, (192, 256))
+            crop = warp(image, affine, (256, 192))
             kp, vis = records.keypoints[0, :, :2], records.keypoints[0, :, 2]
             parts = {"total": [], "decode": [], "imread": [], "warp": [], "encode": [], "normalise": []}
             for _ in range(args.rounds):  # interleaved rounds; medians reported
@@ -111,7 +111,7 @@ def main() -> None:
                 )
                 parts["warp"].append(
                     per_sample_ms(
-                        lambda i, a=affine, im=image: warp(im, a, (192, 256)),
+                        lambda i, a=affine, im=image: warp(im, a, (256, 192)),
                         args.samples,
                     )
                 )

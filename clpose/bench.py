@@ -11,7 +11,6 @@ import contextlib
 import logging
 import math
 import statistics
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -21,10 +20,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from clpose.codecs import CompositeCodec, HeatmapCodec
+from clpose.codecs import Codec
 from clpose.config import format_hw
+from clpose.engine.posemodel import PoseModel, any_skeleton, model_recipe
+from clpose.engine.timing import synchronize, time_once
 from clpose.errors import ClposeError
-from clpose.models import build_model, check_input_size, final_output
+from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
 
 
@@ -81,11 +82,6 @@ class BenchSettings:
         return resolve_precision(self.amp, self.device)
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, float]:
     """(parameters in millions, GMACs at batch 1), counted with torch.utils.flop_counter on the CPU."""
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -97,21 +93,6 @@ def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, floa
         model(x)
     model.train(was_training)
     return params, counter.get_total_flops() / 2 / 1e9
-
-
-def time_once(fn: Callable[[], object], device: torch.device) -> float:
-    synchronize(device)
-    start = time.perf_counter()
-    fn()
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-def make_codec(model: nn.Module, input_hw: tuple[int, int]) -> CompositeCodec | HeatmapCodec:
-    size = (input_hw[1], input_hw[0])
-    if model.codec == "composite":
-        return CompositeCodec(size, stride=model.stride)
-    return HeatmapCodec(size, stride=model.stride)
 
 
 def reference_conv_gflops(device: torch.device, precision: Precision, runs: int = 20) -> float:
@@ -201,7 +182,12 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
         raise ClposeError(f"--device {settings.device}: CUDA is not available on this machine")
     for name in names:
         check_input_size(name, settings.input_hw)
-    models = {name: build_model(name, settings.num_keypoints) for name in names}
+    skeleton = any_skeleton(settings.num_keypoints)
+    poses = {
+        name: PoseModel.from_recipe(model_recipe(name, settings.input_hw), skeleton, amp=settings.precision)
+        for name in names
+    }
+    models = {name: pose.model for name, pose in poses.items()}
     sizes = {name: count_macs(model, settings.input_hw) for name, model in models.items()} if settings.flops else {}
     if not settings.fps:
         rows = [_row(name, 1, sizes[name], settings, device) for name in names]
@@ -209,7 +195,8 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
     limit = reference_conv_gflops(device, settings.precision)
     with compile_context(settings.compile):
         prepared = {name: _prepare(model, settings, device) for name, model in models.items()}
-        rows = _time_models(models, prepared, sizes, settings, device, limit, show_progress)
+        codecs = {name: pose.codec for name, pose in poses.items()}
+        rows = _time_models(codecs, prepared, sizes, settings, device, limit, show_progress)
     return BenchReport(rows, limit)
 
 
@@ -250,7 +237,7 @@ def _row(
 
 
 def _time_models(
-    models: dict[str, nn.Module],
+    codecs: dict[str, Codec],
     prepared: dict[str, nn.Module],
     sizes: dict[str, tuple[float, float]],
     settings: BenchSettings,
@@ -258,7 +245,7 @@ def _time_models(
     limit: float,
     show_progress: bool,
 ) -> list[BenchResult]:
-    names = list(models)
+    names = list(codecs)
     plan = {
         name: [max_batch(prepared[name], settings, device) if b == "max" else int(b) for b in settings.batches]
         for name in names
@@ -279,10 +266,9 @@ def _time_models(
                     times[name].append(time_once(lambda f=prepared[name], x=inputs[name]: f(x), device))
                     step(f"timing {name}")
             for name in names:
-                codec = make_codec(models[name], settings.input_hw)
                 out = final_output(prepared[name](inputs[name]))
                 decode = statistics.median(
-                    time_once(lambda o=out, c=codec: c.decode_output(o), device) for _ in range(20)
+                    time_once(lambda o=out, c=codecs[name]: c.decode_output(o), device) for _ in range(20)
                 )
                 step(f"decode {name}")
                 rows.append(

@@ -259,10 +259,11 @@ def _pictures(out: Path, predictor: Predictor, recipe: Recipe) -> dict[str, str]
     from clpose.vis import available, pick, render_predictions, render_targets, write_png
 
     vis = out / "vis"
-    train = build_dataset(recipe, "train", train=True)
+    codec = predictor.pose.codec
+    train = build_dataset(recipe, "train", train=True, codec=codec)
     for i in pick(available(train.records), 2, 0):
         write_png(vis / f"targets_{i:06d}.png", render_targets(train, i))
-    val = build_dataset(recipe, "valid", train=False)
+    val = build_dataset(recipe, "valid", train=False, codec=codec)
     write_png(vis / "predictions.png", render_predictions(predictor, val.records, pick(list(range(len(val))), 8, 1)))
     console.print(f"wrote {vis}/targets_*.png and {vis}/predictions.png")
     return {"target pictures": str(vis / "targets_*.png"), "prediction pictures": str(vis / "predictions.png")}

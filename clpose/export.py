@@ -19,16 +19,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from clpose.codecs import Codec, build_codec
-from clpose.config import recipe_from_dict
-from clpose.data.dataset import normalize
+from clpose.codecs import Codec
 from clpose.data.synthetic import render_sample
-from clpose.data.transforms import box_size, box_to_center_scale, get_affine, warp
-from clpose.engine.checkpoint import load_checkpoint
-from clpose.engine.eval_checkpoint import model_from_checkpoint
+from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.io import atomic_path
-from clpose.models import check_input_size, final_output
+from clpose.models import final_output
 
 # Tolerances of the parity check. fp32 kernels of onnxruntime and PyTorch sum in different orders: map
 # differences are ~1e-6 of activations ~1, so 1e-3 leaves a wide margin and still catches a wrong graph (a
@@ -67,15 +63,13 @@ class Parity:
     inputs: str
 
 
-def _real_inputs(input_wh: tuple[int, int]) -> torch.Tensor:
+def _real_inputs(pose: PoseModel) -> torch.Tensor:
     """Two real-looking crops: a rendered synthetic person scene cropped around its figure (no files needed)."""
     crops = []
     for seed in (0, 1):
         image, figure = render_sample(np.random.default_rng([seed, 99]), 256)
         lo, hi = figure.joints.min(0), figure.joints.max(0)
-        center, scale = box_to_center_scale(np.array([*lo, *(hi - lo)]))
-        affine = get_affine(center, box_size(scale, input_wh, 1.25), input_wh)
-        crops.append(normalize(warp(image, affine, input_wh)))
+        crops.append(pose.crop(image, np.array([*lo, *(hi - lo)]))[0])
     return torch.stack(crops)
 
 
@@ -83,24 +77,21 @@ def export(
     checkpoint: Path,
     out: Path,
     fmt: str = "onnx",
-    input_size: tuple[int, int] | None = None,
+    input_hw: tuple[int, int] | None = None,
     dynamic_batch: bool = False,
     with_decode: bool = False,
     opset: int = 18,
 ) -> tuple[Path, list[Parity]]:
     """Export and check parity; returns the written path and the parity measurements."""
-    state = load_checkpoint(checkpoint)
-    recipe = recipe_from_dict(state["recipe"], f"{checkpoint} (recipe)")
-    h, w = input_size or recipe.data.input_size
-    options = {k: v for k in ("stride", "stacks") if (v := getattr(recipe.model, k)) is not None}
-    check_input_size(recipe.model.name, (h, w), **options)
-    model = model_from_checkpoint(state, recipe).eval()
-    codec = build_codec(recipe.codec, (w, h), model.stride)
+    # fp32 on the CPU: the exported graph is fp32 whatever the model trained in, and the parity check compares it
+    # with the same graph in PyTorch
+    pose = PoseModel.from_checkpoint(checkpoint, "cpu", amp="off", input_hw=input_hw)
+    model, codec = pose.model.eval(), pose.codec
     module = WithDecode(model, codec) if with_decode else FinalStage(model)
     module.eval()
     examples = {
-        "random": torch.randn(2, 3, h, w, generator=torch.Generator().manual_seed(0)),
-        "real": _real_inputs((w, h)),
+        "random": torch.randn(2, 3, *pose.input_hw, generator=torch.Generator().manual_seed(0)),
+        "real": _real_inputs(pose),
     }
     with atomic_path(out) as tmp:
         if fmt == "onnx":

@@ -156,9 +156,11 @@ class HeatmapMSELoss(nn.Module):
 LOSSES = {"composite": CompositeLoss, "peak_mse": PeakMSELoss, "grmi": GRMILoss, "heatmap_mse": HeatmapMSELoss}
 
 
-def build_loss(cfg: LossConfig, tau: float = 0.6) -> nn.Module:
-    """The recipe's loss; `tau` comes from the codec so training and decoding share one threshold."""
+def build_loss(cfg: LossConfig, tau: float | None = 0.6) -> nn.Module:
+    """The recipe's loss; `tau` is the codec's (Codec.tau) so training and decoding share one threshold."""
     if cfg.name == "composite":
+        if tau is None:
+            raise ClposeError("loss.name composite needs a codec with an activation threshold: codec.name composite")
         return CompositeLoss(cfg.w_h, cfg.w_o, tau, cfg.region)
     if cfg.name == "peak_mse":
         return PeakMSELoss(cfg.w_h, cfg.w_o)

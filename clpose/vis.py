@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clpose.codecs import Codec, CompositeCodec
+from clpose.codecs import Codec
 from clpose.data.dataset import TopDownDataset, denormalize, read_image
 from clpose.data.records import Records
 from clpose.data.transforms import apply_affine, box_size, get_affine, warp
@@ -83,8 +83,7 @@ def _grid(image: np.ndarray, stride: int, zoom: int) -> None:
 
 
 def _decode(codec: Codec, sample: dict) -> np.ndarray:
-    maps = [sample["heatmaps"][None]] + ([sample["offsets"][None]] if "offsets" in sample else [])
-    keypoints, _ = codec.decode(*maps)
+    keypoints, _ = codec.decode_targets(sample)
     return keypoints[0].numpy()
 
 
@@ -103,24 +102,20 @@ def _joint_panel(
     panel = cv2.addWeighted(base, 0.45, colored, 0.55, 0)
     _grid(panel, s, zoom)
     gt = _zoom(sample["keypoints"][k].numpy(), zoom)
-    if isinstance(codec, CompositeCodec):
-        off = sample["offsets"].numpy()
-        num_k = off.shape[0] // 2  # channels: K y-offsets, then K x-offsets
-        for i, j in zip(*np.nonzero(heat >= codec.tau), strict=True):
-            x0, y0 = j * s * zoom, i * s * zoom
-            cv2.rectangle(panel, (x0, y0), (x0 + s * zoom, y0 + s * zoom), (255, 255, 255), 2)
-            centre = np.array([(j + 0.5) * s, (i + 0.5) * s])
-            tip = centre + s * np.array([off[num_k + k, i, j], off[k, i, j]])
-            a, b = _zoom(centre, zoom), _zoom(tip, zoom)
-            cv2.arrowedLine(
-                panel,
-                (round(a[0]), round(a[1])),
-                (round(b[0]), round(b[1])),
-                (255, 255, 255),
-                1,
-                cv2.LINE_AA,
-                tipLength=0.15,
-            )
+    for centre, tip in codec.votes(sample, k):  # the cells that vote for the joint, and where they point
+        c = _zoom(centre, zoom)
+        x0, y0 = round((centre[0] - s / 2) * zoom), round((centre[1] - s / 2) * zoom)  # the cell's zoomed corner
+        cv2.rectangle(panel, (x0, y0), (x0 + s * zoom, y0 + s * zoom), (255, 255, 255), 2)
+        b = _zoom(tip, zoom)
+        cv2.arrowedLine(
+            panel,
+            (round(c[0]), round(c[1])),
+            (round(b[0]), round(b[1])),
+            (255, 255, 255),
+            1,
+            cv2.LINE_AA,
+            tipLength=0.15,
+        )
     g = (round(gt[0]), round(gt[1]))
     cv2.drawMarker(panel, g, GT_BGR, cv2.MARKER_CROSS, 14, 2)
     p = _zoom(decoded[k], zoom)
@@ -205,7 +200,7 @@ def render_predictions(
         image = read_image(records.image_path(i))
         box = records.boxes[i] if not np.isnan(records.boxes[i]).any() else None
         (pose,) = predictor.predict(image, None if box is None else box[None])
-        size = box_size(records.scales[i], (side, side), 1.25)
+        size = box_size(records.scales[i], (side, side), predictor.pose.box_padding)
         affine = get_affine(records.centers[i], size, (side, side))
         tile = warp(image, affine, (side, side))
         draw_pose(tile, apply_affine(pose.keypoints, affine), predictor.skeleton, pose.scores, threshold)

@@ -73,7 +73,7 @@ def test_decode_falls_back_to_the_argmax_cell_below_tau() -> None:
 def test_round_trip_is_exact_inside_the_crop(
     stride: int, width: int, height: int, num: int, sigma: float, data: st.DataObject
 ) -> None:
-    codec = CompositeCodec((width, height), stride=stride, sigma=sigma)
+    codec = CompositeCodec((height, width), stride=stride, sigma=sigma)
     xs = data.draw(
         st.lists(
             st.one_of(st.floats(0, width, exclude_max=True), st.sampled_from([0.0, width - 1e-3])),
@@ -108,7 +108,7 @@ def test_round_trip_is_exact_inside_the_crop(
 def test_weights_are_zero_exactly_for_unusable_keypoints(
     stride: int, size: tuple[int, int], x: float, y: float, visible: int
 ) -> None:
-    codec = CompositeCodec(size, stride=stride)
+    codec = CompositeCodec((size[1], size[0]), stride=stride)  # size is (w, h)
     t = codec.encode(np.array([[x, y]]), np.array([visible]))
     w, h = size
     usable = visible > 0 and math.isfinite(x) and 0 <= x < w and 0 <= y < h
@@ -120,7 +120,7 @@ def test_weights_are_zero_exactly_for_unusable_keypoints(
 
 def test_batched_decode_equals_decoding_each_item() -> None:
     gen = torch.Generator().manual_seed(0)
-    codec = CompositeCodec((192, 256), stride=16)
+    codec = CompositeCodec((256, 192), stride=16)
     heat = torch.rand(5, 17, 16, 12, generator=gen)
     off = torch.randn(5, 34, 16, 12, generator=gen)
     kpts, scores = codec.decode(heat, off)
@@ -143,7 +143,7 @@ def test_decode_accepts_half_precision_and_an_all_invisible_person() -> None:
 
 @pytest.mark.parametrize("size", [(192, 256), (200, 250), (64, 48)])
 def test_composite_flip_back_points_every_cell_at_the_same_keypoint(size: tuple[int, int]) -> None:
-    codec = CompositeCodec(size, stride=16)
+    codec = CompositeCodec((size[1], size[0]), stride=16)  # size is (w, h)
     rng = np.random.default_rng(1)
     w, h = size
     kpts = rng.uniform([0, 0], [w - 1, h - 1], size=(17, 2))
@@ -163,8 +163,8 @@ def test_composite_flip_back_points_every_cell_at_the_same_keypoint(size: tuple[
 
 def test_flip_back_twice_is_the_identity() -> None:
     gen = torch.Generator().manual_seed(2)
-    for codec, channels in ((CompositeCodec((200, 250), 16), 48), (HeatmapCodec((192, 256), 4), 16)):
-        out = torch.randn(3, channels, *codec.heatmap_size[::-1], generator=gen)
+    for codec, channels in ((CompositeCodec((250, 200), 16), 48), (HeatmapCodec((256, 192), 4), 16)):
+        out = torch.randn(3, channels, *codec.heatmap_hw, generator=gen)
         twice = codec.flip_back(codec.flip_back(out, MPII.flip_index), MPII.flip_index)
         if isinstance(codec, CompositeCodec):
             torch.testing.assert_close(twice, out, rtol=0, atol=1e-6)
@@ -173,7 +173,7 @@ def test_flip_back_twice_is_the_identity() -> None:
 
 
 def test_bad_shapes_and_sizes_are_named() -> None:
-    codec = CompositeCodec((192, 256), stride=16)
+    codec = CompositeCodec((256, 192), stride=16)
     with pytest.raises(ClposeError, match=r"\(K, 2\)"):
         codec.encode(np.zeros((17, 3)), np.ones(17))
     with pytest.raises(ClposeError, match=r"\(17,\)"):
@@ -183,7 +183,7 @@ def test_bad_shapes_and_sizes_are_named() -> None:
     with pytest.raises(ClposeError, match="16x12"):
         codec.decode(torch.zeros(2, 17, 8, 6), torch.zeros(2, 34, 8, 6))
     with pytest.raises(ClposeError, match="empty"):
-        CompositeCodec((8, 64), stride=16)
+        CompositeCodec((64, 8), stride=16)
     with pytest.raises(ClposeError, match="positive"):
         CompositeCodec((0, 64), stride=16)
     with pytest.raises(ClposeError, match="tau"):
@@ -205,7 +205,7 @@ def test_disk_target_and_sigmoid_split() -> None:
 
 @pytest.mark.parametrize("dark", [False, True])
 def test_heatmap_codec_round_trip_error_is_bounded_quantisation(dark: bool) -> None:
-    codec = HeatmapCodec((192, 256), stride=4, sigma=2.0, dark=dark)
+    codec = HeatmapCodec((256, 192), stride=4, sigma=2.0, dark=dark)
     rng = np.random.default_rng(3)
     # >= 7 heatmap px from the border: nearer, DARK's zero-padded blur biases the peak (as in the reference code)
     kpts = rng.uniform([28, 28], [164, 228], size=(200, 2))

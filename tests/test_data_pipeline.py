@@ -81,7 +81,7 @@ def test_records_errors_name_file_and_key(tmp_path: Path) -> None:
 
 
 def test_affine_maps_box_onto_crop_and_inverts() -> None:
-    a = get_affine(np.array([100.0, 80.0]), np.array([60.0, 80.0]), (48, 64))
+    a = get_affine(np.array([100.0, 80.0]), np.array([60.0, 80.0]), (64, 48))
     np.testing.assert_allclose(apply_affine(np.array([[100.0, 80.0], [70.0, 40.0]]), a), [[23.5, 31.5], [-0.5, -0.5]])
     r = get_affine(np.array([10.0, 20.0]), np.array([50.0, 50.0]), (64, 64), rotation=37, shear=(0.1, -0.2), flip=True)
     pts = np.random.default_rng(0).uniform(0, 100, (5, 2))
@@ -97,7 +97,7 @@ def test_affine_maps_box_onto_crop_and_inverts() -> None:
 def test_warp_and_keypoints_agree() -> None:
     image = np.zeros((200, 200), np.float32)
     image[75, 95] = 1.0
-    a = get_affine(np.array([100.0, 80.0]), np.array([24.0, 32.0]), (48, 64), rotation=25, flip=True)
+    a = get_affine(np.array([100.0, 80.0]), np.array([24.0, 32.0]), (64, 48), rotation=25, flip=True)
     crop = cv2.warpAffine(image, a, (48, 64), flags=cv2.INTER_LINEAR)
     ys, xs = np.nonzero(crop)
     w = crop[ys, xs]
@@ -106,7 +106,7 @@ def test_warp_and_keypoints_agree() -> None:
 
 
 def test_box_size_fits_aspect_and_half_body() -> None:
-    np.testing.assert_allclose(box_size(np.array([1.0, 1.0]), (192, 256), 1.25), [250.0, 250 * 256 / 192])
+    np.testing.assert_allclose(box_size(np.array([1.0, 1.0]), (256, 192), 1.25), [250.0, 250 * 256 / 192])
     kpts = np.zeros((16, 3))
     kpts[:, :2] = np.arange(32).reshape(16, 2)
     kpts[:, 2] = 2

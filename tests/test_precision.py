@@ -159,6 +159,7 @@ def _old_bf16_checkpoint(path: Path) -> Path:
 
 
 def test_an_old_bf16_checkpoint_infers_in_fp32_on_a_cpu_without_native_bf16(cpu, tmp_path: Path) -> None:
+    from clpose.engine.posemodel import PoseModel
     from clpose.inference.predictor import Predictor
 
     cpu([])
@@ -170,9 +171,8 @@ def test_an_old_bf16_checkpoint_infers_in_fp32_on_a_cpu_without_native_bf16(cpu,
     (pose,) = predictor.predict(image)
     assert pose.keypoints.shape == (16, 2) and np.isfinite(pose.keypoints).all()
     # the same weights in fp32 directly: auto did not autocast
-    reference = Predictor(
-        predictor.model, predictor.codec, predictor.skeleton, (64, 64), precision="off", channels_last=True
-    )
+    pm = predictor.pose
+    reference = Predictor(PoseModel(pm.model, pm.codec, pm.skeleton, (64, 64), channels_last=True))
     np.testing.assert_array_equal(reference.predict(image)[0].keypoints, pose.keypoints)
     assert Predictor.from_checkpoint(checkpoint, device="cpu", amp="bf16").precision.name == "bf16"
 

@@ -17,9 +17,9 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.config import load_recipe
-from clpose.data import recipe_codec
 from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
+from clpose.engine.posemodel import PoseModel, recipe_codec
 from clpose.engine.train import fit
 from clpose.losses import build_loss
 from clpose.models import build_model, model_options
@@ -33,14 +33,13 @@ runner = CliRunner()
 def test_every_recipe_loads_and_builds(path: Path) -> None:
     recipe = load_recipe(path)
     assert path.read_text().startswith("# "), "each recipe starts with a comment naming what it reproduces"
-    options = model_options(recipe.model)
-    options.pop("pretrained", None)  # a local file the user downloads; not part of what is checked here
+    options = model_options(recipe.model, pretrained=False)  # a local file the user downloads: not checked here
     k = {"lsp": 14, "mpii": 16, "coco": 17, "synthetic": 16}[recipe.data.dataset]
     with torch.device("meta"):
         model = build_model(recipe.model.name, k, **options)
     codec = recipe_codec(recipe)
     assert model.codec == recipe.codec.name and codec.stride == model.stride
-    build_loss(recipe.loss, getattr(codec, "tau", 0.6))
+    build_loss(recipe.loss, codec.tau)
 
 
 @pytest.fixture(scope="module")
@@ -201,11 +200,9 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
     from clpose.data import build_dataset
     from clpose.engine.evaluate import predict, score
 
-    recipe = load_recipe(out / "recipe.yaml")
-    model = build_model(recipe.model.name, 16)
-    model.load_state_dict(load_checkpoint(out / "last.pt")["model"])
-    val = build_dataset(recipe, "valid", train=False)
-    table = score(val, predict(model, val, torch.device("cpu"), 8, flip=True), "pck")
+    pose = PoseModel.from_checkpoint(out / "last.pt", "cpu", amp="off")
+    val = build_dataset(load_recipe(out / "recipe.yaml"), "valid", train=False, codec=pose.codec)
+    table = score(val, predict(pose, val, 8, flip=True), "pck")
     assert table["Mean"] == row["value"]
 
 

@@ -17,11 +17,12 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a reci
 def _dataset(recipe_path: Path, split: str | None, seed: int, overrides: list[str] | None):
     from clpose.config import load_recipe
     from clpose.data import build_dataset
+    from clpose.engine.posemodel import recipe_codec
 
     recipe = load_recipe(recipe_path, overrides or [])
     recipe.train.seed = seed
     split = split or recipe.data.train_split
-    return build_dataset(recipe, split, train=split == recipe.data.train_split), split
+    return build_dataset(recipe, split, split == recipe.data.train_split, recipe_codec(recipe)), split
 
 
 @app.command("targets")

@@ -1,36 +1,42 @@
 """Codecs: keypoints -> training targets (encode) and network outputs -> keypoints (decode).
 
-A codec is built once from the recipe and used in two places: the dataset encodes, inference decodes.
+A codec is built once from the recipe and used in two places: the dataset encodes, inference decodes. Every codec
+follows the `Codec` protocol (clpose.codecs.base); `CODECS` maps a recipe's codec.name to its builder, so a new
+codec is one class and one entry here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from clpose.codecs.base import Codec
 from clpose.codecs.composite import CompositeCodec
 from clpose.codecs.heatmap import HeatmapCodec
 from clpose.config import CodecConfig
 from clpose.errors import ClposeError
 
-Codec = CompositeCodec | HeatmapCodec
-CODECS: dict[str, type[CompositeCodec] | type[HeatmapCodec]] = {
-    "composite": CompositeCodec,
-    "heatmap": HeatmapCodec,
+
+def _composite(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
+    return CompositeCodec(
+        input_hw, stride=stride, sigma=cfg.sigma or 16.0, tau=cfg.tau, target=cfg.target, disk_radius=cfg.disk_radius
+    )
+
+
+def _heatmap(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
+    return HeatmapCodec(input_hw, stride=stride, sigma=cfg.sigma or 2.0, dark=cfg.dark)
+
+
+CODECS: dict[str, Callable[[CodecConfig, tuple[int, int], int], Codec]] = {
+    "composite": _composite,
+    "heatmap": _heatmap,
 }
 
 
-def build_codec(cfg: CodecConfig, input_size: tuple[int, int], stride: int) -> Codec:
-    """Build the recipe's codec for an input size (W, H) and the model's output stride."""
-    if cfg.name == "composite":
-        return CompositeCodec(
-            input_size,
-            stride=stride,
-            sigma=cfg.sigma or 16.0,
-            tau=cfg.tau,
-            target=cfg.target,
-            disk_radius=cfg.disk_radius,
-        )
-    if cfg.name == "heatmap":
-        return HeatmapCodec(input_size, stride=stride, sigma=cfg.sigma or 2.0, dark=cfg.dark)
-    raise ClposeError(f"unknown codec {cfg.name!r}; valid: {', '.join(CODECS)}")
+def build_codec(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
+    """Build the recipe's codec for a crop size (H, W) and the model's output stride."""
+    if cfg.name not in CODECS:
+        raise ClposeError(f"unknown codec {cfg.name!r}; valid: {', '.join(CODECS)}")
+    return CODECS[cfg.name](cfg, input_hw, stride)
 
 
 __all__ = ["CODECS", "Codec", "CompositeCodec", "HeatmapCodec", "build_codec"]

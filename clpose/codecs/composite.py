@@ -20,36 +20,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from clpose.codecs.base import check_keypoints, check_size
 from clpose.errors import ClposeError
-
-
-def _check_size(input_size: tuple[int, int], stride: int) -> tuple[int, int]:
-    if len(input_size) != 2 or any(int(v) != v or v <= 0 for v in input_size):
-        raise ClposeError(f"input_size must be (W, H) with positive integers, got {input_size}")
-    if int(stride) != stride or stride <= 0:
-        raise ClposeError(f"stride must be a positive integer, got {stride}")
-    w, h = int(input_size[0]), int(input_size[1])
-    if w < stride or h < stride:
-        raise ClposeError(f"input size {w}x{h} (WxH) is smaller than the stride {stride}: the map would be empty")
-    return w, h
-
-
-def check_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Validate one person's (K, 2) keypoints and (K,) visibility; return float64 / bool arrays."""
-    kpts = np.asarray(keypoints, dtype=np.float64)
-    vis = np.asarray(visible)
-    if kpts.ndim != 2 or kpts.shape[1] != 2:
-        raise ClposeError(f"keypoints must have shape (K, 2), got {kpts.shape}")
-    if vis.shape != (kpts.shape[0],):
-        raise ClposeError(f"visible must have shape ({kpts.shape[0]},) to match keypoints, got {vis.shape}")
-    return kpts, vis > 0
 
 
 class CompositeCodec:
     """Encode keypoints into sparse heatmaps + short-distance offsets, and decode them back.
 
     Args:
-        input_size: crop size (W, H) in pixels.
+        input_hw: crop size (H, W) in pixels.
         stride: down-sampling stride S of the maps.
         sigma: Gaussian sigma of the sparse heatmap, in input pixels.
         tau: activation threshold: cells >= tau form the regression region and vote in decoding.
@@ -60,14 +39,14 @@ class CompositeCodec:
 
     def __init__(
         self,
-        input_size: tuple[int, int],
+        input_hw: tuple[int, int],
         stride: int = 16,
         sigma: float = 16.0,
         tau: float = 0.6,
         target: Literal["gaussian", "disk"] = "gaussian",
         disk_radius: float | None = None,
     ) -> None:
-        self.input_size = _check_size(input_size, stride)
+        self.input_hw = check_size(input_hw, stride)
         self.stride = int(stride)
         if not sigma > 0:
             raise ClposeError(f"sigma must be positive, got {sigma}")
@@ -81,10 +60,10 @@ class CompositeCodec:
         self.disk_radius = float(disk_radius) if disk_radius else sigma * math.sqrt(-2.0 * math.log(tau))
         # the largest float32 below tau: F.threshold keeps v > it, which is v >= tau for float32 activations
         self._below_tau = float(np.nextafter(np.float32(tau), np.float32(-1.0)))
-        w, h = self.input_size
-        self.heatmap_size = (w // self.stride, h // self.stride)  # (W', H')
-        self._cx = (np.arange(self.heatmap_size[0]) + 0.5) * self.stride  # cell centres, crop pixels
-        self._cy = (np.arange(self.heatmap_size[1]) + 0.5) * self.stride
+        h, w = self.input_hw
+        self.heatmap_hw = (h // self.stride, w // self.stride)  # (H', W')
+        self._cy = (np.arange(self.heatmap_hw[0]) + 0.5) * self.stride  # cell centres, crop pixels
+        self._cx = (np.arange(self.heatmap_hw[1]) + 0.5) * self.stride
 
     @property
     def channels_per_keypoint(self) -> int:
@@ -92,7 +71,7 @@ class CompositeCodec:
 
     def __repr__(self) -> str:
         return (
-            f"CompositeCodec(input_size={self.input_size}, stride={self.stride}, sigma={self.sigma}, "
+            f"CompositeCodec(input_hw={self.input_hw}, stride={self.stride}, sigma={self.sigma}, "
             f"tau={self.tau}, target={self.target!r})"
         )
 
@@ -110,7 +89,7 @@ class CompositeCodec:
             keypoint_weights (K,): 0 for unlabelled, non-finite or outside-the-crop keypoints, whose maps are 0.
         """
         kpts, vis = check_keypoints(keypoints, visible)
-        w, h = self.input_size
+        h, w = self.input_hw
         finite = np.isfinite(kpts).all(axis=1)
         x = np.where(finite, kpts[:, 0], 0.0)
         y = np.where(finite, kpts[:, 1], 0.0)
@@ -127,7 +106,7 @@ class CompositeCodec:
         heatmaps *= weights[:, None, None]
 
         k = kpts.shape[0]
-        wp, hp = self.heatmap_size
+        hp, wp = self.heatmap_hw
         offsets = np.empty((2 * k, hp, wp), dtype=np.float32)
         offsets[:k] = (-dy / self.stride)[:, :, None] * weights[:, None, None]
         offsets[k:] = (-dx / self.stride)[:, None, :] * weights[:, None, None]
@@ -185,15 +164,28 @@ class CompositeCodec:
         """Decode a raw network output (N, 3K, H', W')."""
         return self.decode(*self.split(output))
 
+    def decode_targets(self, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode one sample's targets ("heatmaps" (K, H', W'), "offsets" (2K, H', W'))."""
+        return self.decode(targets["heatmaps"][None], targets["offsets"][None])
+
+    def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(cell centre, centre + S x offset) in crop pixels of every cell of keypoint k at or above tau."""
+        heat, off = targets["heatmaps"][k].numpy(), targets["offsets"].numpy()
+        num_k, s = off.shape[0] // 2, self.stride  # channels: K y-offsets, then K x-offsets
+        out = []
+        for i, j in zip(*np.nonzero(heat >= self.tau), strict=True):
+            centre = np.array([(j + 0.5) * s, (i + 0.5) * s])
+            out.append((centre, centre + s * np.array([off[num_k + k, i, j], off[k, i, j]])))
+        return out
+
     def _check_maps(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> None:
         if heatmaps.ndim != 4:
             raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
         n, k, hp, wp = heatmaps.shape
-        if (wp, hp) != self.heatmap_size:
+        if (hp, wp) != self.heatmap_hw:
             raise ClposeError(
-                f"heatmaps are {hp}x{wp} (H'xW') but this codec (input {self.input_size[1]}x"
-                f"{self.input_size[0]}, stride {self.stride}) makes "
-                f"{self.heatmap_size[1]}x{self.heatmap_size[0]} maps"
+                f"heatmaps are {hp}x{wp} (H'xW') but this codec (input {self.input_hw[0]}x{self.input_hw[1]}, "
+                f"stride {self.stride}) makes {self.heatmap_hw[0]}x{self.heatmap_hw[1]} maps"
             )
         if tuple(offsets.shape) != (n, 2 * k, hp, wp):
             raise ClposeError(
@@ -222,6 +214,6 @@ class CompositeCodec:
         idx = torch.as_tensor(flip_index, device=output.device)
         heat = mirrored[:, :k][:, idx]
         off_y = mirrored[:, k : 2 * k][:, idx]
-        shift = (self.input_size[0] - 1 - self.heatmap_size[0] * self.stride) / self.stride
+        shift = (self.input_hw[1] - 1 - self.heatmap_hw[1] * self.stride) / self.stride
         off_x = shift - mirrored[:, 2 * k :][:, idx]
         return torch.cat([heat, off_y, off_x], dim=1)

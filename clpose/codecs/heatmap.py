@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clpose.codecs.composite import _check_size, check_keypoints
+from clpose.codecs.base import check_keypoints, check_size
 from clpose.errors import ClposeError
 
 
@@ -22,28 +22,30 @@ class HeatmapCodec:
     """Dense Gaussian heatmaps at stride S.
 
     Args:
-        input_size: crop size (W, H).
+        input_hw: crop size (H, W).
         stride: heatmap stride S (4 for SimpleBaseline and the stacked hourglass).
         sigma: Gaussian sigma in heatmap pixels.
         dark: unbiased encoding and DARK decoding.
     """
 
-    def __init__(self, input_size: tuple[int, int], stride: int = 4, sigma: float = 2.0, dark: bool = False):
-        self.input_size = _check_size(input_size, stride)
+    def __init__(self, input_hw: tuple[int, int], stride: int = 4, sigma: float = 2.0, dark: bool = False):
+        self.input_hw = check_size(input_hw, stride)
         self.stride = int(stride)
         if not sigma > 0:
             raise ClposeError(f"sigma must be positive, got {sigma}")
         self.sigma = float(sigma)
         self.dark = bool(dark)
-        w, h = self.input_size
-        self.heatmap_size = (w // self.stride, h // self.stride)
+        h, w = self.input_hw
+        self.heatmap_hw = (h // self.stride, w // self.stride)  # (H', W')
+
+    tau = None  # no activation threshold: the loss is a plain MSE
 
     @property
     def channels_per_keypoint(self) -> int:
         return 1
 
     def __repr__(self) -> str:
-        return f"HeatmapCodec(input_size={self.input_size}, stride={self.stride}, sigma={self.sigma}, dark={self.dark})"
+        return f"HeatmapCodec(input_hw={self.input_hw}, stride={self.stride}, sigma={self.sigma}, dark={self.dark})"
 
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
         """Targets for one person: heatmaps (K, H', W') and keypoint_weights (K,).
@@ -52,7 +54,7 @@ class HeatmapCodec:
         The Gaussian is cut at 3 sigma as in the reference implementations.
         """
         kpts, vis = check_keypoints(keypoints, visible)
-        w, h = self.input_size
+        h, w = self.input_hw
         finite = np.isfinite(kpts).all(axis=1)
         x = np.where(finite, kpts[:, 0], 0.0)
         y = np.where(finite, kpts[:, 1], 0.0)
@@ -60,7 +62,7 @@ class HeatmapCodec:
         mu_x, mu_y = x / self.stride, y / self.stride
         if not self.dark:
             mu_x, mu_y = np.floor(mu_x + 0.5), np.floor(mu_y + 0.5)
-        wp, hp = self.heatmap_size
+        hp, wp = self.heatmap_hw
         dx = np.arange(wp)[None, :] - mu_x[:, None]
         dy = np.arange(hp)[None, :] - mu_y[:, None]
         radius = 3 * self.sigma
@@ -79,10 +81,9 @@ class HeatmapCodec:
         if heatmaps.ndim != 4:
             raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
         n, k, hp, wp = heatmaps.shape
-        if (wp, hp) != self.heatmap_size:
+        if (hp, wp) != self.heatmap_hw:
             raise ClposeError(
-                f"heatmaps are {hp}x{wp} (H'xW') but this codec makes "
-                f"{self.heatmap_size[1]}x{self.heatmap_size[0]} maps"
+                f"heatmaps are {hp}x{wp} (H'xW') but this codec makes {self.heatmap_hw[0]}x{self.heatmap_hw[1]} maps"
             )
         hm = heatmaps.float()
         scores, idx = hm.reshape(n, k, -1).max(-1)
@@ -96,6 +97,13 @@ class HeatmapCodec:
 
     def decode_output(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decode(output)
+
+    def decode_targets(self, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode one sample's targets ("heatmaps" (K, H', W'))."""
+        return self.decode(targets["heatmaps"][None])
+
+    def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+        return []  # one Gaussian per keypoint: no cell points anywhere
 
     @staticmethod
     def _neighbours(maps: torch.Tensor, idx: torch.Tensor, pad: int, offsets: list[tuple[int, int]]) -> list:

@@ -104,8 +104,8 @@ class TopDownDataset(Dataset):
     Args:
         records: the split's people (clpose.data.records).
         skeleton: keypoint metadata (flip pairs, upper body).
-        codec: encodes the crop's keypoints into targets; its input_size must equal `input_size`.
-        input_size: crop size (W, H).
+        codec: encodes the crop's keypoints into targets; its input_hw must equal `input_hw`.
+        input_hw: crop size (H, W).
         train: apply augmentation.
         augment: augmentation settings (defaults of AugmentConfig when None).
         box_padding: person box enlargement.
@@ -117,19 +117,21 @@ class TopDownDataset(Dataset):
         records: Records,
         skeleton: Skeleton,
         codec: Codec,
-        input_size: tuple[int, int],
+        input_hw: tuple[int, int],
         train: bool = True,
         augment: AugmentConfig | None = None,
         box_padding: float = 1.25,
         seed: int = 0,
     ) -> None:
-        if tuple(codec.input_size) != tuple(input_size):
-            raise ClposeError(f"the codec encodes {codec.input_size} (WxH) crops but the dataset makes {input_size}")
+        if tuple(codec.input_hw) != tuple(input_hw):
+            raise ClposeError(f"the codec encodes {codec.input_hw} (HxW) crops but the dataset makes {tuple(input_hw)}")
         if records.keypoints.shape[1] != skeleton.num_keypoints:
-            raise ClposeError(f"records {records.path} have {records.keypoints.shape[1]} keypoints but skeleton "
-                              f"{skeleton.name} has {skeleton.num_keypoints}")
+            raise ClposeError(
+                f"records {records.path} have {records.keypoints.shape[1]} keypoints but skeleton "
+                f"{skeleton.name} has {skeleton.num_keypoints}"
+            )
         self.records, self.skeleton, self.codec = records, skeleton, codec
-        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.input_hw = (int(input_hw[0]), int(input_hw[1]))
         self.train = train
         self.augment = augment or AugmentConfig()
         self.box_padding = box_padding
@@ -152,9 +154,9 @@ class TopDownDataset(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, i])
         normal = rng.standard_normal(4)  # scale, rotation, shear x, shear y
         uniform = rng.random(6)  # half-body, rotation, flip, three jitter factors
-        w, h = self.input_size
+        h, w = self.input_hw
         center = self.records.centers[i]
-        size = box_size(self.records.scales[i], self.input_size, self.box_padding)
+        size = box_size(self.records.scales[i], self.input_hw, self.box_padding)
         if uniform[0] < a.half_body_prob and int((keypoints[:, 2] > 0).sum()) > a.half_body_min_keypoints:
             half = half_body_box(keypoints, self.skeleton.upper_body, rng, w / h)
             if half is not None:
@@ -172,10 +174,10 @@ class TopDownDataset(Dataset):
         """(affine 2x3, flipped, jitter) of sample i: augmented in training, the plain box otherwise."""
         keypoints = self.records.keypoints[i]
         if not self.train:
-            size = box_size(self.records.scales[i], self.input_size, self.box_padding)
-            return get_affine(self.records.centers[i], size, self.input_size), False, None
+            size = box_size(self.records.scales[i], self.input_hw, self.box_padding)
+            return get_affine(self.records.centers[i], size, self.input_hw), False, None
         center, size, rotation, shear, flip, jitter = self._augment(i, keypoints)
-        return get_affine(center, size, self.input_size, rotation, shear, flip), flip, jitter
+        return get_affine(center, size, self.input_hw, rotation, shear, flip), flip, jitter
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         records = self.records
@@ -183,7 +185,7 @@ class TopDownDataset(Dataset):
         if image is None:
             read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
         affine, flipped, jitter = self.crop_geometry(i)
-        crop = warp(image, affine, self.input_size)
+        crop = warp(image, affine, self.input_hw)
         keypoints = apply_affine(records.keypoints[i, :, :2], affine)
         visible = records.keypoints[i, :, 2]
         if flipped:

@@ -79,26 +79,49 @@ class Records:
     def subset(self, indices: np.ndarray | list[int]) -> Records:
         """The people at `indices` (e.g. the first N for a quick run), sharing the image table."""
         idx = np.asarray(indices, dtype=np.int64)
-        return Records(self.dataset, self.skeleton, self.split, self.images, self.image_index[idx],
-                       self.centers[idx], self.scales[idx], self.keypoints[idx], self.box_scores[idx],
-                       self.boxes[idx], [self.extras[i] for i in idx], self.image_dir, self.sources, self.path)
+        return Records(
+            self.dataset,
+            self.skeleton,
+            self.split,
+            self.images,
+            self.image_index[idx],
+            self.centers[idx],
+            self.scales[idx],
+            self.keypoints[idx],
+            self.box_scores[idx],
+            self.boxes[idx],
+            [self.extras[i] for i in idx],
+            self.image_dir,
+            self.sources,
+            self.path,
+        )
 
     def to_json(self, image_root: str) -> dict[str, Any]:
         people = []
         for i in range(len(self)):
             box = self.boxes[i]
-            people.append({
-                "image_id": self.image_id(i),
-                "center": _floats(self.centers[i]),
-                "scale": _floats(self.scales[i]),
-                "box_score": float(self.box_scores[i]),
-                "keypoints": [[float(x), float(y), int(v)] for x, y, v in self.keypoints[i]],
-                "box": None if np.isnan(box).any() else _floats(box),
-                "extras": self.extras[i],
-            })
-        return {"format": FORMAT, "version": VERSION, "dataset": self.dataset, "skeleton": self.skeleton,
-                "split": self.split, "image_root": image_root, "sources": self.sources, "images": self.images,
-                "people": people}
+            people.append(
+                {
+                    "image_id": self.image_id(i),
+                    "center": _floats(self.centers[i]),
+                    "scale": _floats(self.scales[i]),
+                    "box_score": float(self.box_scores[i]),
+                    "keypoints": [[float(x), float(y), int(v)] for x, y, v in self.keypoints[i]],
+                    "box": None if np.isnan(box).any() else _floats(box),
+                    "extras": self.extras[i],
+                }
+            )
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "dataset": self.dataset,
+            "skeleton": self.skeleton,
+            "split": self.split,
+            "image_root": image_root,
+            "sources": self.sources,
+            "images": self.images,
+            "people": people,
+        }
 
 
 def _floats(values: np.ndarray) -> list[float]:
@@ -110,8 +133,15 @@ def records_path(data_dir: str | Path, split: str) -> Path:
     return Path(data_dir) / f"{split}.json"
 
 
-def new_records(dataset: str, skeleton: str, split: str, images: list[dict[str, Any]],
-                people: list[dict[str, Any]], image_dir: Path, sources: list[str]) -> Records:
+def new_records(
+    dataset: str,
+    skeleton: str,
+    split: str,
+    images: list[dict[str, Any]],
+    people: list[dict[str, Any]],
+    image_dir: Path,
+    sources: list[str],
+) -> Records:
     """Build Records from converter output: `people` are dicts with image_index, center, scale, keypoints and
     optionally box_score, box, extras."""
     k = get_skeleton(skeleton).num_keypoints
@@ -156,7 +186,7 @@ def load_records(path: str | Path) -> Records:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ClposeError(f"records file {path} is not valid JSON ({e})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ClposeError(f"{path} is not a clpose records file (no \"format\": \"{FORMAT}\")")
+        raise ClposeError(f'{path} is not a clpose records file (no "format": "{FORMAT}")')
     if data.get("version") != VERSION:
         raise ClposeError(f"{path}: records version {data.get('version')} is not supported (expected {VERSION})")
     for key in ("dataset", "skeleton", "split", "image_root", "images", "people"):
@@ -174,8 +204,15 @@ def load_records(path: str | Path) -> Records:
     image_dir = Path(data["image_root"])
     if not image_dir.is_absolute():
         image_dir = path.parent / image_dir
-    records = new_records(data["dataset"], data["skeleton"], data["split"], data["images"], people, image_dir,
-                          list(data.get("sources", [])))
+    records = new_records(
+        data["dataset"],
+        data["skeleton"],
+        data["split"],
+        data["images"],
+        people,
+        image_dir,
+        list(data.get("sources", [])),
+    )
     records.path = path
     return records
 

@@ -24,10 +24,14 @@ R_ANKLE, R_KNEE, R_HIP, L_HIP, L_KNEE, L_ANKLE, PELVIS, THORAX, NECK, HEAD = ran
 R_WRIST, R_ELBOW, R_SHOULDER, L_SHOULDER, L_ELBOW, L_WRIST = range(10, 16)
 # (a, b, thickness as a fraction of the figure height, part) for every capsule
 LIMBS = [
-    (R_HIP, R_KNEE, 0.085, "legs"), (R_KNEE, R_ANKLE, 0.065, "legs"),
-    (L_HIP, L_KNEE, 0.085, "legs"), (L_KNEE, L_ANKLE, 0.065, "legs"),
-    (R_SHOULDER, R_ELBOW, 0.06, "arms"), (R_ELBOW, R_WRIST, 0.05, "skin"),
-    (L_SHOULDER, L_ELBOW, 0.06, "arms"), (L_ELBOW, L_WRIST, 0.05, "skin"),
+    (R_HIP, R_KNEE, 0.085, "legs"),
+    (R_KNEE, R_ANKLE, 0.065, "legs"),
+    (L_HIP, L_KNEE, 0.085, "legs"),
+    (L_KNEE, L_ANKLE, 0.065, "legs"),
+    (R_SHOULDER, R_ELBOW, 0.06, "arms"),
+    (R_ELBOW, R_WRIST, 0.05, "skin"),
+    (L_SHOULDER, L_ELBOW, 0.06, "arms"),
+    (L_ELBOW, L_WRIST, 0.05, "skin"),
 ]
 LEFT_JOINTS = {L_HIP, L_KNEE, L_ANKLE, L_SHOULDER, L_ELBOW, L_WRIST}
 
@@ -63,8 +67,7 @@ def random_pose(rng: np.random.Generator) -> Pose:
     lean = rng.normal(0, 0.25) if rng.random() < 0.85 else rng.uniform(-math.pi, math.pi)
     arms = np.stack([rng.uniform(-0.5, 2.9, 2), rng.uniform(0, 2.5, 2)], axis=1)
     legs = np.stack([rng.normal(0.15, 0.35, 2).clip(-0.6, 1.9), rng.uniform(0, 2.0, 2) ** 1.3], axis=1)
-    return Pose(lean, rng.normal(0, 0.15), arms, legs, 1.0 if rng.random() < 0.5 else -1.0,
-                rng.uniform(0.92, 1.08, 8))
+    return Pose(lean, rng.normal(0, 0.15), arms, legs, 1.0 if rng.random() < 0.5 else -1.0, rng.uniform(0.92, 1.08, 8))
 
 
 def pose_joints(pose: Pose, pelvis: np.ndarray, height: float, rotation: float = 0.0) -> np.ndarray:
@@ -133,8 +136,15 @@ def _skin(rng: np.random.Generator) -> np.ndarray:
     return np.array([rng.uniform(60, 200), rng.uniform(90, 210), rng.uniform(130, 240)])  # BGR
 
 
-def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, thickness: float, color: np.ndarray,
-             ids: np.ndarray | None = None, part: int = 0) -> None:
+def _capsule(
+    img: np.ndarray,
+    a: np.ndarray,
+    b: np.ndarray,
+    thickness: float,
+    color: np.ndarray,
+    ids: np.ndarray | None = None,
+    part: int = 0,
+) -> None:
     t = max(1, round(thickness))
     c = tuple(float(v) for v in color)
     pa, pb = (round(a[0]), round(a[1])), (round(b[0]), round(b[1]))
@@ -147,8 +157,16 @@ def _capsule(img: np.ndarray, a: np.ndarray, b: np.ndarray, thickness: float, co
         cv2.circle(ids, pb, max(1, t // 2), part, -1)
 
 
-def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.random.Generator,
-                ids: np.ndarray, palette: dict[str, np.ndarray], back_side: int, facing: float) -> np.ndarray:
+def draw_figure(
+    img: np.ndarray,
+    joints: np.ndarray,
+    height: float,
+    rng: np.random.Generator,
+    ids: np.ndarray,
+    palette: dict[str, np.ndarray],
+    back_side: int,
+    facing: float,
+) -> np.ndarray:
     """Draw a figure (back limbs, torso, head, front limbs); returns its head box. `ids` gets part numbers
     1..10 (torso 1, head 2, limbs 3..10) so visibility can be read back per joint.
 
@@ -168,8 +186,14 @@ def draw_figure(img: np.ndarray, joints: np.ndarray, height: float, rng: np.rand
                 mid = (joints[a] + joints[b]) / 2
                 d = (joints[b] - joints[a]) * 0.12
                 _capsule(img, mid - d, mid + d, thick * height * 1.02, np.minimum(palette[part] + 90, 255))
-            cv2.circle(img, tuple(round(v) for v in joints[b]), max(1, round(thick * height * 0.45)),
-                       tuple(float(v) for v in palette["skin"] * (0.8 if s == 1 else 1.0)), -1, cv2.LINE_AA)
+            cv2.circle(
+                img,
+                tuple(round(v) for v in joints[b]),
+                max(1, round(thick * height * 0.45)),
+                tuple(float(v) for v in palette["skin"] * (0.8 if s == 1 else 1.0)),
+                -1,
+                cv2.LINE_AA,
+            )
 
     limbs(back_side)
     torso = np.array([joints[R_SHOULDER], joints[L_SHOULDER], joints[L_HIP], joints[R_HIP]])
@@ -205,13 +229,24 @@ def _face(img: np.ndarray, center: np.ndarray, axis: np.ndarray, length: float, 
             eye = center + 0.12 * length * up + side * 0.15 * length * across
             cv2.circle(img, (round(eye[0]), round(eye[1])), r, (40, 40, 40), -1, cv2.LINE_AA)
         a, b = center - 0.15 * length * up - 0.1 * length * across, center - 0.15 * length * up + 0.1 * length * across
-        cv2.line(img, (round(a[0]), round(a[1])), (round(b[0]), round(b[1])), (60, 40, 140), max(1, r // 2 + 1), cv2.LINE_AA)
+        cv2.line(
+            img, (round(a[0]), round(a[1])), (round(b[0]), round(b[1])), (60, 40, 140), max(1, r // 2 + 1), cv2.LINE_AA
+        )
     else:
         hair = center + 0.08 * length * up
         angle = math.degrees(math.atan2(up[1], up[0]))
         axes = (max(1, round(length * 0.5)), max(1, round(length * 0.4)))
-        cv2.ellipse(img, (round(hair[0]), round(hair[1])), axes, angle, 0, 360, tuple(float(v) for v in palette["hair"]), -1,
-                    cv2.LINE_AA)
+        cv2.ellipse(
+            img,
+            (round(hair[0]), round(hair[1])),
+            axes,
+            angle,
+            0,
+            360,
+            tuple(float(v) for v in palette["hair"]),
+            -1,
+            cv2.LINE_AA,
+        )
 
 
 def _own_parts() -> list[set[int]]:
@@ -261,8 +296,13 @@ def _placement(rng: np.random.Generator, box: np.ndarray, size: int) -> np.ndarr
 
 def _palette(rng: np.random.Generator) -> dict[str, np.ndarray]:
     shirt = _color(rng)
-    return {"torso": shirt, "arms": shirt * rng.uniform(0.8, 1.1), "legs": _color(rng), "skin": _skin(rng),
-            "hair": _color(rng, 10, 90)}
+    return {
+        "torso": shirt,
+        "arms": shirt * rng.uniform(0.8, 1.1),
+        "legs": _color(rng),
+        "skin": _skin(rng),
+        "hair": _color(rng, 10, 90),
+    }
 
 
 def _occluder(img: np.ndarray, ids: np.ndarray, rng: np.random.Generator, joints: np.ndarray, height: float) -> None:
@@ -299,12 +339,17 @@ def person_box(joints: np.ndarray, height: float) -> np.ndarray:
 
 
 def _lerp_pose(a: Pose, b: Pose, u: float) -> Pose:
-    return Pose(a.lean + (b.lean - a.lean) * u, a.neck + (b.neck - a.neck) * u, a.arms + (b.arms - a.arms) * u,
-                a.legs + (b.legs - a.legs) * u, a.facing, a.lengths)
+    return Pose(
+        a.lean + (b.lean - a.lean) * u,
+        a.neck + (b.neck - a.neck) * u,
+        a.arms + (b.arms - a.arms) * u,
+        a.legs + (b.legs - a.legs) * u,
+        a.facing,
+        a.lengths,
+    )
 
 
-def render_video_frames(rng: np.random.Generator, frames: int, width: int = 640, height: int = 360,
-                        people: int = 2):
+def render_video_frames(rng: np.random.Generator, frames: int, width: int = 640, height: int = 360, people: int = 2):
     """Yield (frame BGR, joints (P, 16, 2), visibility (P, 16)) for a clip of `people` figures that move
     smoothly: each sways between two poses and walks across a fixed background."""
     scene = background(rng, height, width)

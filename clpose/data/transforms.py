@@ -27,9 +27,9 @@ def fit_aspect(size_wh: np.ndarray, aspect: float) -> np.ndarray:
     return np.array([w, h])
 
 
-def box_size(scale: np.ndarray, output_wh: tuple[int, int], padding: float) -> np.ndarray:
-    """Box size in pixels for a record's scale: x 200, padded, fitted to the output aspect ratio."""
-    return fit_aspect(np.asarray(scale, dtype=np.float64) * PIXEL_STD * padding, output_wh[0] / output_wh[1])
+def box_size(scale: np.ndarray, output_hw: tuple[int, int], padding: float) -> np.ndarray:
+    """Box size (w, h) in pixels for a record's scale: x 200, padded, fitted to the crop's aspect ratio."""
+    return fit_aspect(np.asarray(scale, dtype=np.float64) * PIXEL_STD * padding, output_hw[1] / output_hw[0])
 
 
 def box_to_center_scale(box_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -41,7 +41,7 @@ def box_to_center_scale(box_xywh: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def get_affine(
     center: np.ndarray,
     size_wh: np.ndarray,
-    output_wh: tuple[int, int],
+    output_hw: tuple[int, int],
     rotation: float = 0.0,
     shear: tuple[float, float] = (0.0, 0.0),
     flip: bool = False,
@@ -51,13 +51,13 @@ def get_affine(
     Args:
         center: box centre (x, y) in the image.
         size_wh: box width and height in image pixels (mapped onto the whole crop).
-        output_wh: crop size (W, H).
+        output_hw: crop size (H, W).
         rotation: degrees; the box is rotated counter-clockwise in the image, so the crop's content turns
             clockwise.
         shear: (sx, sy) shear factors applied in the rotated box frame.
         flip: mirror the crop horizontally.
     """
-    w_out, h_out = output_wh
+    h_out, w_out = output_hw
     theta = math.radians(rotation)
     cos, sin = math.cos(theta), math.sin(theta)
     # linear part: mirror @ scale @ shear @ rotate, written out (this runs for every training sample)
@@ -71,9 +71,10 @@ def get_affine(
     return np.concatenate([linear, shift[:, None]], axis=1)
 
 
-def warp(image: np.ndarray, matrix: np.ndarray, output_wh: tuple[int, int]) -> np.ndarray:
-    """The crop: the image through a 2x3 matrix, bilinear, black outside the image."""
-    return cv2.warpAffine(image, matrix, output_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+def warp(image: np.ndarray, matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
+    """The crop (H, W): the image through a 2x3 matrix, bilinear, black outside the image."""
+    dsize = (int(output_hw[1]), int(output_hw[0]))  # OpenCV's (width, height): clpose's only (W, H)
+    return cv2.warpAffine(image, matrix, dsize, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
 
 def invert_affine(matrix: np.ndarray) -> np.ndarray:

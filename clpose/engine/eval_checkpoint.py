@@ -11,20 +11,16 @@ from typing import Any
 
 import numpy as np
 import scipy.io
-import torch
 
-from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.console import console
-from clpose.data import check_images, dataset_from_records, load_split, recipe_codec
+from clpose.data import check_images, dataset_from_records, load_split
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
-from clpose.engine.checkpoint import load_checkpoint
 from clpose.engine.evaluate import Predictions, metric_name, predict, score_pck
+from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
 from clpose.engine.scoring import coco_annotations, score_oks_records, sha256
-from clpose.errors import ClposeError
 from clpose.io import atomic_path, write_json
 from clpose.metrics.files import PREDICTIONS_FORMAT
-from clpose.models import build_model
 from clpose.precision import resolve_precision
 
 
@@ -34,27 +30,14 @@ class EvalRun:
     settings: dict[str, Any] = field(default_factory=dict)
 
 
-def model_from_checkpoint(state: dict, recipe: Recipe) -> torch.nn.Module:
-    """The checkpoint's network with its weights (the recipe's `pretrained` file is not needed)."""
-    options = {k: v for k in ("stride", "stacks") if (v := getattr(recipe.model, k)) is not None}
-    model = build_model(recipe.model.name, int(state["num_keypoints"]), **options)
-    try:
-        model.load_state_dict(state["model"])
-    except RuntimeError as e:
-        raise ClposeError(
-            f"the checkpoint's weights do not fit {recipe.model.name} ({str(e).splitlines()[0]})"
-        ) from None
-    return model
-
-
 def detection_records(base: Records, path: Path, annotations: Path) -> Records:
     """Records of COCO detections (results format) for the images of `annotations` (--boxes FILE)."""
-    from clpose.data.prepare.coco import _detected_people, load_coco
+    from clpose.data.prepare.coco import detected_people, load_coco
     from clpose.data.prepare.common import ImageTable, Report
 
     data = load_coco(annotations)
     table = ImageTable(base.image_dir)
-    people = _detected_people(path, data, table, Report())
+    people = detected_people(path, data, table, Report())
     records = new_records(
         base.dataset, base.skeleton, base.split, table.images, people, base.image_dir, [str(annotations), str(path)]
     )
@@ -82,8 +65,7 @@ def evaluate_checkpoint(
 
     `amp` is resolved on this machine (auto: clpose.precision); the recipe's train.amp is how it was trained,
     not how it must run."""
-    state = load_checkpoint(checkpoint)
-    recipe = load_recipe(recipe_path) if recipe_path else recipe_from_dict(state["recipe"], f"{checkpoint} (recipe)")
+    state, recipe = load_trained(checkpoint, recipe_path)
     cfg = recipe.eval
     split = split or recipe.data.val_split
     flip = cfg.flip if flip is None else flip
@@ -93,22 +75,18 @@ def evaluate_checkpoint(
         precision = resolve_precision(amp, dev)
         if d.main:
             console.print(f"precision: {precision.describe()}")
-        codec = recipe_codec(recipe)
+        pose = PoseModel.from_recipe(recipe, checkpoint_skeleton(state, recipe, checkpoint), state, dev, precision)
         records = load_split(recipe, split)
         if boxes != "gt":
             records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
-        dataset = dataset_from_records(recipe, records, train=False, codec=codec)
+        dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
         check_images(dataset.records)
         metric = metric or metric_name(recipe.data.dataset, cfg.metric)
-        model = model_from_checkpoint(state, recipe).to(dev)
         preds = predict(
-            model,
+            pose,
             dataset,
-            dev,
             batch or cfg.batch_size,
             flip,
-            precision,
-            recipe.train.channels_last,
             stages == "all",
             num_workers=min(4, recipe.data.num_workers),
             d=d,

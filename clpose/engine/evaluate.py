@@ -1,25 +1,23 @@
 """Predict over a dataset (batched, flip test, every stage on request) and score the result.
 
-Predictions are mapped back to image pixels through the inverse of each sample's affine matrix: the same
-matrix that cropped it (clpose.data.transforms). Under torchrun each rank predicts every world-th sample and the
-ranks' results are gathered and put back in dataset order, so the metric equals the single-process one.
-"""
+The forward pass, flip test and decode are the PoseModel's (clpose.engine.posemodel); predictions are mapped
+back to image pixels through the inverse of each sample's affine matrix, the same matrix that cropped it. Under
+torchrun each rank predicts every world-th sample and the ranks' results are gathered and put back in dataset
+order, so the metric equals the single-process one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-from torch import nn
 from torch.utils.data import Subset
 
 from clpose.data.dataset import TopDownDataset, WorkerLoader, worker_init
-from clpose.data.transforms import apply_affine, invert_affine
 from clpose.engine.distributed import Dist, gather
+from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.metrics.pck import pck_from_records, pck_table
-from clpose.precision import FP32, Precision
 
 
 @dataclass
@@ -37,31 +35,21 @@ class Predictions:
     scores: np.ndarray
 
 
-def _outputs(model: nn.Module, images: torch.Tensor, stages: bool) -> list[torch.Tensor]:
-    out = model(images)
-    if isinstance(out, (list, tuple)):
-        return list(out) if stages else [out[-1]]
-    return [out]
-
-
-@torch.inference_mode()
 def predict(
-    model: nn.Module,
+    pose: PoseModel,
     dataset: TopDownDataset,
-    device: torch.device,
     batch_size: int = 64,
     flip: bool = True,
-    precision: Precision = FP32,
-    channels_last: bool = False,
     stages: bool = False,
     num_workers: int = 0,
     d: Dist | None = None,
-    on_batch=None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> Predictions:
-    """Keypoints of every sample of `dataset` (evaluation mode, no augmentation), in image pixels."""
+    """Keypoints of every sample of `dataset` (evaluation mode, no augmentation), in image pixels: the dataset's
+    crops through `pose` (clpose.engine.posemodel), mapped back with each crop's own affine."""
     d = d or Dist()
-    codec, flip_index = dataset.codec, dataset.skeleton.flip_index
-    model.eval()
+    if tuple(dataset.input_hw) != pose.input_hw:
+        raise ClposeError(f"the dataset makes {dataset.input_hw} (HxW) crops but the model runs {pose.input_hw}")
     shard = list(range(d.rank, len(dataset), d.world))
     loader = WorkerLoader(
         Subset(dataset, shard),
@@ -69,27 +57,16 @@ def predict(
         shuffle=False,
         num_workers=num_workers,
         worker_init_fn=worker_init,
-        pin_memory=device.type == "cuda",
+        pin_memory=pose.device.type == "cuda",
     )
     idx, kpts, scores = [], [], []
     for batch in loader:
-        images = batch["image"].to(device, non_blocking=True)
-        if channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with precision.autocast(device):
-            outs = _outputs(model, images, stages)
-            if flip:
-                flipped = _outputs(model, images.flip(-1), stages)
-                outs = [
-                    (o.float() + codec.flip_back(f.float(), flip_index)) / 2 for o, f in zip(outs, flipped, strict=True)
-                ]
-        inverse = invert_affine(batch["meta"]["affine"].numpy())
-        per_stage = [codec.decode_output(o.float()) for o in outs]
-        kpts.append(np.stack([apply_affine(k.cpu().numpy().astype(np.float64), inverse) for k, _ in per_stage]))
-        scores.append(np.stack([s.cpu().numpy() for _, s in per_stage]))
+        k, s = pose.keypoints(batch["image"], batch["meta"]["affine"].numpy(), flip, stages)
+        kpts.append(k)
+        scores.append(s)
         idx.append(batch["meta"]["index"].numpy())
         if on_batch is not None:
-            on_batch(len(images))
+            on_batch(len(batch["image"]))
     local = (np.concatenate(idx), np.concatenate(kpts, axis=1), np.concatenate(scores, axis=1)) if idx else (None,) * 3
     parts = [p for p in gather(local, d) if p[0] is not None]
     indices = np.concatenate([p[0] for p in parts])

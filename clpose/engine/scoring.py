@@ -148,7 +148,7 @@ def score_oks_records(
     idx = preds.indices
     kpts, kscores = preds.keypoints[stage], preds.scores[stage]
     instance = coco_metric.rescore(records.box_scores[idx], kscores, cfg.kpt_score_thr)
-    areas = np.array([np.prod(box_size(records.scales[i], dataset.input_size, dataset.box_padding)) for i in idx])
+    areas = np.array([np.prod(box_size(records.scales[i], dataset.input_hw, dataset.box_padding)) for i in idx])
     image_ids = np.array([records.image_id(i) for i in idx])
     sigmas = np.array(skeleton.sigmas)
     keep = coco_metric.nms_per_image(image_ids, kpts, instance, areas, sigmas, cfg.oks_nms_thr)

@@ -20,18 +20,20 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from clpose import __version__
 from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
-from clpose.data import build_dataset, check_images, recipe_codec
+from clpose.data import build_dataset, check_images, dataset_from_records, load_split
 from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
 from clpose.engine.evaluate import headline, metric_name, predict, score
+from clpose.engine.posemodel import PoseModel
 from clpose.engine.progress import TrainProgress
+from clpose.engine.timing import time_once
 from clpose.errors import ClposeError
 from clpose.io import write_text
 from clpose.losses import build_loss
-from clpose.models import build_model_from_recipe
 from clpose.precision import Precision, resolve_precision
+from clpose.skeletons import get_skeleton
 
 
 @dataclass
@@ -233,14 +235,17 @@ class Setup:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     precision: Precision
+    pose: PoseModel  # the network with its codec, crop settings and precision: what validation runs
 
 
 def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     cfg = recipe.train
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg.amp, device)
-    codec = recipe_codec(recipe)
-    train_ds = build_dataset(recipe, recipe.data.train_split, train=True, codec=codec)
+    train_records = load_split(recipe, recipe.data.train_split)
+    pose = PoseModel.from_recipe(recipe, get_skeleton(train_records.skeleton), device=device, amp=precision)
+    codec = pose.codec
+    train_ds = dataset_from_records(recipe, train_records, train=True, codec=codec)
     val_ds = build_dataset(recipe, recipe.data.val_split, train=False, codec=codec)
     for ds, split in ((train_ds, recipe.data.train_split), (val_ds, recipe.data.val_split)):
         if len(ds) == 0:
@@ -250,21 +255,12 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
         raise ClposeError(
             f"train.batch_size {cfg.batch_size} is the global batch: it must divide by the {d.world} processes"
         )
-    model = build_model_from_recipe(recipe.model, train_ds.skeleton.num_keypoints)
-    if model.codec != recipe.codec.name:
-        raise ClposeError(
-            f"model {recipe.model.name} predicts {model.codec} maps but codec.name is {recipe.codec.name}"
-        )
-    model.to(device)
-    if cfg.channels_last:
-        model.to(memory_format=torch.channels_last)
-    module = model
+    model = module = pose.model
     if d.enabled:
         if cfg.sync_bn:
-            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            module = model
+            model = module = pose.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = build_loss(recipe.loss, getattr(codec, "tau", 0.6))
+    loss_fn = build_loss(recipe.loss, codec.tau)
     optimizer = build_optimizer(cfg, model)
     loader = _loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device)
     if len(loader) == 0:
@@ -273,7 +269,7 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
-    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision)
+    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision, pose)
 
 
 def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> float:
@@ -288,23 +284,22 @@ def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup:
     s.model.train()
     batches = iter(s.loader)
     rates = []
-    for i in range(warmup + steps):
-        distributed_sync(dev)
-        start = time.perf_counter()
+
+    def step() -> int:
+        nonlocal batches
         batch = next(batches, None)
         if batch is None:  # a small dataset: go round again
             batches = iter(s.loader)
             batch = next(batches)
         train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train, s.precision)
-        distributed_sync(dev)
+        return len(batch["image"])
+
+    sizes: list[int] = []
+    for i in range(warmup + steps):
+        seconds = time_once(lambda: sizes.append(step()), dev)
         if i >= warmup:
-            rates.append(len(batch["image"]) / (time.perf_counter() - start))
+            rates.append(sizes[-1] / seconds)
     return statistics.median(rates)
-
-
-def distributed_sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool) -> FitResult:
@@ -354,13 +349,10 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
             table = None
             if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs or out_of_time:
                 preds = predict(
-                    module,
+                    s.pose,
                     val_ds,
-                    device,
                     recipe.eval.batch_size,
                     recipe.eval.flip,
-                    precision,
-                    cfg.channels_last,
                     num_workers=min(2, recipe.data.num_workers),
                     d=d,
                 )

@@ -1,7 +1,7 @@
 """Predictor: images and person boxes in, keypoints in image pixels out.
 
-It reuses the pipeline's pieces: the box-to-crop affine (clpose.data.transforms), the normalisation of the
-dataset, the codec's decode (on the model's device) and its flip-back; nothing here is a second copy.
+A thin user-facing layer over clpose.engine.posemodel.PoseModel (crop, forward with flip, decode, back to image
+pixels): nothing here is a second copy of those steps. Importing it loads neither evaluation nor scoring.
 """
 
 from __future__ import annotations
@@ -12,19 +12,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clpose.codecs import Codec
-from clpose.config import Recipe, recipe_from_dict
-from clpose.data import recipe_codec
-from clpose.data.dataset import normalize
-from clpose.data.transforms import apply_affine, box_size, box_to_center_scale, get_affine, invert_affine, warp
-from clpose.engine.checkpoint import load_checkpoint
 from clpose.engine.distributed import resolve_device
-from clpose.engine.eval_checkpoint import model_from_checkpoint
+from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.metrics.coco import rescore
-from clpose.models import final_output
-from clpose.precision import Precision, resolve_precision
-from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
+from clpose.precision import Precision
+from clpose.skeletons import Skeleton
 
 
 @dataclass
@@ -58,123 +51,50 @@ def full_image_box(image: np.ndarray) -> np.ndarray:
 
 
 class Predictor:
-    """Top-down pose estimation with a trained model.
+    """Top-down pose estimation with a trained model: images and person boxes in, Poses in image pixels out.
 
     Args:
-        model: the network (eval mode is set here).
-        codec: the codec it was trained with (decodes on the model's device).
-        skeleton: keypoint metadata (flip pairs, drawing edges).
-        input_size: crop size (W, H).
-        box_padding: person box enlargement, as in training.
-        device: where the network runs.
+        pose: the model ready to run (clpose.engine.posemodel.PoseModel: network, codec, skeleton, crop size,
+            box padding, precision, device).
         flip: average with the mirrored crop (slower, slightly more accurate).
-        precision: "auto" (bf16 where the device runs it natively, fp16 on older GPUs, else fp32), "off",
-            "bf16", "fp16", or a resolved Precision.
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        codec: Codec,
-        skeleton: Skeleton,
-        input_size: tuple[int, int],
-        box_padding: float = 1.25,
-        device: torch.device | str = "cpu",
-        flip: bool = False,
-        precision: str | Precision = "auto",
-        channels_last: bool = False,
-    ) -> None:
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.codec, self.skeleton = codec, skeleton
-        self.input_size = (int(input_size[0]), int(input_size[1]))
-        self.box_padding, self.flip, self.channels_last = box_padding, flip, channels_last
-        self.precision = precision if isinstance(precision, Precision) else resolve_precision(precision, self.device)
-        if channels_last:
-            self.model.to(memory_format=torch.channels_last)
+    def __init__(self, pose: PoseModel, flip: bool = False) -> None:
+        self.pose, self.flip = pose, flip
 
     @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str = "auto", flip: bool = False, amp: str = "auto"
     ) -> Predictor:
-        """Rebuild model, codec and skeleton from a clpose checkpoint (or a run folder's best.pt).
+        """The model of a clpose checkpoint (or a run folder's best.pt). `amp` is resolved on this machine: the
+        precision the model was trained in does not bind it."""
+        return cls(PoseModel.from_checkpoint(path, resolve_device(device), amp), flip)
 
-        `amp` is resolved on this machine: the precision the model was trained in does not bind it."""
-        state = load_checkpoint(path)
-        recipe: Recipe = recipe_from_dict(state["recipe"], f"{path} (recipe)")
-        name = state.get("skeleton") or recipe.data.dataset
-        if name not in SKELETONS:
-            raise ClposeError(f"checkpoint {path} was trained on skeleton {name!r}, which clpose does not know")
-        skeleton = get_skeleton(name)
-        if skeleton.num_keypoints != int(state["num_keypoints"]):
-            raise ClposeError(
-                f"checkpoint {path} predicts {state['num_keypoints']} keypoints, skeleton {name} has "
-                f"{skeleton.num_keypoints}"
-            )
-        h, w = recipe.data.input_size
-        model = model_from_checkpoint(state, recipe)
-        dev = resolve_device(device)
-        return cls(
-            model,
-            recipe_codec(recipe),
-            skeleton,
-            (w, h),
-            recipe.data.box_padding,
-            dev,
-            flip,
-            amp,
-            recipe.train.channels_last,
-        )
+    @property
+    def skeleton(self) -> Skeleton:
+        return self.pose.skeleton
 
-    def crops(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
-        """Normalised crops (N, 3, H, W) of every box of every image, and their affine matrices (N, 2, 3)."""
-        tensors, affines = [], []
-        for image, image_boxes in zip(images, boxes, strict=True):
-            for box in np.asarray(image_boxes, dtype=np.float64).reshape(-1, 4):
-                center, scale = box_to_center_scale(box)
-                affine = get_affine(center, box_size(scale, self.input_size, self.box_padding), self.input_size)
-                tensors.append(normalize(warp(image, affine, self.input_size)))
-                affines.append(affine)
-        if not tensors:
-            return torch.zeros(0, 3, self.input_size[1], self.input_size[0]), np.zeros((0, 2, 3))
-        return torch.stack(tensors), np.stack(affines)
+    @property
+    def precision(self) -> Precision:
+        return self.pose.precision
 
-    @torch.inference_mode()
-    def network(self, crops: torch.Tensor) -> torch.Tensor:
-        """The network's maps for a batch of normalised crops (flip-averaged when `flip`), on the device."""
-        x = crops.to(self.device, non_blocking=True)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with self.precision.autocast(self.device):
-            out = final_output(self.model(x)).float()
-            if self.flip:
-                flipped = final_output(self.model(x.flip(-1))).float()
-                out = (out + self.codec.flip_back(flipped, self.skeleton.flip_index)) / 2
-        return out
+    @property
+    def device(self) -> torch.device:
+        return self.pose.device
 
-    @torch.inference_mode()
-    def decode(self, output: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (N, K, 2) in crop pixels and scores (N, K): the codec's decode, on the maps' device."""
-        keypoints, scores = self.codec.decode_output(output)
-        return keypoints.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
-
-    def forward(self, crops: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Keypoints (N, K, 2) in crop pixels and scores (N, K) of a batch of normalised crops."""
-        if len(crops) == 0:
-            k = self.skeleton.num_keypoints
-            return np.zeros((0, k, 2)), np.zeros((0, k))
-        return self.decode(self.network(crops))
+    def forward(self, crops: torch.Tensor, affines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (N, K, 2) in image pixels and scores (N, K) of normalised crops made with `affines`."""
+        keypoints, scores = self.pose.keypoints(crops, affines, self.flip)
+        return keypoints[-1], scores[-1]
 
     def to_poses(
         self,
         keypoints: np.ndarray,
         scores: np.ndarray,
-        affines: np.ndarray,
         boxes: list[np.ndarray],
         box_scores: list[np.ndarray | None],
     ) -> list[list[Pose]]:
-        """Crop-pixel predictions -> Poses in image pixels, grouped per image."""
-        keypoints = apply_affine(keypoints, invert_affine(affines)) if len(affines) else keypoints
+        """Image-pixel predictions of every box -> Poses, grouped per image."""
         out, start = [], 0
         for image_boxes, bs in zip(boxes, box_scores, strict=True):
             n = len(image_boxes)
@@ -204,9 +124,9 @@ class Predictor:
             full_image_box(im)[None] if b is None else np.asarray(b, dtype=np.float64).reshape(-1, 4)
             for im, b in zip(images, boxes_per_image, strict=True)
         ]
-        crops, affines = self.crops(images, boxes)
-        keypoints, scores = self.forward(crops)
-        return self.to_poses(keypoints, scores, affines, boxes, box_scores or [None] * len(images))
+        crops, affines = self.pose.crops(images, boxes)
+        keypoints, scores = self.forward(crops, affines)
+        return self.to_poses(keypoints, scores, boxes, box_scores or [None] * len(images))
 
     def predict(
         self, image_bgr: np.ndarray, boxes: np.ndarray | None = None, box_scores: np.ndarray | None = None

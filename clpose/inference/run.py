@@ -18,6 +18,7 @@ import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clpose.console import console
+from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, FasterRCNN
 from clpose.inference.predictor import Pose, Predictor, full_image_box
@@ -93,8 +94,8 @@ def _batches(frames: Iterator[Frame], size: int, report: InferReport) -> Iterato
 def _timed(report: InferReport, stage: str, device: torch.device | None = None) -> Iterator[None]:
     start = time.perf_counter()
     yield
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
+    if device is not None:
+        synchronize(device)
     report.seconds[stage] += time.perf_counter() - start
 
 
@@ -235,17 +236,19 @@ def _predict_batch(
     with _timed(report, "boxes"):
         found = [boxes_of(f) for f in batch]
     boxes = [b for b, _ in found]
+    pose = predictor.pose
     with _timed(report, "crop"):
-        crops, affines = predictor.crops([f.image for f in batch], boxes)
+        crops, affines = pose.crops([f.image for f in batch], boxes)
     if len(crops):
         with _timed(report, "network", predictor.device):
-            maps = predictor.network(crops)
+            (maps,) = pose.maps(crops, predictor.flip)
         with _timed(report, "decode"):
-            keypoints, scores = predictor.decode(maps)
+            keypoints, scores = pose.decode(maps)
+            keypoints = pose.to_image(keypoints, affines)
     else:
-        keypoints, scores = predictor.forward(crops)
+        (keypoints,), (scores,) = pose.keypoints(crops, affines)
     with _timed(report, "track"):
-        per_frame = predictor.to_poses(keypoints, scores, affines, boxes, [s for _, s in found])
+        per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s in found])
         for frame, poses in zip(batch, per_frame, strict=True):
             if tracker is not None:
                 tracker.update(poses, frame.index, frame.index / (outputs.source.fps or 25.0))

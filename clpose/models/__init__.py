@@ -77,9 +77,11 @@ def _check_options(name: str, entry: ModelEntry, options: dict[str, Any]) -> Non
             raise ClposeError(f"model {name} has no option {key!r}; its options: {', '.join(entry.options)}")
 
 
-def model_options(cfg: ModelConfig) -> dict[str, Any]:
-    """The options a recipe's model section sets (unset ones are the model's defaults)."""
-    return {k: v for k in ("stride", "stacks", "pretrained") if (v := getattr(cfg, k)) is not None}
+def model_options(cfg: ModelConfig, pretrained: bool = True) -> dict[str, Any]:
+    """The options a recipe's model section sets (unset ones are the model's defaults); without `pretrained` the
+    trunk's weights file is left out (a checkpoint brings its own weights)."""
+    keys = ("stride", "stacks", "pretrained") if pretrained else ("stride", "stacks")
+    return {k: v for k in keys if (v := getattr(cfg, k)) is not None}
 
 
 def output_stride(name: str, **options: Any) -> int:
@@ -120,13 +122,17 @@ def build_model(name: str, num_keypoints: int, **options: Any) -> nn.Module:
     return model
 
 
-def build_model_from_recipe(cfg: ModelConfig, num_keypoints: int) -> nn.Module:
-    return build_model(cfg.name, num_keypoints, **model_options(cfg))
-
-
 def final_output(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     """The last stage's output of a (possibly multi-stage) model."""
     return output[-1] if isinstance(output, (list, tuple)) else output
 
 
-__all__ = ["MODELS", "build_model", "build_model_from_recipe", "check_input_size", "final_output", "output_stride"]
+__all__ = [
+    "MODELS",
+    "build_model",
+    "check_input_size",
+    "final_output",
+    "get_entry",
+    "model_options",
+    "output_stride",
+]

@@ -56,7 +56,9 @@ def run_prepare(
         from clpose.data.prepare.mpii import prepare_mpii
 
         if "*" in ann:
-            raise ClposeError("--annotations for mpii needs SPLIT=FILE (train, valid, trainval, test, release, gt_valid)")
+            raise ClposeError(
+                "--annotations for mpii needs SPLIT=FILE (train, valid, trainval, test, release, gt_valid)"
+            )
         splits, tables = prepare_mpii(root, report, ann, imgs.get("*"))
     elif dataset == "coco":
         from clpose.data.prepare.coco import prepare_coco

@@ -89,12 +89,20 @@ def _gt_people(data: dict, path: Path, table: ImageTable, split: str, report: Re
         report.warn(split, "labelled joints outside the image (kept)", count_outside(kpts, img["width"], img["height"]))
         center, scale = box_to_center_scale(np.array(box))
         index = table.add(img["file_name"], img["id"], (img["width"], img["height"]))
-        people.append({"image_index": index, "center": center, "scale": scale, "keypoints": kpts, "box": box,
-                       "extras": {"annotation_id": ann.get("id"), "area": ann.get("area")}})
+        people.append(
+            {
+                "image_index": index,
+                "center": center,
+                "scale": scale,
+                "keypoints": kpts,
+                "box": box,
+                "extras": {"annotation_id": ann.get("id"), "area": ann.get("area")},
+            }
+        )
     return people
 
 
-def _detected_people(path: Path, data: dict, table: ImageTable, report: Report) -> list[dict]:
+def detected_people(path: Path, data: dict, table: ImageTable, report: Report) -> list[dict]:
     dets = read_json(path, "detections")
     if not isinstance(dets, list):
         raise ClposeError(f"{path}: detections must be a list of {{image_id, category_id, bbox, score}}")
@@ -114,18 +122,28 @@ def _detected_people(path: Path, data: dict, table: ImageTable, report: Report) 
             raise ClposeError(f"{path}: detection {i} bbox must be [x, y, w, h], got {det['bbox']!r}")
         center, scale = box_to_center_scale(np.array(det["bbox"], dtype=np.float64))
         index = table.add(img["file_name"], img["id"], (img["width"], img["height"]))
-        people.append({"image_index": index, "center": center, "scale": scale, "keypoints": np.zeros((17, 3)),
-                       "box": [float(v) for v in det["bbox"]], "box_score": float(det["score"])})
+        people.append(
+            {
+                "image_index": index,
+                "center": center,
+                "scale": scale,
+                "keypoints": np.zeros((17, 3)),
+                "box": [float(v) for v in det["bbox"]],
+                "box_score": float(det["score"]),
+            }
+        )
     return people
 
 
-def prepare_coco(root: Path, report: Report, annotations: dict[str, Path], image_dirs: dict[str, Path],
-                 detections: Path | None) -> tuple[dict[str, Records], dict[str, ImageTable]]:
+def prepare_coco(
+    root: Path, report: Report, annotations: dict[str, Path], image_dirs: dict[str, Path], detections: Path | None
+) -> tuple[dict[str, Records], dict[str, ImageTable]]:
     files = dict(annotations) or {s: root / "annotations" / f for s, f in SPLITS.items()}
     files = {s: p for s, p in files.items() if p.is_file() or annotations}
     if not files:
-        raise ClposeError(f"{root}/annotations holds neither {SPLITS['train']} nor {SPLITS['val']} "
-                          "(or pass --annotations SPLIT=FILE)")
+        raise ClposeError(
+            f"{root}/annotations holds neither {SPLITS['train']} nor {SPLITS['val']} (or pass --annotations SPLIT=FILE)"
+        )
     if detections is not None and "val" not in files:
         raise ClposeError("--detections makes the val records: the val annotations are needed as well")
     splits, tables = {}, {}
@@ -139,8 +157,9 @@ def prepare_coco(root: Path, report: Report, annotations: dict[str, Path], image
         tables[gt_split] = table
         if gt_split == "val_gt":
             det_table = ImageTable(image_dir)
-            det_people = _detected_people(detections, data, det_table, report)
-            splits["val"] = new_records("coco", "coco", "val", det_table.images, det_people, image_dir,
-                                        [str(path), str(detections)])
+            det_people = detected_people(detections, data, det_table, report)
+            splits["val"] = new_records(
+                "coco", "coco", "val", det_table.images, det_people, image_dir, [str(path), str(detections)]
+            )
             tables["val"] = det_table
     return splits, tables

@@ -54,8 +54,14 @@ class ImageTable:
             except (OSError, SyntaxError, ValueError):
                 self.unreadable.add(len(self.images))
         self.index[file] = len(self.images)
-        self.images.append({"id": len(self.images) if image_id is None else image_id, "file": file,
-                            "width": int(width), "height": int(height)})
+        self.images.append(
+            {
+                "id": len(self.images) if image_id is None else image_id,
+                "file": file,
+                "width": int(width),
+                "height": int(height),
+            }
+        )
         return self.index[file]
 
 
@@ -130,6 +136,12 @@ def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
         warnings = "; ".join(f"{n} {what}" for what, n in s["warnings"].items()) or "-"
         if s["images_unreadable"]:
             warnings = f"{s['images_unreadable']} unreadable images; " + warnings
-        table.add_row(split, str(s["people"]), str(s["images"]), str(s["labelled_keypoints"]),
-                      f"[red]{missing}[/red]" if missing else "0", warnings)
+        table.add_row(
+            split,
+            str(s["people"]),
+            str(s["images"]),
+            str(s["labelled_keypoints"]),
+            f"[red]{missing}[/red]" if missing else "0",
+            warnings,
+        )
     console.print(table)

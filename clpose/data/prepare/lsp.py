@@ -64,8 +64,9 @@ def _people(kpts: np.ndarray, files: list[str], table: ImageTable, report: Repor
     for person, file in zip(kpts, files, strict=True):
         index = table.add(file)
         image = table.images[index]
-        report.warn(split, "labelled joints outside the image (kept)",
-                    count_outside(person, image["width"], image["height"]))
+        report.warn(
+            split, "labelled joints outside the image (kept)", count_outside(person, image["width"], image["height"])
+        )
         box = joints_box(person)
         if box is None:
             report.warn(split, "people with fewer than two labelled joints (skipped)")
@@ -98,8 +99,9 @@ def prepare_lsp(root: Path, report: Report) -> tuple[dict[str, Records], dict[st
         train_people += _people(kpts[:half], files[:half], train_table, report, "train")
         test_table = ImageTable(image_root)
         test_people = _people(kpts[half:], files[half:], test_table, report, "test")
-        splits["test"] = new_records("lsp", "lsp", "test", test_table.images, test_people, image_root,
-                                     [str(lsp_dir / "joints.mat")])
+        splits["test"] = new_records(
+            "lsp", "lsp", "test", test_table.images, test_people, image_root, [str(lsp_dir / "joints.mat")]
+        )
         tables["test"] = test_table
         sources.append(str(lsp_dir / "joints.mat"))
     splits["train"] = new_records("lsp", "lsp", "train", train_table.images, train_people, image_root, sources)

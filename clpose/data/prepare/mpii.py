@@ -77,8 +77,9 @@ def _json_person(path: Path, i: int, p: Any, split: str) -> tuple[str, np.ndarra
         joints = np.asarray(p["joints"], dtype=np.float64)
         vis = np.asarray(p.get("joints_vis", np.ones(16)), dtype=np.float64)
         if joints.shape != (16, 2) or vis.shape != (16,):
-            raise ClposeError(f"{path}: person {i}: joints must be 16x2 and joints_vis 16, got "
-                              f"{joints.shape} and {vis.shape}")
+            raise ClposeError(
+                f"{path}: person {i}: joints must be 16x2 and joints_vis 16, got {joints.shape} and {vis.shape}"
+            )
         labelled = (vis > 0) & (joints[:, 0] >= 0)
         keypoints[labelled, :2] = joints[labelled] - 1.0
         keypoints[labelled, 2] = 2.0  # the JSON does not say which joints are occluded
@@ -103,8 +104,9 @@ def _from_json(files: dict[str, Path], head: HeadBoxes | None, image_dir: Path, 
             image, keypoints, center, scale = _json_person(path, i, p, split)
             index = table.add(image)
             img = table.images[index]
-            report.warn(split, "labelled joints outside the image (kept)",
-                        count_outside(keypoints, img["width"], img["height"]))
+            report.warn(
+                split, "labelled joints outside the image (kept)", count_outside(keypoints, img["width"], img["height"])
+            )
             extras = {}
             if split == "valid" and head is not None:
                 hit = head.match(keypoints[:, :2] + 1.0, keypoints[:, 2] > 0)
@@ -112,8 +114,9 @@ def _from_json(files: dict[str, Path], head: HeadBoxes | None, image_dir: Path, 
                     report.warn(split, f"people not found in {head.path.name} (no head box)")
                 else:
                     extras = {"head_box": [float(v) for v in head.boxes[hit]], "gt_valid_index": hit}
-            people.append({"image_index": index, "center": center, "scale": scale, "keypoints": keypoints,
-                           "extras": extras})
+            people.append(
+                {"image_index": index, "center": center, "scale": scale, "keypoints": keypoints, "extras": extras}
+            )
         sources = [str(path)] + ([str(head.path)] if head is not None and split == "valid" else [])
         splits[split] = new_records("mpii", "mpii", split, table.images, people, image_dir, sources)
         tables[split] = table
@@ -194,8 +197,9 @@ def _from_release(path: Path, head: HeadBoxes | None, image_dir: Path, report: R
                 continue  # the single-person test set only
             index = tables[split].add(name)
             extras = {"head_box": head_box, "image_index": i, "rect_index": r} if head_box else {}
-            people[split].append({"image_index": index, "center": center, "scale": scale, "keypoints": keypoints,
-                                  "extras": extras})
+            people[split].append(
+                {"image_index": index, "center": center, "scale": scale, "keypoints": keypoints, "extras": extras}
+            )
     splits = {s: new_records("mpii", "mpii", s, tables[s].images, people[s], image_dir, [str(path)]) for s in people}
     if head is not None:
         splits, tables = _split_valid(splits, tables, head, image_dir, path, report)
@@ -219,12 +223,14 @@ def _split_valid(splits, tables, head: HeadBoxes, image_dir: Path, path: Path, r
     valid.split = "valid"
     valid.sources = [str(path), str(head.path)]
     for j, hit in enumerate(sorted(order)):
-        valid.extras[j] = {**valid.extras[j], "head_box": [float(v) for v in head.boxes[hit]],
-                           "gt_valid_index": hit}
+        valid.extras[j] = {**valid.extras[j], "head_box": [float(v) for v in head.boxes[hit]], "gt_valid_index": hit}
     train = trainval.subset(train_idx)
     train.split = "train"
-    return {"train": train, "valid": valid, **splits}, {"train": tables["trainval"], "valid": tables["trainval"],
-                                                        **tables}
+    return {"train": train, "valid": valid, **splits}, {
+        "train": tables["trainval"],
+        "valid": tables["trainval"],
+        **tables,
+    }
 
 
 def prepare_mpii(root: Path, report: Report, annotations: dict[str, Path], image_dir: Path | None):
@@ -240,5 +246,7 @@ def prepare_mpii(root: Path, report: Report, annotations: dict[str, Path], image
         return _from_json(json_files, head, image_dir, report)
     if release is not None:
         return _from_release(release, head, image_dir, report)
-    raise ClposeError(f"{root}: found neither annot/train.json / annot/valid.json nor {RELEASE_FILE} "
-                      "(or pass --annotations SPLIT=FILE)")
+    raise ClposeError(
+        f"{root}: found neither annot/train.json / annot/valid.json nor {RELEASE_FILE} "
+        "(or pass --annotations SPLIT=FILE)"
+    )

@@ -39,13 +39,22 @@ def _render_chunk(args: tuple[Path, str, int, int, int, int]) -> list[dict]:
         keypoints[figure.visibility == 0] = 0.0
         box = person_box(figure.joints, figure.height)
         center, scale = box_to_center_scale(box)
-        people.append({"file": file, "center": center.tolist(), "scale": scale.tolist(), "box": box.tolist(),
-                       "keypoints": keypoints.tolist(), "extras": {"head_box": figure.head_box.tolist()}})
+        people.append(
+            {
+                "file": file,
+                "center": center.tolist(),
+                "scale": scale.tolist(),
+                "box": box.tolist(),
+                "keypoints": keypoints.tolist(),
+                "extras": {"head_box": figure.head_box.tolist()},
+            }
+        )
     return people
 
 
-def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: int = 256, seed: int = 0,
-                      workers: int | None = None) -> tuple[dict[str, Records], dict[str, ImageTable]]:
+def prepare_synthetic(
+    out: Path, report: Report, counts: dict[str, int], size: int = 256, seed: int = 0, workers: int | None = None
+) -> tuple[dict[str, Records], dict[str, ImageTable]]:
     if size < 64:
         raise ClposeError(f"--size must be at least 64 pixels, got {size}")
     image_dir = out / "images"
@@ -58,8 +67,14 @@ def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: i
         step = max(1, -(-n // (workers * 8)))
         chunks = [(image_dir, split, seed, size, a, min(n, a + step)) for a in range(0, n, step)]
         rendered = []
-        with Progress(TextColumn(f"[bold]rendering {split}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
+        with Progress(
+            TextColumn(f"[bold]rendering {split}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as progress:
             task = progress.add_task(split, total=n)
             if workers > 1:
                 with multiprocessing.get_context("spawn").Pool(workers) as pool:
@@ -75,14 +90,22 @@ def prepare_synthetic(out: Path, report: Report, counts: dict[str, int], size: i
         for person in rendered:
             index = table.add(person.pop("file"), known_size=(size, size))
             people.append({"image_index": index, **person, "keypoints": np.array(person["keypoints"])})
-        splits[split] = new_records("synthetic", "synthetic", split, table.images, people, image_dir,
-                                    [f"clpose synthetic generator, seed {seed}, size {size}"])
+        splits[split] = new_records(
+            "synthetic",
+            "synthetic",
+            split,
+            table.images,
+            people,
+            image_dir,
+            [f"clpose synthetic generator, seed {seed}, size {size}"],
+        )
         tables[split] = table
     return splits, tables
 
 
-def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0,
-                people: int = 2) -> Path:
+def write_video(
+    path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0, people: int = 2
+) -> Path:
     """Render a clip of moving figures to `path` (mp4v), its ground truth to PATH.json and person boxes (COCO
     results format, for `clpose infer --boxes`) to PATH.boxes.json."""
     if frames < 1:
@@ -96,13 +119,22 @@ def write_video(path: Path, frames: int, seed: int = 0, width: int = 640, height
         try:
             for frame, joints, vis in render_video_frames(rng, frames, width, height, people):
                 writer.write(frame)
-                truth.append({"frame": len(truth), "people": [
-                    {"keypoints": np.round(np.concatenate([j, v[:, None]], 1), 3).tolist()} for j, v in zip(joints, vis)
-                ]})
+                truth.append(
+                    {
+                        "frame": len(truth),
+                        "people": [
+                            {"keypoints": np.round(np.concatenate([j, v[:, None]], 1), 3).tolist()}
+                            for j, v in zip(joints, vis)
+                        ],
+                    }
+                )
         finally:
             writer.release()
-    write_json(path.with_suffix(".json"), {"fps": fps, "width": width, "height": height, "skeleton": "synthetic",
-                                           "frames": truth}, indent=None)
+    write_json(
+        path.with_suffix(".json"),
+        {"fps": fps, "width": width, "height": height, "skeleton": "synthetic", "frames": truth},
+        indent=None,
+    )
     write_json(path.with_suffix(".boxes.json"), truth_boxes(truth, np.random.default_rng([seed, 8])), indent=None)
     return path
 
@@ -118,8 +150,14 @@ def truth_boxes(frames: list[dict], rng: np.random.Generator, jitter: float = 0.
             size = hi - lo
             lo = lo - 0.08 * size + rng.normal(0, jitter, 2) * size
             size = size * (1.16 + rng.normal(0, jitter, 2))
-            boxes.append({"image_id": frame["frame"], "category_id": 1, "bbox": [round(float(v), 2) for v in (*lo, *size)],
-                          "score": 1.0})
+            boxes.append(
+                {
+                    "image_id": frame["frame"],
+                    "category_id": 1,
+                    "bbox": [round(float(v), 2) for v in (*lo, *size)],
+                    "score": 1.0,
+                }
+            )
     return boxes
 
 

@@ -1,0 +1,234 @@
+"""PoseModel: a network ready to run, with everything needed to go from a person box to keypoints in image pixels.
+
+It is built in one place, from a recipe (`from_recipe`, also for training and `bench`) or from a checkpoint
+(`from_checkpoint`), and holds the network, its codec, the skeleton, the crop size (H, W), the box padding, the
+precision and the device. It offers the three steps every user of a trained model needs, each written once:
+
+    crop (box -> centre/scale -> affine -> warp -> normalise)  ->  maps (forward, flip-averaged on request)
+        ->  decode (codec, crop pixels)  ->  to_image (inverse affine, image pixels)
+
+`engine.evaluate.predict`, the `Predictor`, `export`, `vis` and `bench` all go through it. Sizes inside clpose are
+(H, W), as in recipes and on the command line; points and box sizes are (x, y) and (w, h) vectors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clpose.codecs import Codec, build_codec
+from clpose.config import Recipe, load_recipe, recipe_from_dict
+from clpose.data.dataset import normalize
+from clpose.data.transforms import apply_affine, box_size, box_to_center_scale, get_affine, invert_affine, warp
+from clpose.engine.checkpoint import load_checkpoint
+from clpose.errors import ClposeError
+from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
+from clpose.precision import FP32, Precision, resolve_precision
+from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
+
+
+def recipe_codec(recipe: Recipe, input_hw: tuple[int, int] | None = None) -> Codec:
+    """The recipe's codec for its crop size (or `input_hw`) at the model's output stride (known without building
+    the model), after checking that the size fits the model."""
+    options = model_options(recipe.model, pretrained=False)
+    hw = input_hw or recipe.data.input_size
+    check_input_size(recipe.model.name, hw, **options)
+    return build_codec(recipe.codec, hw, output_stride(recipe.model.name, **options))
+
+
+def model_recipe(name: str, input_hw: tuple[int, int]) -> Recipe:
+    """The recipe of a registered model at its defaults (its own codec), for measuring a model by name (`bench`)."""
+    codec = get_entry(name).codec
+    loss = "composite" if codec == "composite" else "heatmap_mse"
+    raw = {
+        "model": {"name": name},
+        "codec": {"name": codec},
+        "loss": {"name": loss},
+        "data": {"dataset": "-", "root": "-"},
+    }
+    raw["data"]["input_size"] = f"{input_hw[0]}x{input_hw[1]}"
+    return recipe_from_dict(raw, f"model {name}")
+
+
+def any_skeleton(num_keypoints: int) -> Skeleton:
+    """The dataset skeleton with K keypoints (MPII for 16), or a plain one without flip pairs for another K."""
+    for name in ("mpii", "coco", "lsp"):
+        if get_skeleton(name).num_keypoints == num_keypoints:
+            return get_skeleton(name)
+    keypoints = tuple(f"keypoint_{i}" for i in range(num_keypoints))
+    return Skeleton(f"{num_keypoints} keypoints", keypoints, (), (), "bbox")
+
+
+def load_trained(path: str | Path, recipe_path: str | Path | None = None) -> tuple[dict[str, Any], Recipe]:
+    """A checkpoint's state and the recipe it was trained with (or the recipe file given instead)."""
+    state = load_checkpoint(path)
+    if recipe_path is not None:
+        return state, load_recipe(Path(recipe_path))
+    return state, recipe_from_dict(state["recipe"], f"{path} (recipe)")
+
+
+def checkpoint_skeleton(state: dict[str, Any], recipe: Recipe, path: str | Path) -> Skeleton:
+    """The skeleton a checkpoint predicts, checked against its number of keypoints."""
+    name = state.get("skeleton") or recipe.data.dataset
+    if name not in SKELETONS:
+        raise ClposeError(f"checkpoint {path} was trained on skeleton {name!r}, which clpose does not know")
+    skeleton = get_skeleton(name)
+    if skeleton.num_keypoints != int(state["num_keypoints"]):
+        raise ClposeError(
+            f"checkpoint {path} predicts {state['num_keypoints']} keypoints, skeleton {name} has "
+            f"{skeleton.num_keypoints}"
+        )
+    return skeleton
+
+
+@dataclass
+class PoseModel:
+    """A network with its codec, skeleton, crop size (H, W), box padding, precision and device.
+
+    Build it with `from_recipe` or `from_checkpoint`; the constructor only stores what it is given (the network is
+    moved to `device` and, with `channels_last`, to that memory format)."""
+
+    model: nn.Module
+    codec: Codec
+    skeleton: Skeleton
+    input_hw: tuple[int, int]
+    box_padding: float = 1.25
+    precision: Precision = FP32
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.device = torch.device(self.device)
+        self.input_hw = (int(self.input_hw[0]), int(self.input_hw[1]))
+        self.model.to(self.device)
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_recipe(
+        cls,
+        recipe: Recipe,
+        skeleton: Skeleton,
+        state: dict[str, Any] | None = None,
+        device: torch.device | str = "cpu",
+        amp: str | Precision = "off",
+        input_hw: tuple[int, int] | None = None,
+        pretrained: bool = True,
+    ) -> PoseModel:
+        """The recipe's network for `skeleton` (with the weights of `state` when given, else the recipe's
+        `pretrained` trunk where `pretrained`), its codec and crop settings."""
+        hw = tuple(input_hw or recipe.data.input_size)
+        codec = recipe_codec(recipe, hw)
+        entry = get_entry(recipe.model.name)
+        if entry.codec != recipe.codec.name:
+            raise ClposeError(
+                f"model {recipe.model.name} predicts {entry.codec} maps but codec.name is {recipe.codec.name}"
+            )
+        options = model_options(recipe.model, pretrained=pretrained and state is None)
+        model = build_model(recipe.model.name, skeleton.num_keypoints, **options)
+        if state is not None:
+            try:
+                model.load_state_dict(state["model"])
+            except RuntimeError as e:
+                raise ClposeError(
+                    f"the checkpoint's weights do not fit {recipe.model.name} ({str(e).splitlines()[0]})"
+                ) from None
+        device = torch.device(device)
+        precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
+        return cls(model, codec, skeleton, hw, recipe.data.box_padding, precision, device, recipe.train.channels_last)
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: torch.device | str = "cpu",
+        amp: str | Precision = "auto",
+        recipe_path: str | Path | None = None,
+        input_hw: tuple[int, int] | None = None,
+    ) -> PoseModel:
+        """A clpose checkpoint's network, codec and skeleton. `amp` is resolved on this machine: the precision the
+        model was trained in does not bind how it runs."""
+        state, recipe = load_trained(path, recipe_path)
+        skeleton = checkpoint_skeleton(state, recipe, path)
+        return cls.from_recipe(recipe, skeleton, state, device, amp, input_hw)
+
+    # -- the three steps ---------------------------------------------------------------------------------------
+
+    def affine(self, box_xywh: np.ndarray) -> np.ndarray:
+        """The 2x3 matrix from image pixels to the crop of a person box [x, y, w, h] (padded, fitted to H/W)."""
+        center, scale = box_to_center_scale(box_xywh)
+        return get_affine(center, box_size(scale, self.input_hw, self.box_padding), self.input_hw)
+
+    def crop(self, image_bgr: np.ndarray, box_xywh: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        """The normalised crop (3, H, W) of one person box and its affine matrix."""
+        affine = self.affine(box_xywh)
+        return normalize(warp(image_bgr, affine, self.input_hw)), affine
+
+    def crops(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+        """Crops (N, 3, H, W) of every box (M_i, 4) of every image, in order, and their affines (N, 2, 3)."""
+        pairs = [
+            self.crop(image, box)
+            for image, image_boxes in zip(images, boxes, strict=True)
+            for box in np.asarray(image_boxes, dtype=np.float64).reshape(-1, 4)
+        ]
+        if not pairs:
+            return torch.zeros(0, 3, *self.input_hw), np.zeros((0, 2, 3))
+        return torch.stack([c for c, _ in pairs]), np.stack([a for _, a in pairs])
+
+    @torch.inference_mode()
+    def maps(self, crops: torch.Tensor, flip: bool = False, stages: bool = False) -> list[torch.Tensor]:
+        """The network's maps (float32, on the device) for normalised crops: the last stage, or every stage of a
+        multi-stage model with `stages`; with `flip`, averaged with the codec's flip-back of the mirrored crops."""
+        self.model.eval()
+        x = crops.to(self.device, non_blocking=True)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with self.precision.autocast(self.device):
+            outs = self._stages(self.model(x), stages)
+            if flip:
+                flipped = self._stages(self.model(x.flip(-1)), stages)
+                flip_index = self.skeleton.flip_index
+                return [
+                    (o.float() + self.codec.flip_back(f.float(), flip_index)) / 2
+                    for o, f in zip(outs, flipped, strict=True)
+                ]
+        return [o.float() for o in outs]
+
+    @staticmethod
+    def _stages(output: torch.Tensor | list[torch.Tensor], stages: bool) -> list[torch.Tensor]:
+        if stages and isinstance(output, (list, tuple)):
+            return list(output)
+        return [final_output(output)]
+
+    @torch.inference_mode()
+    def decode(self, maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints (N, K, 2) in crop pixels and scores (N, K) (float64 numpy): the codec's decode, on the maps'
+        device."""
+        keypoints, scores = self.codec.decode_output(maps)
+        return keypoints.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
+
+    @staticmethod
+    def to_image(keypoints: np.ndarray, affines: np.ndarray) -> np.ndarray:
+        """Crop-pixel keypoints (N, K, 2) -> image pixels, through the inverse of each crop's affine (N, 2, 3)."""
+        if len(affines) == 0:
+            return keypoints
+        return apply_affine(keypoints, invert_affine(affines))
+
+    def keypoints(
+        self, crops: torch.Tensor, affines: np.ndarray, flip: bool = False, stages: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keypoints in image pixels (S, N, K, 2) and scores (S, N, K) of crops made with `affines` (S = 1 unless
+        `stages`)."""
+        k = self.skeleton.num_keypoints
+        if len(crops) == 0:
+            return np.zeros((1, 0, k, 2)), np.zeros((1, 0, k))
+        decoded = [self.decode(m) for m in self.maps(crops, flip, stages)]
+        return (
+            np.stack([self.to_image(kp, affines) for kp, _ in decoded]),
+            np.stack([s for _, s in decoded]),
+        )
