@@ -245,8 +245,8 @@ def _train(out: Path, recipe: Recipe) -> Path:
 
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
-    from clpose.cli.evaluate import print_tables
     from clpose.engine.eval_checkpoint import evaluate_checkpoint
+    from clpose.engine.metrics import print_tables
 
     run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
     print_tables(run.tables)

@@ -1,6 +1,6 @@
 """Keypoint metadata per dataset: names, flip pairs, drawing edges, OKS sigmas and how PCK is normalised.
 
-Every other module takes these facts from here (see PROTOCOLS.md); nothing else holds a keypoint table.
+Every other module takes these facts from here (docs/datasets.md lists them); nothing else holds a keypoint table.
 """
 
 from __future__ import annotations

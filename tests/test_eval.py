@@ -224,3 +224,32 @@ def test_eval_cli_with_json(realdata: Path, tmp_path: Path) -> None:
     assert len(data["settings"]["annotations_sha256"]) == 64 and "torch" in data["versions"]
     result = runner.invoke(app, ["eval", "--metric", "pckh", "--predictions", str(pred)])
     assert result.exit_code == 2 and "needs --metric and --annotations" in result.stderr
+
+
+def test_pck_on_mpii_records_uses_their_head_boxes_and_every_metric_has_a_complete_table() -> None:
+    """`clpose eval RUN --metric pck` on an MPII run: PCK with the skeleton's normaliser (the head box) works."""
+    from types import SimpleNamespace
+
+    from clpose.engine.evaluate import Predictions
+    from clpose.engine.metrics import METRICS, ScoreOptions, dataset_metric
+    from clpose.skeletons import get_skeleton
+
+    mpii = get_skeleton("mpii")
+    rng = np.random.default_rng(0)
+    gt = np.concatenate([rng.uniform(0, 100, (3, 16, 2)), np.ones((3, 16, 1))], axis=2)
+    head = [{"head_box": [0.0, 0.0, 10.0, 10.0]} for _ in range(3)]  # head size 0.6 x diagonal = 8.485 px
+    records = SimpleNamespace(keypoints=gt, extras=head, path="mpii/valid.json")
+    dataset = SimpleNamespace(records=records, skeleton=mpii)
+    pred = gt[None, ..., :2].copy()
+    pred[0, 0, :, 0] += 1.0  # person 0: 1 px off, inside 0.2 x 8.485 = 1.70 px
+    pred[0, 1, :, 0] += 2.0  # person 1: 2 px off, outside
+    preds = Predictions(np.arange(3), pred, np.ones((1, 3, 16)))
+    table, _ = METRICS["pck"].score_predictions(dataset, preds, ScoreOptions())
+    assert table["Mean"] == pytest.approx(100 * 2 / 3) and table["alpha"] == 0.2 and table["metric"] == "pck"
+    table, _ = METRICS["pckh"].score_predictions(dataset, preds, ScoreOptions())  # 0.5 x 8.485 = 4.2 px: all in
+    assert table["Mean"] == 100.0 and table["alpha"] == 0.5 and table["people"] == 3
+    assert dataset_metric("mpii").name == "pckh" and dataset_metric("coco").headline == "AP"
+    assert dataset_metric("lsp").name == "pck" and dataset_metric("mpii", "pck").name == "pck"
+    del records.extras[1]["head_box"]
+    with pytest.raises(ClposeError, match=r"^mpii/valid\.json has people without extras\.head_box"):
+        METRICS["pck"].score_predictions(dataset, preds, ScoreOptions())

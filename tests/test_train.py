@@ -198,11 +198,12 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
     assert row["steps"] == 4  # global batch 8 = 2 processes x 4 images; 32 people = 4 steps, each process 4 x 4
     # the gathered, sharded validation equals one process evaluating the saved weights
     from clpose.data import build_dataset
-    from clpose.engine.evaluate import predict, score
+    from clpose.engine.evaluate import predict
+    from clpose.engine.metrics import METRICS, ScoreOptions
 
     pose = PoseModel.from_checkpoint(out / "last.pt", "cpu", amp="off")
     val = build_dataset(load_recipe(out / "recipe.yaml"), "valid", train=False, codec=pose.codec)
-    table = score(val, predict(pose, val, 8, flip=True), "pck")
+    table, _ = METRICS["pck"].score_predictions(val, predict(pose, val, 8, flip=True), ScoreOptions())
     assert table["Mean"] == row["value"]
 
 

@@ -9,9 +9,6 @@ import typer
 
 from clpose.config import AMP_HELP
 
-PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
-OKS_COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
-
 
 def evaluate(
     target: Annotated[
@@ -108,6 +105,8 @@ def evaluate(
             amp,
         )
         tables, settings = run.tables, run.settings
+    from clpose.engine.metrics import print_tables
+
     print_tables(tables)
     if json_out is not None:
         from clpose.io import write_json
@@ -121,41 +120,14 @@ def evaluate(
 def _score_file(
     metric: str, predictions: Path, annotations: Path, alpha: float | None, head: str, sigmas: str | None
 ) -> dict[str, Any]:
-    from clpose.engine import scoring
+    from clpose.engine.metrics import ScoreOptions, get_metric
     from clpose.errors import ClposeError
 
-    if metric == "pck":
-        return scoring.score_pck_file(predictions, annotations, alpha or 0.2)
-    if metric == "pckh":
-        return scoring.score_pckh_file(predictions, annotations, alpha or 0.5, head == "official")
     values = None
     if sigmas:
         try:
             values = [float(v) for v in sigmas.split(",")]
         except ValueError:
             raise ClposeError(f"--sigmas {sigmas!r}: expected comma-separated numbers") from None
-    return scoring.score_oks_file(predictions, annotations, values)
-
-
-def print_tables(tables: list[dict[str, Any]]) -> None:
-    from rich.table import Table
-
-    from clpose.console import console
-
-    metric = tables[0]["metric"]
-    if metric == "oks":
-        columns, scale, title = OKS_COLUMNS, 100.0, "COCO keypoints (OKS), AP x 100"
-    else:
-        columns = (*PCK_COLUMNS, "Mean@0.1") if metric == "pckh" else PCK_COLUMNS
-        scale, title = 1.0, f"{'PCKh' if metric == 'pckh' else 'PCK'}@{tables[0]['alpha']:g}"
-    table = Table(title=title)
-    if len(tables) > 1:
-        table.add_column("stage", justify="right")
-    for column in columns:
-        table.add_column(column, justify="right")
-    for i, t in enumerate(tables):
-        cells = [f"{t[c] * scale:.1f}" for c in columns]
-        table.add_row(*([str(i + 1)] if len(tables) > 1 else []), *cells)
-    console.print(table)
-    counts = {k: tables[-1][k] for k in ("people", "joints_counted", "instances", "images") if k in tables[-1]}
-    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    options = ScoreOptions(alpha, head_official=head == "official", sigmas=values)
+    return get_metric(metric).score_file(predictions, annotations, options)

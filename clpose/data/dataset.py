@@ -1,6 +1,6 @@
 """TopDownDataset: one person per sample -> normalised crop, the codec's targets, and the meta to map back.
 
-Augmentation (training only) follows the strong baselines (PROTOCOLS.md): random scale, rotation (with a
+Augmentation (training only) follows the strong baselines (docs/datasets.md): random scale, rotation (with a
 probability), shear (the paper's addition), horizontal flip with the skeleton's flip pairs, half-body crops
 and colour jitter, every probability and range a recipe option. The random numbers of sample i in epoch e
 come from a generator seeded with (seed, e, i), so a run is reproducible whatever the number of workers and

@@ -16,9 +16,10 @@ from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
-from clpose.engine.evaluate import Predictions, metric_name, predict, score_pck
+from clpose.engine.evaluate import Predictions, predict
+from clpose.engine.metrics import ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
-from clpose.engine.scoring import coco_annotations, score_oks_records, sha256
+from clpose.engine.scoring import coco_annotations, sha256
 from clpose.io import atomic_path, write_json
 from clpose.metrics.files import PREDICTIONS_FORMAT
 from clpose.precision import resolve_precision
@@ -81,7 +82,7 @@ def evaluate_checkpoint(
             records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
         dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
         check_images(dataset.records)
-        metric = metric or metric_name(recipe.data.dataset, cfg.metric)
+        scorer = dataset_metric(recipe.data.dataset, metric or cfg.metric)
         preds = predict(
             pose,
             dataset,
@@ -93,15 +94,8 @@ def evaluate_checkpoint(
         )
         tables, results = [], None
         for s in range(preds.keypoints.shape[0]):
-            if metric == "oks":
-                table, results = score_oks_records(dataset, preds, cfg, annotations, stage=s)
-            else:
-                table = {
-                    **score_pck(dataset, preds, metric, alpha, s, head_official),
-                    "metric": metric,
-                    "alpha": alpha or (0.5 if metric == "pckh" else 0.2),
-                    "people": len(preds.indices),
-                }
+            options = ScoreOptions(alpha if alpha is not None else cfg.alpha, s, head_official, cfg, annotations)
+            table, results = scorer.score_predictions(dataset, preds, options)
             tables.append(table)
         if save_predictions is not None and d.main:
             save(save_predictions, dataset, preds, results)
@@ -114,7 +108,7 @@ def evaluate_checkpoint(
         "flip": flip,
         "precision": precision.name,
         "boxes": boxes,
-        "oks_nms_thr": cfg.oks_nms_thr if metric == "oks" else None,
+        "oks_nms_thr": cfg.oks_nms_thr if scorer.name == "oks" else None,
     }
     if boxes != "gt":
         settings["boxes_sha256"] = sha256(boxes)

@@ -25,7 +25,8 @@ from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
-from clpose.engine.evaluate import headline, metric_name, predict, score
+from clpose.engine.evaluate import predict
+from clpose.engine.metrics import ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.progress import TrainProgress
 from clpose.engine.timing import time_once
@@ -321,7 +322,8 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
         torch.set_rng_state(state["torch_rng"])
         start, best = int(state["epoch"]), float(state["best_metric"])
         rows = _read_rows(run_dir / "metrics.jsonl", start)
-    metric = metric_name(recipe.data.dataset, recipe.eval.metric)
+    scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
+    metric = scorer.name
     if d.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
@@ -356,8 +358,9 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
                     num_workers=min(2, recipe.data.num_workers),
                     d=d,
                 )
-                table = score(val_ds, preds, metric, recipe.eval.alpha, eval_cfg=recipe.eval)
-                last = headline(table, metric)
+                options = ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval)
+                table = scorer.score_predictions(val_ds, preds, options)[0]
+                last = scorer.value(table)
             row = {
                 "epoch": epoch + 1,
                 **stats,

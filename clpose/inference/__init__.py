@@ -1,2 +1,3 @@
-"""Inference: the Predictor (images and boxes -> poses), video and image sources, smoothing and tracking,
-the optional person detector, and ONNX / TorchScript export."""
+"""Inference: the Predictor (images and boxes -> poses, over clpose.engine.posemodel.PoseModel), image and video
+sources and the `clpose infer` loop (run.py, video.py), smoothing and tracking (smoothing.py) and the optional
+person detector (detector.py). Export to ONNX / TorchScript is clpose.export."""

@@ -1,6 +1,6 @@
 """PCK (LSP, torso-normalised), PCKh (MPII, head-normalised) and their tables: pure functions on arrays.
 
-Protocol (PROTOCOLS.md, the MPII toolkit and the SimpleBaseline/HRNet evaluation code):
+Protocol (docs/evaluation.md, the MPII toolkit and the SimpleBaseline/HRNet evaluation code):
 - a joint is correct when its error <= alpha x the person's normaliser (an error equal to the threshold counts);
 - joints that are not labelled are excluded, occluded-but-labelled joints count;
 - a table column is the mean of its joints' rates (Shoulder = mean of left and right, ...);

@@ -1,0 +1,157 @@
+"""The metric registry: what each metric is called, which columns its table has, the one number a run is judged by,
+its default threshold and how it scores a model's predictions or a predictions file.
+
+Evaluation of checkpoints (`eval_checkpoint`), of files (`clpose eval --predictions`), training's validation and the
+table printer all read this table: adding a metric is one entry here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clpose.config import EvalConfig
+from clpose.data.dataset import TopDownDataset
+from clpose.engine import scoring
+from clpose.engine.evaluate import Predictions
+from clpose.errors import ClposeError
+from clpose.metrics.pck import pck_from_records, pck_table
+
+
+@dataclass(frozen=True)
+class ScoreOptions:
+    """What a scorer may need beyond predictions and ground truth (each metric reads its own)."""
+
+    alpha: float | None = None  # PCK / PCKh threshold (None: the metric's default)
+    stage: int = -1  # which stage of a multi-stage prediction
+    head_official: bool = False  # PCKh Head column as the official toolkit computes it
+    eval_cfg: EvalConfig | None = None  # OKS: rescoring and OKS-NMS settings
+    annotations: Path | None = None  # OKS: the COCO annotation file, if not where the records say
+    sigmas: list[float] | None = None  # OKS of a predictions file: a custom skeleton's sigmas
+
+
+Table = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    title: str  # the printed table's title; "{alpha}" is filled in
+    columns: tuple[str, ...]
+    headline: str  # the column a run is judged by (best.pt, the demo's summary)
+    default_alpha: float | None
+    scale: float  # printed value = table value x scale (COCO's AP is stored in [0, 1])
+    score_predictions: Callable[[TopDownDataset, Predictions, ScoreOptions], tuple[Table, list[dict] | None]]
+    score_file: Callable[[Path, Path, ScoreOptions], Table]
+
+    def alpha(self, options: ScoreOptions) -> float | None:
+        return options.alpha if options.alpha is not None else self.default_alpha
+
+    def value(self, table: Table) -> float:
+        return float(table[self.headline])
+
+
+PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
+
+
+def _head_boxes(dataset: TopDownDataset, indices: np.ndarray) -> np.ndarray:
+    records = dataset.records
+    boxes = [records.extras[i].get("head_box") for i in indices]
+    if any(b is None for b in boxes):
+        raise ClposeError(f"{records.path} has people without extras.head_box: PCKh needs head boxes")
+    return np.array(boxes, dtype=np.float64)
+
+
+def _pck_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, None]:
+    """PCK with the skeleton's normaliser (torso for LSP, the head box for MPII, the box for COCO-like data)."""
+    skeleton, alpha = dataset.skeleton, METRICS["pck"].alpha(o)
+    gt = dataset.records.keypoints[preds.indices]
+    head = _head_boxes(dataset, preds.indices) if skeleton.pck_norm == "head_box" else None
+    correct, counted = pck_from_records(preds.keypoints[o.stage], gt, skeleton, alpha, head)
+    table = pck_table(correct, counted, skeleton)
+    return {**table, "metric": "pck", "alpha": alpha, "people": len(gt), "joints_counted": int(counted.sum())}, None
+
+
+def _pckh_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, None]:
+    gt = dataset.records.keypoints[preds.indices]
+    head = _head_boxes(dataset, preds.indices)
+    alpha = METRICS["pckh"].alpha(o)
+    kp = preds.keypoints[o.stage]
+    return scoring.pckh_table(kp, gt[..., :2], gt[..., 2] > 0, head, alpha, o.head_official, dataset.skeleton), None
+
+
+def _oks_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, list[dict]]:
+    return scoring.score_oks_records(dataset, preds, o.eval_cfg or EvalConfig(), o.annotations, o.stage)
+
+
+METRICS: dict[str, Metric] = {
+    "pck": Metric(
+        "pck",
+        "PCK@{alpha}",
+        PCK_COLUMNS,
+        "Mean",
+        0.2,
+        1.0,
+        _pck_predictions,
+        lambda p, a, o: scoring.score_pck_file(p, a, METRICS["pck"].alpha(o)),
+    ),
+    "pckh": Metric(
+        "pckh",
+        "PCKh@{alpha}",
+        (*PCK_COLUMNS, "Mean@0.1"),
+        "Mean",
+        0.5,
+        1.0,
+        _pckh_predictions,
+        lambda p, a, o: scoring.score_pckh_file(p, a, METRICS["pckh"].alpha(o), o.head_official),
+    ),
+    "oks": Metric(
+        "oks",
+        "COCO keypoints (OKS), AP x 100",
+        ("AP", "AP50", "AP75", "APM", "APL", "AR"),
+        "AP",
+        None,
+        100.0,
+        _oks_predictions,
+        lambda p, a, o: scoring.score_oks_file(p, a, o.sigmas),
+    ),
+}
+
+DATASET_METRICS = {"mpii": "pckh", "coco": "oks"}  # every other dataset (LSP, synthetic): pck
+
+
+def get_metric(name: str) -> Metric:
+    if name not in METRICS:
+        raise ClposeError(f"unknown metric {name!r}; valid: {', '.join(METRICS)}")
+    return METRICS[name]
+
+
+def dataset_metric(dataset_name: str, choice: str | None = "auto") -> Metric:
+    """The metric asked for, or with "auto"/None the dataset's: PCKh for MPII, OKS for COCO, PCK otherwise."""
+    if choice and choice != "auto":
+        return get_metric(choice)
+    return METRICS[DATASET_METRICS.get(dataset_name, "pck")]
+
+
+def print_tables(tables: list[Table]) -> None:
+    """One result table (a row per stage when there are several), then its counts."""
+    from rich.table import Table as RichTable
+
+    from clpose.console import console
+
+    metric = get_metric(tables[0]["metric"])
+    table = RichTable(title=metric.title.format(alpha=f"{tables[0].get('alpha') or 0:g}"))
+    if len(tables) > 1:
+        table.add_column("stage", justify="right")
+    for column in metric.columns:
+        table.add_column(column, justify="right")
+    for i, t in enumerate(tables):
+        cells = [f"{t[c] * metric.scale:.1f}" for c in metric.columns]
+        table.add_row(*([str(i + 1)] if len(tables) > 1 else []), *cells)
+    console.print(table)
+    counts = {k: tables[-1][k] for k in ("people", "joints_counted", "instances", "images") if k in tables[-1]}
+    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
