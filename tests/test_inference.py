@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from clpose import __version__
+from clpose import ClposeError, __version__
 from clpose.cli.app import app
 from clpose.config import recipe_from_dict, recipe_to_dict
 from clpose.data.prepare.synthetic import write_video
@@ -83,7 +83,7 @@ def test_predictor_on_real_coco_images_with_gt_boxes(realdata: Path, tmp_path: P
 
 def test_predictor_rejects_bad_images(tmp_path: Path) -> None:
     predictor = Predictor.from_checkpoint(make_checkpoint(tmp_path / "c.pt"), device="cpu")
-    with pytest.raises(Exception, match=r"image 0 must be a BGR array \(H, W, 3\), got \(10, 10\)"):
+    with pytest.raises(ClposeError, match=r"image 0 must be a BGR array \(H, W, 3\), got \(10, 10\)"):
         predictor.predict(np.zeros((10, 10), np.uint8))
 
 

@@ -21,6 +21,7 @@ from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.posemodel import PoseModel, recipe_codec
 from clpose.engine.train import fit
+from clpose.errors import ClposeError
 from clpose.losses import build_loss
 from clpose.models import build_model, model_options
 
@@ -221,7 +222,7 @@ def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Pat
     (runs / "demo-2").mkdir()
     assert make_run_dir(recipe, None, None, runs) == runs / "demo-3"
     assert make_run_dir(recipe, tmp_path / "mine", None, runs) == tmp_path / "mine"
-    with pytest.raises(Exception, match=r"no .*last\.pt"):
+    with pytest.raises(ClposeError, match=r"no .*last\.pt"):
         make_run_dir(recipe, None, "auto", runs)
     for name in ("demo", "demo-2"):
         (runs / name / "last.pt").write_bytes(b"x")
