@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -27,6 +26,7 @@ from clpose.engine.timing import synchronize, time_once
 from clpose.errors import ClposeError
 from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
+from clpose.progress import ProgressBar
 
 
 @dataclass
@@ -110,13 +110,8 @@ def reference_conv_gflops(device: torch.device, precision: Precision, runs: int 
 
 @contextlib.contextmanager
 def _progress(total: int, show: bool) -> Iterator[Callable[[str], None]]:
-    if not show:
-        yield lambda description: None
-        return
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()]
-    with Progress(*columns, transient=True) as progress:
-        task = progress.add_task("measuring", total=total)
-        yield lambda description: progress.update(task, advance=1, description=description)
+    with ProgressBar("measuring", total, enabled=show, plain_every=15.0) as bar:
+        yield lambda description: bar.update(1, description=description)
 
 
 def _prepare(model: nn.Module, settings: BenchSettings, device: torch.device) -> nn.Module:

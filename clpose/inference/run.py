@@ -15,9 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from clpose.console import console
 from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, FasterRCNN
@@ -25,6 +23,7 @@ from clpose.inference.predictor import Pose, Predictor, full_image_box
 from clpose.inference.smoothing import PoseTracker
 from clpose.inference.video import IMAGE_SUFFIXES, Frame, Source, VideoWriter, has_display
 from clpose.io import atomic_path, write_json
+from clpose.progress import ProgressBar
 from clpose.vis import draw_pose
 
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
@@ -200,20 +199,12 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     )
     outputs = _Outputs(src, opts, predictor)
     report = InferReport()
-    columns = [
-        TextColumn("[bold]infer"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]:.1f} frames/s"),
-        TimeElapsedColumn(),
-    ]
     start = time.perf_counter()
     try:
-        with Progress(*columns, console=console, disable=not show_progress, transient=True) as progress:
-            task = progress.add_task("infer", total=src.count or None, fps=0.0)
+        with ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress:
             for batch in _batches(iter(src), opts.batch, report):
                 _predict_batch(batch, predictor, boxes_of, tracker, outputs, report)
-                progress.update(task, advance=len(batch), fps=report.frames / (time.perf_counter() - start))
+                progress.update(len(batch), fps=report.frames / (time.perf_counter() - start))
     except KeyboardInterrupt:
         report.interrupted = True
     finally:

@@ -10,7 +10,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clpose.console import console
 from clpose.data.prepare.common import ImageTable, Report
@@ -18,6 +17,7 @@ from clpose.data.records import Records, new_records
 from clpose.data.synthetic import person_box, render_sample, render_video_frames
 from clpose.data.transforms import box_to_center_scale
 from clpose.errors import ClposeError
+from clpose.progress import ProgressBar
 from clpose.io import atomic_path, write_json
 
 SPLIT_IDS = {"train": 0, "valid": 1}
@@ -67,24 +67,16 @@ def prepare_synthetic(
         step = max(1, -(-n // (workers * 8)))
         chunks = [(image_dir, split, seed, size, a, min(n, a + step)) for a in range(0, n, step)]
         rendered = []
-        with Progress(
-            TextColumn(f"[bold]rendering {split}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=True,
-        ) as progress:
-            task = progress.add_task(split, total=n)
+        with ProgressBar(f"rendering {split}", n) as progress:
             if workers > 1:
                 with multiprocessing.get_context("spawn").Pool(workers) as pool:
                     for part in pool.imap(_render_chunk, chunks):
                         rendered.extend(part)
-                        progress.advance(task, len(part))
+                        progress.update(len(part))
             else:
                 for chunk in chunks:
                     rendered.extend(_render_chunk(chunk))
-                    progress.advance(task, chunk[5] - chunk[4])
+                    progress.update(chunk[5] - chunk[4])
         table = ImageTable(image_dir)
         people = []
         for person in rendered:
