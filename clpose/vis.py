@@ -16,7 +16,7 @@ import numpy as np
 from clpose.codecs import Codec
 from clpose.data.dataset import TopDownDataset, denormalize, read_image
 from clpose.data.records import Records
-from clpose.data.transforms import apply_affine, box_size, get_affine, warp
+from clpose.data.transforms import apply_affine, person_affine, warp
 from clpose.errors import ClposeError
 from clpose.io import atomic_path
 from clpose.skeletons import Skeleton
@@ -200,8 +200,7 @@ def render_predictions(
         image = read_image(records.image_path(i))
         box = records.boxes[i] if not np.isnan(records.boxes[i]).any() else None
         (pose,) = predictor.predict(image, None if box is None else box[None])
-        size = box_size(records.scales[i], (side, side), predictor.pose.box_padding)
-        affine = get_affine(records.centers[i], size, (side, side))
+        affine = person_affine(records.centers[i], records.scales[i], (side, side), predictor.pose.box_padding)
         tile = warp(image, affine, (side, side))
         draw_pose(tile, apply_affine(pose.keypoints, affine), predictor.skeleton, pose.scores, threshold)
         tiles.append(_label(tile, f"#{i} mean score {pose.scores.mean():.2f}", 18))

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from clpose.codecs import Codec
 from clpose.config import AugmentConfig
 from clpose.data.records import Records
-from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box, warp
+from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box, person_affine, warp
 from clpose.errors import ClposeError
 from clpose.skeletons import Skeleton
 
@@ -174,8 +174,7 @@ class TopDownDataset(Dataset):
         """(affine 2x3, flipped, jitter) of sample i: augmented in training, the plain box otherwise."""
         keypoints = self.records.keypoints[i]
         if not self.train:
-            size = box_size(self.records.scales[i], self.input_hw, self.box_padding)
-            return get_affine(self.records.centers[i], size, self.input_hw), False, None
+            return person_affine(self.records.centers[i], self.records.scales[i], self.input_hw, self.box_padding), False, None
         center, size, rotation, shear, flip, jitter = self._augment(i, keypoints)
         return get_affine(center, size, self.input_hw, rotation, shear, flip), flip, jitter
 

@@ -71,6 +71,12 @@ def get_affine(
     return np.concatenate([linear, shift[:, None]], axis=1)
 
 
+def person_affine(center: np.ndarray, scale: np.ndarray, output_hw: tuple[int, int], padding: float) -> np.ndarray:
+    """The plain (unaugmented) crop of a person: the record's centre and scale, padded and fitted to the crop's aspect
+    ratio. Evaluation, the PoseModel and the pictures all crop with this."""
+    return get_affine(center, box_size(scale, output_hw, padding), output_hw)
+
+
 def warp(image: np.ndarray, matrix: np.ndarray, output_hw: tuple[int, int]) -> np.ndarray:
     """The crop (H, W): the image through a 2x3 matrix, bilinear, black outside the image."""
     dsize = (int(output_hw[1]), int(output_hw[0]))  # OpenCV's (width, height): clpose's only (W, H)

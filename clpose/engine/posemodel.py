@@ -24,7 +24,7 @@ from torch import nn
 from clpose.codecs import Codec, build_codec
 from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.data.dataset import normalize
-from clpose.data.transforms import apply_affine, box_size, box_to_center_scale, get_affine, invert_affine, warp
+from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp
 from clpose.engine.checkpoint import load_checkpoint
 from clpose.errors import ClposeError
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
@@ -162,7 +162,7 @@ class PoseModel:
     def affine(self, box_xywh: np.ndarray) -> np.ndarray:
         """The 2x3 matrix from image pixels to the crop of a person box [x, y, w, h] (padded, fitted to H/W)."""
         center, scale = box_to_center_scale(box_xywh)
-        return get_affine(center, box_size(scale, self.input_hw, self.box_padding), self.input_hw)
+        return person_affine(center, scale, self.input_hw, self.box_padding)
 
     def crop(self, image_bgr: np.ndarray, box_xywh: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
         """The normalised crop (3, H, W) of one person box and its affine matrix."""
