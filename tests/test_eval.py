@@ -253,3 +253,104 @@ def test_pck_on_mpii_records_uses_their_head_boxes_and_every_metric_has_a_comple
     del records.extras[1]["head_box"]
     with pytest.raises(ClposeError, match=r"^mpii/valid\.json has people without extras\.head_box"):
         METRICS["pck"].score_predictions(dataset, preds, ScoreOptions())
+
+
+# ------------------------------------------------------------------------------------------ HDF5 predictions
+
+
+H5PY_REASON = "h5py is not installed (pip install 'clpose[h5]')"
+
+
+def _write_h5(path: Path, **datasets: np.ndarray) -> Path:
+    h5py = pytest.importorskip("h5py", reason=H5PY_REASON)
+    with h5py.File(path, "w") as f:
+        for name, value in datasets.items():
+            f[name] = value
+    return path
+
+
+def test_h5_preds_in_either_layout_read_as_the_same_1_based_array(tmp_path: Path) -> None:
+    from clpose.metrics.files import read_predictions
+
+    pytest.importorskip("h5py", reason=H5PY_REASON)
+    kpts = np.random.default_rng(0).uniform(1, 500, (5, 16, 2))
+    scores = np.random.default_rng(1).uniform(0, 1, (5, 16, 1))
+    with_scores = np.concatenate([kpts, scores], axis=2)
+    files = {
+        "nk2.h5": kpts,  # as written row-major (Lua Torch, numpy)
+        "2kn.h5": kpts.transpose(2, 1, 0),  # as written column-major (MATLAB / Octave)
+        "nk3.h5": with_scores,
+        "3kn.hdf5": with_scores.transpose(2, 1, 0),
+        "float32.h5": kpts.astype(np.float32),
+    }
+    for name, value in files.items():
+        pred, one_based = read_predictions(_write_h5(tmp_path / name, preds=value), 16)
+        assert pred.shape == (5, 16, 2) and pred.dtype == np.float64 and one_based is True, name
+        np.testing.assert_allclose(pred, kpts, rtol=1e-6 if name == "float32.h5" else 0, err_msg=name)
+    one, _ = read_predictions(_write_h5(tmp_path / "one.h5", preds=kpts[:1]), 16)  # 1 person: not ambiguous
+    np.testing.assert_array_equal(one, kpts[:1])
+
+
+def test_h5_and_mat_preds_give_the_same_pckh_table(realdata: Path, tmp_path: Path) -> None:
+    gt_file = realdata / "mpii" / "gt_valid.mat"
+    pytest.importorskip("h5py", reason=H5PY_REASON)
+    pred = _mpii_preds(gt_file) + np.random.default_rng(0).normal(0, 6, (2958, 16, 2))  # 1-based, some joints off
+    scipy.io.savemat(str(tmp_path / "pred.mat"), {"preds": pred})
+    from_mat = score_pckh_file(tmp_path / "pred.mat", gt_file)
+    assert 0 < from_mat["Mean"] < 100
+    for name, value in (("nk2.h5", pred), ("2kn.h5", pred.transpose(2, 1, 0))):
+        assert score_pckh_file(_write_h5(tmp_path / name, preds=value), gt_file) == from_mat, name
+    out = tmp_path / "result.json"
+    args = ["eval", "--metric", "pckh", "--predictions", str(tmp_path / "2kn.h5"), "--annotations", str(gt_file)]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert {k: data[k] for k in from_mat} == pytest.approx(from_mat) and data["people"] == 2958
+
+
+def test_h5_errors_name_the_file_and_what_is_wrong(tmp_path: Path) -> None:
+    import re
+
+    from clpose.metrics.files import read_predictions
+
+    pytest.importorskip("h5py", reason=H5PY_REASON)
+    expected = "expected Nx16x2 or 2x16xN (Nx16x3 / 3x16xN with scores)"
+    cases = {
+        "k14.h5": ({"preds": np.zeros((7, 14, 2))}, f"preds has shape 7x14x2, {expected}"),
+        "xy4.h5": ({"preds": np.zeros((7, 16, 4))}, f"preds has shape 7x16x4, {expected}"),
+        "flat.h5": ({"preds": np.zeros(32)}, f"preds has shape 32, {expected}"),
+        "2.h5": ({"preds": np.zeros((2, 16, 2))}, f"preds has shape 2x16x2, ambiguous with 2 or 3 people: {expected}"),
+        "nopreds.h5": (
+            {"pred": np.zeros((7, 16, 2)), "scores": np.zeros((7, 16))},
+            "expected a dataset preds (Nx16x2 or 2x16xN); found pred 7x16x2, scores 7x16",
+        ),
+        "empty.h5": ({}, "expected a dataset preds (Nx16x2 or 2x16xN); found no datasets"),
+    }
+    for name, (datasets, message) in cases.items():
+        path = _write_h5(tmp_path / name, **datasets)
+        with pytest.raises(ClposeError, match=f"^{re.escape(f'{path}: {message}')}$"):
+            read_predictions(path, 16)
+    whole = _write_h5(tmp_path / "whole.h5", preds=np.zeros((2958, 16, 2))).read_bytes()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(whole[: len(whole) // 2])
+    unreadable = re.escape(f"{truncated} could not be read as an HDF5 file (")
+    with pytest.raises(ClposeError, match=f"^{unreadable}.*truncated file"):
+        read_predictions(truncated, 16)
+    not_h5 = tmp_path / "notes.h5"
+    not_h5.write_text("not an HDF5 file\n")
+    with pytest.raises(ClposeError, match=f"^{re.escape(f'{not_h5} could not be read as an HDF5 file (')}"):
+        read_predictions(not_h5, 16)
+
+
+def test_h5_without_h5py_says_which_extra_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+    import sys
+
+    from clpose.metrics.files import read_predictions
+
+    path = tmp_path / "pred.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n")
+    monkeypatch.setitem(sys.modules, "h5py", None)  # `import h5py` raises ImportError
+    message = f"{path}: reading HDF5 predictions needs h5py: pip install 'clpose[h5]'"
+    with pytest.raises(ClposeError, match=f"^{re.escape(message)}$"):
+        read_predictions(path, 16)

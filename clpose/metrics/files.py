@@ -1,10 +1,10 @@
 """Reading ground truth and prediction files for PCK / PCKh scoring, in the layouts the literature publishes.
 
-Coordinate conventions: MATLAB files (.mat) hold 1-based pixels, as the datasets' own files and the published
-prediction files do; numpy files (.npy) and clpose records hold 0-based pixels; clpose's predictions JSON says
-which it uses ("coordinates": "0-based" or "1-based"). Predictions are shifted onto the ground truth's
-convention before scoring (PCK is unaffected by a common shift, but mixing conventions moves every joint by
-one pixel).
+Coordinate conventions: MATLAB files (.mat) and HDF5 prediction files (.h5, `preds`) hold 1-based pixels, as the
+datasets' own files and the published prediction files do; numpy files (.npy) and clpose records hold 0-based
+pixels; clpose's predictions JSON says which it uses ("coordinates": "0-based" or "1-based"). Predictions are
+shifted onto the ground truth's convention before scoring (PCK is unaffected by a common shift, but mixing
+conventions moves every joint by one pixel).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from clpose.data.records import load_records
 from clpose.errors import ClposeError
 
 PREDICTIONS_FORMAT = "clpose-predictions"
+H5_SUFFIXES = (".h5", ".hdf5")
 
 
 @dataclass
@@ -92,11 +93,15 @@ def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
     """Predicted keypoints (M, K, 2) and whether they are 1-based.
 
     Accepted: .mat with `preds` (M x K x 2), `pos_pred_src` (K x 2 x M), or one array in the layout of LSP's
-    joints.mat (2 or 3 x K x M); .npy of shape (M, K, 2) or (M, K, 3); clpose predictions JSON.
+    joints.mat (2 or 3 x K x M), 1-based; .h5 / .hdf5 with a dataset `preds` of M x K x 2 or 2 x K x M (M x K x 3
+    or 3 x K x M: the score is dropped), 1-based like .mat (needs h5py: `pip install 'clpose[h5]'`); .npy of
+    shape (M, K, 2) or (M, K, 3), 0-based; clpose predictions JSON, which states its convention.
     """
     path = Path(path)
     if not path.is_file():
         raise ClposeError(f"predictions {path} do not exist")
+    if path.suffix.lower() in H5_SUFFIXES:
+        return _h5_predictions(path, k)
     if path.suffix == ".npy":
         arr = np.load(path, allow_pickle=False)
         if arr.ndim != 3 or arr.shape[1:2] != (k,) or arr.shape[2] not in (2, 3):
@@ -123,6 +128,60 @@ def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
         f"{path}: expected preds (Mx{k}x2), pos_pred_src ({k}x2xM) or one 2x{k}xM / 3x{k}xM array; "
         f"found {found or 'nothing'}"
     )
+
+
+def _h5_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
+    """`preds` from an HDF5 file, as the MPII evaluation scripts read it: (M, K, 2), 1-based.
+
+    Convention, checked against the scripts that read and write these files:
+    - anibali/eval-mpii-pose, README.md and evalMPII.m: `preds` in a .mat or .h5, "[2 x 16 x n] or [n x 16 x 2]",
+      permuted when its first (Octave) dimension is 2, then compared with the x, y of the MPII annotations
+      (mpii_human_pose_v1_u12_1.mat, 1-based) without any shift: 1-based pixels. Its reference predictions are
+      scored that way: .h5 from Lua Torch (preds/reference/anewell-valid-ours.h5, tompson.h5) and .mat from
+      bearpaw/pytorch-pose.
+    - bearpaw/pytorch-pose, pose/utils/evaluation.py (get_preds adds 1: 1-based, ported from the Lua code) and
+      evaluation/eval_PCKh.py (compares `preds` with gt_valid.mat's pos_gt_src unshifted).
+    - microsoft/human-pose-estimation.pytorch and leoxiaobin/deep-high-resolution-net.pytorch, lib/dataset/mpii.py:
+      evaluate() adds 1.0 ("convert 0-based index to 1-based index") before saving pred.mat `preds` and scoring
+      against gt_valid.mat.
+    All agree: 1-based, as the .mat readers here. h5py sees a file written row-major (Torch, numpy) as N x K x 2
+    and one written by MATLAB / Octave (column-major) as 2 x K x N: the K axis is the middle one either way, and
+    2 x K x N is the full transpose of N x K x 2.
+    """
+    try:
+        import h5py
+    except ImportError:
+        raise ClposeError(f"{path}: reading HDF5 predictions needs h5py: pip install 'clpose[h5]'") from None
+    try:
+        with h5py.File(path, "r") as f:
+            node = f.get("preds")
+            if not isinstance(node, h5py.Dataset):
+                found: list[str] = []
+
+                def note(name: str, obj: object) -> None:
+                    if isinstance(obj, h5py.Dataset):
+                        found.append(f"{name} {'x'.join(map(str, obj.shape)) or 'scalar'}")
+
+                f.visititems(note)
+                raise ClposeError(
+                    f"{path}: expected a dataset preds (Nx{k}x2 or 2x{k}xN); found {', '.join(found) or 'no datasets'}"
+                )
+            arr = np.asarray(node[()])
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
+        # truncated or not HDF5: OSError; damaged inside: KeyError or RuntimeError from h5py's object lookups
+        raise ClposeError(f"{path} could not be read as an HDF5 file ({e.args[0] if e.args else e})") from None
+    shape = "x".join(map(str, arr.shape))
+    expected = f"expected Nx{k}x2 or 2x{k}xN (Nx{k}x3 / 3x{k}xN with scores)"
+    if arr.ndim != 3 or arr.shape[1] != k or not ({arr.shape[0], arr.shape[2]} & {2, 3}):
+        raise ClposeError(f"{path}: preds has shape {shape}, {expected}")
+    if arr.shape[0] in (2, 3) and arr.shape[2] in (2, 3):
+        raise ClposeError(f"{path}: preds has shape {shape}, ambiguous with 2 or 3 people: {expected}")
+    if arr.shape[0] in (2, 3):
+        arr = arr.transpose(2, 1, 0)
+    try:
+        return arr[..., :2].astype(np.float64), True
+    except (TypeError, ValueError):
+        raise ClposeError(f"{path}: preds holds {arr.dtype}, expected numbers") from None
 
 
 def _json_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
