@@ -22,8 +22,9 @@ def evaluate(
     predictions: Annotated[
         Path | None,
         typer.Option(
-            help="Predictions to score: .mat (preds / pos_pred_src / joints layout, 1-based), .npy "
-            "(M x K x 2, 0-based), clpose predictions JSON, or COCO results JSON (oks)."
+            help="Predictions to score: .mat (preds / pos_pred_src / joints layout, 1-based), .h5 (preds, "
+            "1-based; pip install 'clpose[h5]'), .npy (M x K x 2, 0-based), clpose predictions JSON, or COCO "
+            "results JSON (oks)."
         ),
     ] = None,
     annotations: Annotated[
@@ -53,8 +54,16 @@ def evaluate(
     ] = "last",
     save_predictions: Annotated[
         Path | None,
-        typer.Option(help="Write the predictions: .json (COCO results / clpose), .mat (1-based preds), .npy."),
+        typer.Option(
+            help="Write the predictions (also of an unlabelled split such as COCO test-dev or MPII test): "
+            "person_keypoints_test-dev2017_NAME_results.json (COCO results), pred_keypoints_mpii.mat (MPII test "
+            "submission), .mat (MPII preds / LSP joints layout), .npy, or clpose .json. docs/evaluation.md."
+        ),
     ] = None,
+    format_: Annotated[
+        Literal["auto", "coco", "mpii-submission", "mpii-preds", "lsp-joints", "npy", "clpose"],
+        typer.Option("--format", help="Format of --save-predictions (auto: from the file name and the dataset)."),
+    ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[
@@ -103,15 +112,22 @@ def evaluate(
             annotations,
             save_predictions,
             amp,
+            format_,
         )
         tables, settings = run.tables, run.settings
+        if not tables:  # an unlabelled split: predicted and written, nothing to score
+            console.print(
+                f"the {settings['split']} split has no labels: nothing was scored; wrote {save_predictions} "
+                f"({settings['predictions_format']} format; docs/evaluation.md says how to submit it)"
+            )
     from clpose.engine.metrics import print_tables
 
-    print_tables(tables)
+    if tables:
+        print_tables(tables)
     if json_out is not None:
         from clpose.io import write_json
 
-        final = dict(tables[-1])
+        final = dict(tables[-1]) if tables else {}
         if len(tables) > 1:
             final["stages"] = tables
         write_json(json_out, {**final, "settings": settings, "versions": versions()})

@@ -27,10 +27,11 @@ def prepare(
         list[str] | None, typer.Option(help="Image folder, or SPLIT=DIR, when not where the layout puts it.")
     ] = None,
     detections: Annotated[
-        Path | None,
+        list[str] | None,
         typer.Option(
-            help="coco: person detections (COCO results format) for the val records; the ground-truth "
-            "boxes then go to val_gt."
+            help="coco: person detections (COCO results format), SPLIT=FILE: val=FILE (or a bare FILE) makes the "
+            "val records from them (the ground-truth boxes go to val_gt); test-dev=FILE makes the test-dev split "
+            "from annotations/image_info_test-dev2017.json and test2017/. Repeatable."
         ),
     ] = None,
     train: Annotated[int, typer.Option(help="synthetic: number of training images.")] = 4000,

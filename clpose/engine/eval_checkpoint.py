@@ -9,20 +9,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import scipy.io
-
 from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
-from clpose.engine.evaluate import Predictions, predict
+from clpose.engine.evaluate import predict
 from clpose.engine.metrics import ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
-from clpose.engine.scoring import coco_annotations, sha256
-from clpose.io import atomic_path, write_json
-from clpose.metrics.files import PREDICTIONS_FORMAT
+from clpose.engine.scoring import coco_annotations, coco_results, sha256
+from clpose.engine.submission import choose_format, write_predictions
+from clpose.errors import ClposeError
 from clpose.precision import resolve_precision
+
+_SUBMISSION_HINT = {
+    "coco": "person_keypoints_test-dev2017_NAME_results.json for the evaluation server",
+    "mpii": "pred_keypoints_mpii.mat for the MPII authors",
+    "lsp": "a .mat in the joints.mat layout",
+}
 
 
 @dataclass
@@ -61,6 +64,7 @@ def evaluate_checkpoint(
     annotations: Path | None = None,
     save_predictions: Path | None = None,
     amp: str = "auto",
+    save_format: str = "auto",
 ) -> EvalRun:
     """Predict a split with a checkpoint and score it with the dataset's metric.
 
@@ -81,6 +85,24 @@ def evaluate_checkpoint(
         if boxes != "gt":
             records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
         dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
+        if records.skeleton != pose.skeleton.name:
+            raise ClposeError(
+                f"{records.path} holds {records.skeleton} people but {checkpoint} predicts "
+                f"{pose.skeleton.name} keypoints"
+            )
+        # COCO people from detections carry no keypoints but are scored against the annotation file: only test-dev
+        # (image info, no annotations) is unlabelled there
+        labelled = bool((records.keypoints[..., 2] > 0).any()) or (
+            records.dataset == "coco" and records.split != "test-dev"
+        )
+        fmt = "none"
+        if save_predictions is not None:
+            fmt = choose_format(Path(save_predictions), save_format, records.dataset, split, labelled)
+        elif not labelled:
+            raise ClposeError(
+                f"the {split} split of {records.path} has no labels, so nothing can be scored: write its predictions "
+                f"with --save-predictions FILE ({_SUBMISSION_HINT.get(records.dataset, 'e.g. predictions.json')})"
+            )
         check_images(dataset.records)
         scorer = dataset_metric(recipe.data.dataset, metric or cfg.metric)
         preds = predict(
@@ -93,15 +115,21 @@ def evaluate_checkpoint(
             d=d,
         )
         tables, results = [], None
-        for s in range(preds.keypoints.shape[0]):
-            options = ScoreOptions(alpha if alpha is not None else cfg.alpha, s, head_official, cfg, annotations)
-            table, results = scorer.score_predictions(dataset, preds, options)
-            tables.append(table)
+        if labelled:
+            for s in range(preds.keypoints.shape[0]):
+                options = ScoreOptions(alpha if alpha is not None else cfg.alpha, s, head_official, cfg, annotations)
+                table, results = scorer.score_predictions(dataset, preds, options)
+                tables.append(table)
+        elif fmt == "coco":
+            results = coco_results(dataset, preds, cfg)
         if save_predictions is not None and d.main:
-            save(save_predictions, dataset, preds, results)
+            write_predictions(Path(save_predictions), fmt, dataset, preds, results, annotations)
     finally:
         distributed.teardown(d)
     settings = {
+        "labelled": labelled,
+        "predictions": None if save_predictions is None else str(save_predictions),
+        "predictions_format": None if save_predictions is None else fmt,
         "checkpoint": str(checkpoint),
         "split": split,
         "records": str(dataset.records.path),
@@ -113,40 +141,3 @@ def evaluate_checkpoint(
     if boxes != "gt":
         settings["boxes_sha256"] = sha256(boxes)
     return EvalRun(tables, settings)
-
-
-def save(path: Path, dataset, preds: Predictions, coco_results: list[dict] | None) -> None:
-    """.json: COCO results (COCO) or clpose predictions (0-based image pixels); .mat: `preds` M x K x 2 in
-    1-based MATLAB pixels (the MPII toolkit's input); .npy: M x K x 2, 0-based."""
-    path = Path(path)
-    kpts, scores = preds.keypoints[-1], preds.scores[-1]
-    if path.suffix == ".npy":
-        with atomic_path(path) as tmp:
-            np.save(tmp, kpts)
-    elif path.suffix == ".mat":
-        with atomic_path(path) as tmp:
-            scipy.io.savemat(str(tmp), {"preds": kpts + 1.0})
-    elif coco_results is not None:
-        write_json(path, coco_results, indent=None)
-    else:
-        records = dataset.records
-        people = [
-            {
-                "index": int(i),
-                "image": records.images[records.image_index[i]]["file"],
-                "image_id": records.image_id(i),
-                "keypoints": np.concatenate([kpts[j], scores[j][:, None]], 1).round(4).tolist(),
-            }
-            for j, i in enumerate(preds.indices)
-        ]
-        write_json(
-            path,
-            {
-                "format": PREDICTIONS_FORMAT,
-                "version": 1,
-                "skeleton": dataset.skeleton.name,
-                "coordinates": "0-based",
-                "people": people,
-            },
-            indent=None,
-        )

@@ -135,11 +135,10 @@ def coco_annotations(records, override: Path | None = None) -> Path:
     )
 
 
-def score_oks_records(
-    dataset, preds, cfg, annotations: Path | None = None, stage: int = -1
-) -> tuple[dict[str, Any], list[dict]]:
-    """COCO AP of a model's predictions on COCO records: rescoring, OKS-NMS per image, COCOeval.
-    Returns the table and the COCO results that were scored."""
+def coco_results(dataset, preds, cfg, stage: int = -1) -> list[dict]:
+    """The COCO results of a model's predictions on COCO records, as the evaluation server takes them: the
+    SimpleBaseline/HRNet rescoring (box score x mean keypoint score above eval.kpt_score_thr), OKS-NMS per image
+    (eval.oks_nms_thr, areas of the padded crop boxes), then image_id, category_id 1, 51 keypoint numbers, score."""
     from clpose.data.transforms import box_size
 
     records, skeleton = dataset.records, dataset.skeleton
@@ -152,7 +151,18 @@ def score_oks_records(
     image_ids = np.array([records.image_id(i) for i in idx])
     sigmas = np.array(skeleton.sigmas)
     keep = coco_metric.nms_per_image(image_ids, kpts, instance, areas, sigmas, cfg.oks_nms_thr)
-    results = coco_metric.to_results(image_ids[keep], kpts[keep], kscores[keep], instance[keep])
+    return coco_metric.to_results(image_ids[keep], kpts[keep], kscores[keep], instance[keep])
+
+
+def score_oks_records(
+    dataset, preds, cfg, annotations: Path | None = None, stage: int = -1
+) -> tuple[dict[str, Any], list[dict]]:
+    """COCO AP of a model's predictions on COCO records: `coco_results`, then COCOeval.
+    Returns the table and the COCO results that were scored."""
+    records, skeleton = dataset.records, dataset.skeleton
+    idx = preds.indices
+    results = coco_results(dataset, preds, cfg, stage)
+    sigmas = np.array(skeleton.sigmas)
     gt = coco_metric.load_ground_truth(coco_annotations(records, annotations))
     table = coco_metric.evaluate_oks(gt, results, sigmas)
     return {**table, "metric": "oks", "instances": len(results), "people": len(idx)}, results

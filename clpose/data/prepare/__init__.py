@@ -32,13 +32,26 @@ def parse_assignments(values: list[str], root: Path, option: str) -> dict[str, P
     return out
 
 
+def parse_detections(values: list[str] | str | Path | None, root: Path) -> dict[str, Path]:
+    """--detections FILE (the val split, as before) or SPLIT=FILE, repeatable: {"val": FILE, "test-dev": FILE}."""
+    if values is None:
+        return {}
+    items = [str(values)] if isinstance(values, (str, Path)) else [str(v) for v in values]
+    out = parse_assignments(items, root, "--detections")
+    if "*" in out:
+        out.setdefault("val", out["*"])
+        if out["val"] != out.pop("*"):
+            raise ClposeError("--detections: a bare FILE means val=FILE, and val is given twice")
+    return out
+
+
 def run_prepare(
     dataset: str,
     root: Path,
     out: Path,
     annotations: list[str] | None = None,
     images: list[str] | None = None,
-    detections: Path | None = None,
+    detections: list[str] | str | Path | None = None,
     synthetic: dict[str, Any] | None = None,
     show: bool = True,
 ) -> dict[str, Any]:
@@ -65,8 +78,7 @@ def run_prepare(
 
         if "*" in ann:
             raise ClposeError("--annotations for coco needs SPLIT=FILE, e.g. val=person_keypoints_val2017.json")
-        det = _resolve(str(detections), root) if detections else None
-        splits, tables = prepare_coco(root, report, ann, imgs, det)
+        splits, tables = prepare_coco(root, report, ann, imgs, parse_detections(detections, root))
     elif dataset == "synthetic":
         from clpose.data.prepare.synthetic import prepare_synthetic
 

@@ -5,9 +5,16 @@ once clipped to the image, at least one labelled keypoint (v = 1 or 2). Boxes ar
 ([x, y, w, h] with x2 = min(width - 1, x + w - 1)); centre = box centre, scale = box size / 200 (the data
 pipeline fits the input aspect ratio and pads by `box_padding`, 1.25).
 
-With `--detections FILE` (COCO results format, e.g. COCO_val2017_detections_AP_H_56_person.json) the `val`
-records are the detected person boxes (category 1, every score, box_score = the detection score) and the
-ground-truth-box records are written as `val_gt`.
+With `--detections FILE` or `--detections val=FILE` (COCO results format, e.g.
+COCO_val2017_detections_AP_H_56_person.json) the `val` records are the detected person boxes (category 1, every
+score, box_score = the detection score) and the ground-truth-box records are written as `val_gt`.
+
+With `--detections test-dev=FILE` (e.g. the SimpleBaseline/HRNet release's
+COCO_test-dev2017_detections_AP_H_609_person.json) the `test-dev` records are the detected people of the images of
+annotations/image_info_test-dev2017.json (or `--annotations test-dev=FILE`), images in test2017/: one person per box
+of category 1, with its score and no keypoints (the labels are private: `clpose eval --split test-dev` writes the
+results file the evaluation server takes). A detection of an image that is not in the image-info file is an error
+there: it means the detections of another split.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ from clpose.data.transforms import box_to_center_scale
 from clpose.errors import ClposeError
 
 SPLITS = {"train": "person_keypoints_train2017.json", "val": "person_keypoints_val2017.json"}
-IMAGE_DIRS = {"train": "train2017", "val": "val2017"}
+IMAGE_DIRS = {"train": "train2017", "val": "val2017", "test-dev": "test2017"}
+TEST_DEV_INFO = "image_info_test-dev2017.json"  # images and categories only: the test-dev labels are private
 
 
 def read_json(path: Path, what: str) -> Any:
@@ -47,12 +55,13 @@ def clean_box(box: Any, width: int, height: int) -> list[float] | None:
     return [x1, y1, x2 - x1, y2 - y1]
 
 
-def load_coco(path: Path, num_keypoints: int = 17) -> dict[str, Any]:
-    """Read a COCO keypoints file and check the keys clpose needs."""
-    data = read_json(path, "COCO annotations")
+def load_coco(path: Path, num_keypoints: int = 17, labelled: bool = True) -> dict[str, Any]:
+    """Read a COCO keypoints file (or, with `labelled=False`, an image-info file without annotations) and check the
+    keys clpose needs."""
+    data = read_json(path, "COCO annotations" if labelled else "COCO image info")
     if not isinstance(data, dict):
         raise ClposeError(f"{path}: expected a COCO annotation object, got {type(data).__name__}")
-    for key in ("images", "annotations", "categories"):
+    for key in ("images", "annotations", "categories") if labelled else ("images", "categories"):
         if key not in data:
             raise ClposeError(f"{path}: missing key {key!r} (is it a COCO keypoints file?)")
     person = [c for c in data["categories"] if c.get("id") == 1]
@@ -102,7 +111,11 @@ def _gt_people(data: dict, path: Path, table: ImageTable, split: str, report: Re
     return people
 
 
-def detected_people(path: Path, data: dict, table: ImageTable, report: Report) -> list[dict]:
+def detected_people(
+    path: Path, data: dict, table: ImageTable, report: Report, split: str = "val", strict: bool = False
+) -> list[dict]:
+    """One person per detected box of category 1 (COCO results format), with its score and no keypoints. With
+    `strict`, a detection of an image that `data` does not list is an error (else it is skipped with a warning)."""
     dets = read_json(path, "detections")
     if not isinstance(dets, list):
         raise ClposeError(f"{path}: detections must be a list of {{image_id, category_id, bbox, score}}")
@@ -112,11 +125,16 @@ def detected_people(path: Path, data: dict, table: ImageTable, report: Report) -
         if not isinstance(det, dict) or not {"image_id", "bbox", "score"} <= set(det):
             raise ClposeError(f"{path}: detection {i} needs image_id, bbox, score")
         if det.get("category_id", 1) != 1:
-            report.warn("val", "detections of other categories (skipped)")
+            report.warn(split, "detections of other categories (skipped)")
             continue
         img = images.get(det["image_id"])
+        if img is None and strict:
+            raise ClposeError(
+                f"{path}: detection {i} is of image_id {det['image_id']}, which the image list of the {split} split "
+                "does not hold (detections of another split?)"
+            )
         if img is None:
-            report.warn("val", "detections of images not in the annotations (skipped)")
+            report.warn(split, "detections of images not in the annotations (skipped)")
             continue
         if len(det["bbox"]) != 4:
             raise ClposeError(f"{path}: detection {i} bbox must be [x, y, w, h], got {det['bbox']!r}")
@@ -136,30 +154,58 @@ def detected_people(path: Path, data: dict, table: ImageTable, report: Report) -
 
 
 def prepare_coco(
-    root: Path, report: Report, annotations: dict[str, Path], image_dirs: dict[str, Path], detections: Path | None
+    root: Path,
+    report: Report,
+    annotations: dict[str, Path],
+    image_dirs: dict[str, Path],
+    detections: dict[str, Path] | None = None,
 ) -> tuple[dict[str, Records], dict[str, ImageTable]]:
-    files = dict(annotations) or {s: root / "annotations" / f for s, f in SPLITS.items()}
-    files = {s: p for s, p in files.items() if p.is_file() or annotations}
-    if not files:
+    detections = dict(detections or {})
+    unknown = set(detections) - {"val", "test-dev"}
+    if unknown:
+        raise ClposeError(f"--detections {sorted(unknown)[0]}=FILE: detections are for the val or test-dev split")
+    labelled = {s: p for s, p in annotations.items() if s != "test-dev"}
+    files = dict(labelled) or {s: root / "annotations" / f for s, f in SPLITS.items()}
+    files = {s: p for s, p in files.items() if p.is_file() or labelled}
+    if not files and "test-dev" not in detections:
         raise ClposeError(
             f"{root}/annotations holds neither {SPLITS['train']} nor {SPLITS['val']} (or pass --annotations SPLIT=FILE)"
         )
-    if detections is not None and "val" not in files:
+    if "val" in detections and "val" not in files:
         raise ClposeError("--detections makes the val records: the val annotations are needed as well")
     splits, tables = {}, {}
     for split, path in files.items():
-        image_dir = image_dirs.get(split) or image_dirs.get("*") or root / IMAGE_DIRS.get(split, split)
+        image_dir = _image_dir(root, image_dirs, split)
         data = load_coco(path)
         table = ImageTable(image_dir)
-        gt_split = "val_gt" if split == "val" and detections is not None else split
+        gt_split = "val_gt" if split == "val" and "val" in detections else split
         people = _gt_people(data, path, table, gt_split, report)
         splits[gt_split] = new_records("coco", "coco", gt_split, table.images, people, image_dir, [str(path)])
         tables[gt_split] = table
         if gt_split == "val_gt":
-            det_table = ImageTable(image_dir)
-            det_people = detected_people(detections, data, det_table, report)
-            splits["val"] = new_records(
-                "coco", "coco", "val", det_table.images, det_people, image_dir, [str(path), str(detections)]
+            splits["val"], tables["val"] = _detected_split(data, path, detections["val"], image_dir, "val", report)
+    if "test-dev" in detections:
+        info = annotations.get("test-dev") or root / "annotations" / TEST_DEV_INFO
+        if not info.is_file():
+            raise ClposeError(
+                f"the test-dev split needs {info} (COCO's image_info_test-dev2017.json; or --annotations test-dev=FILE)"
             )
-            tables["val"] = det_table
+        data = load_coco(info, labelled=False)
+        image_dir = _image_dir(root, image_dirs, "test-dev")
+        splits["test-dev"], tables["test-dev"] = _detected_split(
+            data, info, detections["test-dev"], image_dir, "test-dev", report, strict=True
+        )
     return splits, tables
+
+
+def _image_dir(root: Path, image_dirs: dict[str, Path], split: str) -> Path:
+    return image_dirs.get(split) or image_dirs.get("*") or root / IMAGE_DIRS.get(split, split)
+
+
+def _detected_split(
+    data: dict, source: Path, detections: Path, image_dir: Path, split: str, report: Report, strict: bool = False
+) -> tuple[Records, ImageTable]:
+    table = ImageTable(image_dir)
+    people = detected_people(detections, data, table, report, split, strict)
+    records = new_records("coco", "coco", split, table.images, people, image_dir, [str(source), str(detections)])
+    return records, table

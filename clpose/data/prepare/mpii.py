@@ -18,6 +18,7 @@ the data pipeline applies `box_padding` (1.25 in that code).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,12 @@ def _from_release(path: Path, head: HeadBoxes | None, image_dir: Path, report: R
             if not is_train and (r + 1) not in singles:
                 continue  # the single-person test set only
             index = tables[split].add(name)
-            extras = {"head_box": head_box, "image_index": i, "rect_index": r} if head_box else {}
+            # where the person sits in RELEASE: the MPII test submission (clpose eval --split test) is written
+            # into RELEASE.annolist(annolist_index + 1).annorect(rect_index + 1)
+            objpos = [float(rect.objpos.x), float(rect.objpos.y)]
+            extras = {"annolist_index": i, "rect_index": r, "objpos": objpos, "rect_scale": float(rect.scale)}
+            if head_box:
+                extras["head_box"] = head_box
             people[split].append(
                 {"image_index": index, "center": center, "scale": scale, "keypoints": keypoints, "extras": extras}
             )
@@ -204,6 +210,40 @@ def _from_release(path: Path, head: HeadBoxes | None, image_dir: Path, report: R
     if head is not None:
         splits, tables = _split_valid(splits, tables, head, image_dir, path, report)
     return splits, tables
+
+
+@dataclass(frozen=True)
+class ReleaseImage:
+    """A test image of RELEASE (img_train == 0): its annolist index (0-based), name, and each rectangle's objpos
+    (1-based MATLAB pixels) and scale, None where the rectangle has none."""
+
+    annolist_index: int
+    name: str
+    rects: list[tuple[list[float] | None, float | None]]
+
+
+def release_test_images(path: Path) -> list[ReleaseImage]:
+    """The test part of RELEASE.annolist, in order: what an MPII test submission is written into."""
+    mat = load_mat(path, struct_as_record=False, squeeze_me=True)
+    if "RELEASE" not in mat:
+        raise ClposeError(f"{path} has no RELEASE struct (is it mpii_human_pose_v1_u12_1.mat?)")
+    try:
+        annolist, img_train = _items(mat["RELEASE"].annolist), np.atleast_1d(mat["RELEASE"].img_train).ravel()
+    except AttributeError as e:
+        raise ClposeError(f"{path}: RELEASE lacks a field ({e})") from None
+    out = []
+    for i, anno in enumerate(annolist):
+        if int(img_train[i]) != 0:
+            continue
+        rects = []
+        for rect in _items(getattr(anno, "annorect", None)):
+            objpos, scale = getattr(rect, "objpos", None), getattr(rect, "scale", None)
+            try:
+                rects.append(([float(objpos.x), float(objpos.y)], float(scale)))
+            except (AttributeError, TypeError, ValueError):
+                rects.append((None, None))
+        out.append(ReleaseImage(i, str(anno.image.name), rects))
+    return out
 
 
 def _split_valid(splits, tables, head: HeadBoxes, image_dir: Path, path: Path, report: Report):

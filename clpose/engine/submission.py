@@ -1,0 +1,174 @@
+"""Prediction files in the benchmarks' own formats: what `clpose eval --save-predictions` writes.
+
+- `coco`: person_keypoints_test-dev2017_NAME_results.json, the COCO results list (image_id, category_id 1, 51
+  keypoint numbers, score) that the evaluation server takes;
+- `mpii-submission`: pred_keypoints_mpii.mat holding `pred`, the test part of RELEASE.annolist where each predicted
+  single-person rectangle has annopoints.point(1..16) with x, y (1-based MATLAB pixels) and id (0-15);
+- `mpii-preds`: `preds` M x 16 x 2, 1-based (the MPII scripts' input for the validation set);
+- `lsp-joints`: `joints` 3 x 14 x M, x and y 1-based and the score, the layout of LSP's joints.mat;
+- `npy`: M x K x 2, 0-based;  `clpose`: clpose predictions JSON (0-based image pixels and scores per person).
+
+`auto` picks from the file name and the dataset (`choose_format`).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.io
+
+from clpose.console import warn
+from clpose.data.dataset import TopDownDataset
+from clpose.engine.evaluate import Predictions
+from clpose.errors import ClposeError
+from clpose.io import atomic_path, write_json
+from clpose.metrics.files import PREDICTIONS_FORMAT
+
+FORMATS = ("auto", "coco", "mpii-submission", "mpii-preds", "lsp-joints", "npy", "clpose")
+COCO_RESULTS_NAME = re.compile(r"^person_keypoints_(test-dev|val|test-challenge)2017_[A-Za-z0-9-]+_results\.json$")
+MPII_SUBMISSION_NAME = "pred_keypoints_mpii.mat"
+
+
+def choose_format(path: Path, fmt: str, dataset: str, split: str, labelled: bool) -> str:
+    """The format asked for, or with "auto": .npy -> npy; .mat -> mpii-submission for pred_keypoints_mpii.mat or
+    MPII's unlabelled test split, lsp-joints for LSP, else mpii-preds; .json -> coco for COCO, else clpose."""
+    if fmt not in FORMATS:
+        raise ClposeError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
+    suffix = path.suffix.lower()
+    allowed = {"coco": ".json", "clpose": ".json", "npy": ".npy"}
+    if fmt != "auto":
+        want = allowed.get(fmt, ".mat")
+        if suffix != want:
+            raise ClposeError(f"--save-predictions {path}: the {fmt} format is a {want} file")
+        return fmt
+    if suffix == ".npy":
+        return "npy"
+    if suffix == ".mat":
+        if path.name == MPII_SUBMISSION_NAME or (dataset == "mpii" and not labelled):
+            return "mpii-submission"
+        return "lsp-joints" if dataset == "lsp" else "mpii-preds"
+    if suffix == ".json":
+        return "coco" if dataset == "coco" else "clpose"
+    raise ClposeError(f"--save-predictions {path}: unknown extension {path.suffix!r}; use .json, .mat or .npy")
+
+
+def write_predictions(
+    path: Path,
+    fmt: str,
+    dataset: TopDownDataset,
+    preds: Predictions,
+    coco_results: list[dict] | None = None,
+    release: Path | None = None,
+) -> None:
+    """Write the last stage's predictions of `dataset` to `path` in `fmt` (a resolved format), atomically."""
+    kpts, scores = preds.keypoints[-1], preds.scores[-1]
+    if fmt == "npy":
+        with atomic_path(path) as tmp:
+            np.save(tmp, kpts)
+    elif fmt == "mpii-preds":
+        with atomic_path(path) as tmp:
+            scipy.io.savemat(str(tmp), {"preds": kpts + 1.0})
+    elif fmt == "lsp-joints":
+        joints = np.concatenate([kpts + 1.0, scores[..., None]], axis=2).transpose(2, 1, 0)  # 3 x K x M
+        with atomic_path(path) as tmp:
+            scipy.io.savemat(str(tmp), {"joints": joints})
+    elif fmt == "mpii-submission":
+        write_mpii_submission(path, mpii_release(dataset, release), dataset, preds)
+    elif fmt == "coco":
+        if coco_results is None:
+            raise ClposeError(f"--save-predictions {path}: COCO results need COCO records")
+        if not COCO_RESULTS_NAME.match(path.name):
+            warn(
+                f"{path.name}: the COCO evaluation server expects a name like "
+                "person_keypoints_test-dev2017_NAME_results.json (zipped alone)"
+            )
+        write_json(path, coco_results, indent=None)
+    else:
+        write_json(path, clpose_predictions(dataset, preds), indent=None)
+
+
+def clpose_predictions(dataset: TopDownDataset, preds: Predictions) -> dict[str, Any]:
+    records = dataset.records
+    kpts, scores = preds.keypoints[-1], preds.scores[-1]
+    people = [
+        {
+            "index": int(i),
+            "image": records.images[records.image_index[i]]["file"],
+            "image_id": records.image_id(i),
+            "keypoints": np.concatenate([kpts[j], scores[j][:, None]], 1).round(4).tolist(),
+        }
+        for j, i in enumerate(preds.indices)
+    ]
+    return {
+        "format": PREDICTIONS_FORMAT,
+        "version": 1,
+        "skeleton": dataset.skeleton.name,
+        "coordinates": "0-based",
+        "people": people,
+    }
+
+
+def mpii_release(dataset: TopDownDataset, release: Path | None) -> Path:
+    """The RELEASE file the records came from (or the one given with --annotations)."""
+    if release is not None:
+        return Path(release)
+    for source in dataset.records.sources:
+        if Path(source).suffix == ".mat" and Path(source).is_file():
+            return Path(source)
+    raise ClposeError(
+        f"{dataset.records.path}: the MPII test submission is written into RELEASE.annolist; the records name no "
+        "RELEASE file that exists here: pass it with --annotations mpii_human_pose_v1_u12_1.mat"
+    )
+
+
+def write_mpii_submission(path: Path, release: Path, dataset: TopDownDataset, preds: Predictions) -> None:
+    """`pred` = the test part of RELEASE.annolist (img_train == 0, in order), with annopoints.point(1..16) = x, y
+    (1-based MATLAB pixels) and id (0-15) on every predicted single-person rectangle; the other rectangles keep
+    objpos and scale and get no points (as the MPII site's instructions and anibali/eval-mpii-pose's
+    prepareTestResults.m do)."""
+    from clpose.data.prepare.mpii import release_test_images
+
+    records = dataset.records
+    k = dataset.skeleton.num_keypoints
+    if dataset.skeleton.name != "mpii" or k != 16:
+        raise ClposeError(f"{path}: the MPII submission needs 16 MPII keypoints, the records are {records.skeleton}")
+    predicted = {}
+    for j, i in enumerate(preds.indices):
+        extras = records.extras[i]
+        if "annolist_index" not in extras:
+            raise ClposeError(
+                f"{records.path}: people[{i}] has no RELEASE rectangle (annolist_index, rect_index): prepare the "
+                "test split from the RELEASE file (an HRNet-style test.json does not say which rectangle a person is)"
+            )
+        predicted[(int(extras["annolist_index"]), int(extras["rect_index"]))] = preds.keypoints[-1][j]
+    images = release_test_images(release)
+    point = np.dtype([("x", object), ("y", object), ("id", object)])
+    rect = np.dtype([("objpos", object), ("scale", object), ("annopoints", object)])
+    pred = np.empty((1, len(images)), dtype=[("image", object), ("annorect", object)])
+    written = 0
+    for n, image in enumerate(images):
+        rects = np.empty((1, len(image.rects)), dtype=rect)
+        for r, (objpos, scale) in enumerate(image.rects):
+            empty = np.zeros((0, 0))
+            rects[0, r]["objpos"] = empty if objpos is None else {"x": objpos[0], "y": objpos[1]}
+            rects[0, r]["scale"] = empty if scale is None else scale
+            kp = predicted.get((image.annolist_index, r))
+            if kp is None:
+                rects[0, r]["annopoints"] = empty
+                continue
+            points = np.empty((1, k), dtype=point)
+            for joint in range(k):
+                points[0, joint] = (float(kp[joint, 0]) + 1.0, float(kp[joint, 1]) + 1.0, joint)
+            rects[0, r]["annopoints"] = {"point": points}
+            written += 1
+        pred[0, n]["image"] = {"name": image.name}
+        pred[0, n]["annorect"] = rects
+    if written != len(predicted):
+        raise ClposeError(
+            f"{release}: {len(predicted) - written} predicted people are not test rectangles of this RELEASE file"
+        )
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(str(tmp), {"pred": pred}, oned_as="row")
