@@ -149,3 +149,45 @@ def _hrnet_style_test(tmp_path: Path) -> Path:
     (root / "annot" / "test.json").write_text(json.dumps([{"image": "x.jpg", "center": [40, 30], "scale": 0.5}]))
     run_prepare("mpii", root, root, ["test=annot/test.json"], show=False)
     return root / "test.json"
+
+
+def test_eval_on_the_mpii_test_split_writes_the_submission_and_refuses_another_skeleton(tmp_path: Path) -> None:
+    from test_inference import make_checkpoint
+
+    root = tmp_path / "mpii"
+    root.mkdir()
+    _release_fixture(root / "mpii_human_pose_v1_u12_1.mat")
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _write_image(root / "images" / name)
+    run_prepare("mpii", root, root, show=False)
+    recipe = tmp_path / "mpii.yaml"
+    recipe.write_text(
+        f"model: {{name: clnet_resnet18}}\ndata: {{dataset: mpii, root: {root}, input_size: 64x64, num_workers: 0}}\n"
+    )
+    out = tmp_path / "pred_keypoints_mpii.mat"
+    checkpoint = make_checkpoint(tmp_path / "mpii.pt", dataset="mpii")
+    args = ["eval", str(checkpoint), "--recipe", str(recipe), "--split", "test", "--save-predictions", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "the test split has no labels: nothing was scored" in result.output and "mpii-submission" in result.output
+    pred = np.atleast_1d(scipy.io.loadmat(str(out), struct_as_record=False, squeeze_me=True)["pred"])
+    points = np.atleast_1d(np.atleast_1d(pred[0].annorect)[1].annopoints.point)
+    assert len(points) == 16 and all(np.isfinite([p.x, p.y]).all() for p in points)
+    other = make_checkpoint(tmp_path / "coco.pt", dataset="coco")
+    args = [
+        "eval",
+        str(other),
+        "--recipe",
+        str(recipe),
+        "--split",
+        "test",
+        "--save-predictions",
+        str(tmp_path / "x.mat"),
+    ]
+    result = runner.invoke(app, args)
+    assert (
+        result.exit_code == 2
+        and "holds mpii people but" in result.stderr
+        and "predicts coco keypoints" in result.stderr
+    )
+    assert not (tmp_path / "x.mat").exists()
