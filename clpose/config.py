@@ -106,6 +106,16 @@ class CodecConfig:
         None, "disk target radius in input px (default: the Gaussian's tau radius)", check="> 0"
     )
     dark: bool = _opt(False, "heatmap codec: unbiased encoding and DARK decoding")
+    decode: Literal["weighted", "peak"] = _opt(
+        "weighted",
+        "composite decode: weighted (section 3.4: activation-weighted votes of every cell >= tau) or peak (the "
+        "arg-max cell's centre plus its offset; for losses that train offsets only at the peak)",
+    )
+    sigma_rule: Literal["fixed", "stride"] = _opt(
+        "fixed",
+        "composite: fixed (sigma as given at every stride, the paper's 16 px) or stride (sigma x S / 16: the same "
+        "Gaussian in cells at every stride; the paper does not say which its Table 5 used)",
+    )
 
 
 @dataclass

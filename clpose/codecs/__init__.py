@@ -17,8 +17,17 @@ from clpose.errors import ClposeError
 
 
 def _composite(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
+    sigma = cfg.sigma or 16.0
+    if cfg.sigma_rule == "stride":  # the Gaussian keeps its size in cells: sigma 16 px at S = 16, 32 px at S = 32
+        sigma = sigma * stride / 16
     return CompositeCodec(
-        input_hw, stride=stride, sigma=cfg.sigma or 16.0, tau=cfg.tau, target=cfg.target, disk_radius=cfg.disk_radius
+        input_hw,
+        stride=stride,
+        sigma=sigma,
+        tau=cfg.tau,
+        target=cfg.target,
+        disk_radius=cfg.disk_radius,
+        decode=cfg.decode,
     )
 
 

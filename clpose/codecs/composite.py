@@ -35,6 +35,9 @@ class CompositeCodec:
         target: "gaussian" (the paper) or "disk" (binary disk, for the G-RMI ablation loss; the network's
             heatmap channels are then logits and `split` applies a sigmoid).
         disk_radius: radius of the disk target in input pixels; default: where the Gaussian equals tau.
+        decode: "weighted" (section 3.4: the activation-weighted average of every cell >= tau) or "peak" (the
+            arg-max cell's centre plus its offset: for a loss that trains offsets only at the peak cell, where the
+            weighted average would mix in untrained offsets).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class CompositeCodec:
         tau: float = 0.6,
         target: Literal["gaussian", "disk"] = "gaussian",
         disk_radius: float | None = None,
+        decode: Literal["weighted", "peak"] = "weighted",
     ) -> None:
         self.input_hw = check_size(input_hw, stride)
         self.stride = int(stride)
@@ -54,6 +58,9 @@ class CompositeCodec:
             raise ClposeError(f"tau must be in (0, 1), got {tau}")
         if target not in ("gaussian", "disk"):
             raise ClposeError(f"target must be 'gaussian' or 'disk', got {target!r}")
+        if decode not in ("weighted", "peak"):
+            raise ClposeError(f"decode must be 'weighted' or 'peak', got {decode!r}")
+        self.decode_mode = decode
         self.sigma = float(sigma)
         self.tau = float(tau)
         self.target = target
@@ -72,7 +79,7 @@ class CompositeCodec:
     def __repr__(self) -> str:
         return (
             f"CompositeCodec(input_hw={self.input_hw}, stride={self.stride}, sigma={self.sigma}, "
-            f"tau={self.tau}, target={self.target!r})"
+            f"tau={self.tau}, target={self.target!r}, decode={self.decode_mode!r})"
         )
 
     # ---------------------------------------------------------------------------------------------- encode
@@ -128,7 +135,7 @@ class CompositeCodec:
         """The three steps of section 3.4, batched, on the tensors' device.
 
         1. cells with activation >= tau; 2. each cell's centre plus its offset x S; 3. the average weighted by
-        activation. Where no cell reaches tau, the arg-max cell alone is used.
+        activation. Where no cell reaches tau, the arg-max cell alone is used; with decode "peak" it always is.
 
         Args:
             heatmaps: (N, K, H', W').
@@ -147,6 +154,10 @@ class CompositeCodec:
         cx = ((torch.arange(wp, device=hm.device, dtype=torch.float32) + 0.5) * s).repeat(hp)
 
         scores, peak = hm.max(dim=-1)
+        x_peak = cx[peak] + s * off_x.gather(-1, peak[..., None]).squeeze(-1)
+        y_peak = cy[peak] + s * off_y.gather(-1, peak[..., None]).squeeze(-1)
+        if self.decode_mode == "peak":
+            return torch.stack([x_peak, y_peak], dim=-1), scores
         votes = F.threshold(hm, self._below_tau, 0.0)  # v if v > (the float below tau), i.e. v >= tau; else 0
         total = votes.sum(-1)
         # sum_p v_p (c_p + S o_p) = v . c + S sum_p v_p o_p: no (N, K, H'W') candidate tensor is built
@@ -154,8 +165,6 @@ class CompositeCodec:
         y_sum = votes @ cy + s * (votes * off_y).sum(-1)
         has_votes = total > 0
         denom = torch.where(has_votes, total, torch.ones_like(total))
-        x_peak = cx[peak] + s * off_x.gather(-1, peak[..., None]).squeeze(-1)
-        y_peak = cy[peak] + s * off_y.gather(-1, peak[..., None]).squeeze(-1)
         x = torch.where(has_votes, x_sum / denom, x_peak)
         y = torch.where(has_votes, y_sum / denom, y_peak)
         return torch.stack([x, y], dim=-1), scores
