@@ -50,22 +50,35 @@ class HeatmapCodec:
     def encode(self, keypoints: np.ndarray, visible: np.ndarray) -> dict[str, np.ndarray]:
         """Targets for one person: heatmaps (K, H', W') and keypoint_weights (K,).
 
-        A keypoint outside the crop [0, W) x [0, H), unlabelled or non-finite gets weight 0 and a zero map.
-        The Gaussian is cut at 3 sigma as in the reference implementations.
+        The rule of HRNet's `JointsDataset.generate_target` (leoxiaobin/deep-high-resolution-net.pytorch,
+        lib/dataset/JointsDataset.py at commit 2ad80f22b5b37fb296152bf5f6341885e8d9087c, lines 233-289):
+        tmp_size = 3 sigma, mu_x = int(x / stride + 0.5) (Python's int(): truncation towards zero, so
+        x / stride in (-1.5, -0.5) gives 0, not -1), ul = int(mu - tmp_size), br = int(mu + tmp_size + 1),
+        and the weight is 0 only when `ul[0] >= W' or ul[1] >= H' or br[0] < 0 or br[1] < 0`: a keypoint
+        outside the crop whose 3-sigma window still reaches the heatmap keeps weight 1 and the part of its
+        Gaussian inside the map (which may be no cell at all: at mu_x = -7 for sigma 2, br[0] = 0, weight 1,
+        a zero map, as there). The Gaussian is HRNet's window too: the cells within 3 sigma of mu on each
+        axis (2 tmp_size + 1 of them for an integer sigma), cut at the map's border. Unlabelled and non-finite
+        keypoints get weight 0 and a zero map.
+
+        With `dark=True` mu is not rounded (x / stride exactly, the unbiased encoding): the same window rule
+        is applied to the unrounded mu (a clpose choice, not HRNet's code, which has no DARK encoding).
         """
         kpts, vis = check_keypoints(keypoints, visible)
-        h, w = self.input_hw
         finite = np.isfinite(kpts).all(axis=1)
         x = np.where(finite, kpts[:, 0], 0.0)
         y = np.where(finite, kpts[:, 1], 0.0)
-        weights = (vis & finite & (x >= 0) & (x < w) & (y >= 0) & (y < h)).astype(np.float32)
         mu_x, mu_y = x / self.stride, y / self.stride
         if not self.dark:
-            mu_x, mu_y = np.floor(mu_x + 0.5), np.floor(mu_y + 0.5)
+            mu_x, mu_y = np.trunc(mu_x + 0.5), np.trunc(mu_y + 0.5)  # int(joints / feat_stride + 0.5)
+        radius = 3 * self.sigma  # tmp_size
         hp, wp = self.heatmap_hw
+        ul_x, ul_y = np.trunc(mu_x - radius), np.trunc(mu_y - radius)
+        br_x, br_y = np.trunc(mu_x + radius + 1), np.trunc(mu_y + radius + 1)
+        outside = (ul_x >= wp) | (ul_y >= hp) | (br_x < 0) | (br_y < 0)
+        weights = (vis & finite & ~outside).astype(np.float32)
         dx = np.arange(wp)[None, :] - mu_x[:, None]
         dy = np.arange(hp)[None, :] - mu_y[:, None]
-        radius = 3 * self.sigma
         gx = np.exp(-(dx**2) / (2 * self.sigma**2)) * (np.abs(dx) <= radius)
         gy = np.exp(-(dy**2) / (2 * self.sigma**2)) * (np.abs(dy) <= radius)
         heatmaps = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]

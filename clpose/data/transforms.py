@@ -102,19 +102,46 @@ def half_body_box(
     keypoints: np.ndarray, upper_body: tuple[int, ...], rng: np.random.Generator, aspect: float
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """The half-body augmentation of the HRNet code: a box around the labelled joints of the upper or the
-    lower body (chosen at random, falling back to the other half), enlarged 1.5x. Returns (centre, size in
-    pixels before padding), or None when fewer than two joints of the chosen half are labelled."""
+    lower body. Returns (centre, size (w, h) in pixels), or None when the chosen half has fewer than two
+    labelled joints (the caller keeps the person's own box).
+
+    A transcription of `JointsDataset.half_body_transform` in leoxiaobin/deep-high-resolution-net.pytorch,
+    lib/dataset/JointsDataset.py at commit 2ad80f22b5b37fb296152bf5f6341885e8d9087c (the only commit touching
+    that file), lines 65-108:
+
+    - joints with joints_vis > 0 are split into upper (ids in upper_body_ids) and lower (the rest);
+    - `if np.random.randn() < 0.5 and len(upper_joints) > 2`: the upper body (probability P(N(0, 1) < 0.5)
+      = 0.6915, and only with at least 3 labelled upper joints); else the lower body
+      `if len(lower_joints) > 2 else upper_joints`; then `if len(selected_joints) < 2: return None, None`.
+      The normal variate is drawn first, on every call, as there (here from `rng`, so each sample's draws are
+      deterministic);
+    - centre = the mean of the selected joints (not the middle of their box);
+    - w, h = max - min of the selected joints, fitted to the aspect ratio (w > aspect h: h = w / aspect;
+      w < aspect h: w = h * aspect); scale = [w / 200, h / 200] * 1.5. HRNet's get_affine_transform
+      (lib/utils/transforms.py, same commit) maps scale * 200 pixels onto the crop, so the size in pixels
+      is [w, h] * 1.5.
+
+    In HRNet's __getitem__ (same file, lines 145-157) the half-body (c, s) replace the record's and the scale
+    augmentation `s = s * np.clip(np.random.randn() * sf + 1, 1 - sf, 1 + sf)` follows; the 1.25 padding is
+    applied only when the record is made (lib/dataset/coco.py `_xywh2cs`, same commit), never to this box,
+    so the caller must not pad it either. HRNet computes in float32, clpose in float64. One deviation: when
+    all the selected joints coincide (a zero-size box, which HRNet passes on to a degenerate warp) this
+    returns None.
+    """
     labelled = keypoints[:, 2] > 0
     upper = np.zeros(len(keypoints), dtype=bool)
     upper[list(upper_body)] = True
-    halves = [labelled & upper, labelled & ~upper]
-    chosen = halves[0] if rng.random() < 0.5 and halves[0].sum() > 2 else halves[1]
-    if chosen.sum() < 2:
-        chosen = halves[0]
-    if chosen.sum() < 2:
+    upper_pts = keypoints[labelled & upper, :2]
+    lower_pts = keypoints[labelled & ~upper, :2]
+    if rng.standard_normal() < 0.5 and len(upper_pts) > 2:
+        pts = upper_pts
+    else:
+        pts = lower_pts if len(lower_pts) > 2 else upper_pts
+    if len(pts) < 2:
         return None
-    pts = keypoints[chosen, :2]
-    lo, hi = pts.min(axis=0), pts.max(axis=0)
-    center = (lo + hi) / 2
-    size = fit_aspect(np.maximum(hi - lo, 1.0), aspect) * 1.5
-    return center, size
+    center = pts.mean(axis=0)
+    w, h = pts.max(axis=0) - pts.min(axis=0)
+    if not (w > 0 or h > 0):
+        return None
+    # fit_aspect is HRNet's rule: its `else` also covers w == aspect * h, where w = h * aspect leaves w as it is
+    return center, fit_aspect(np.array([w, h]), aspect) * 1.5
