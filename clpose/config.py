@@ -133,7 +133,7 @@ class AugmentConfig:
     rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees", check=">= 0")
     rotation_prob: float = _opt(0.6, "probability of applying the rotation", check="[0, 1]")
     shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)", check=">= 0")
-    half_body_prob: float = _opt(0.0, "probability of a half-body crop (COCO: 0.3)", check="[0, 1]")
+    half_body_prob: float = _opt(0.0, "probability of a half-body crop (HRNet's COCO configs: 0.3)", check="[0, 1]")
     half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried", check=">= 0")
     color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)", check="[0, 1]")
 
