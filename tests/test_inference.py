@@ -350,7 +350,7 @@ def test_ctrl_c_still_finalises_the_video_and_the_json(
             "2",
         ],
     )
-    assert result.exit_code == 130 and "stopped by Ctrl-C after 4 frames" in result.output
+    assert result.exit_code == 130 and "stopped (Ctrl-C or SIGTERM) after 4 frames" in result.output
     assert _count(out)[0] == 4  # a playable video of the frames done so far
     data = json.loads(js.read_text())
     assert data["interrupted"] is True and len(data["frames"]) == 4

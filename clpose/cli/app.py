@@ -15,11 +15,11 @@ from typer.core import TyperGroup
 from clpose import __version__
 from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis
 from clpose.console import print_error
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 
 
 class ClposeGroup(TyperGroup):
-    """Turns a ClposeError into one red line and exit code 2, unless --debug was given."""
+    """Turns a ClposeError, and an OSError on a user path, into one red line and exit code 2, unless --debug."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -29,6 +29,20 @@ class ClposeGroup(TyperGroup):
                 raise
             print_error(str(e))
             raise typer.Exit(2) from None
+        except OSError as e:  # a user path the system refuses: read-only, a folder where a file goes, a full disk
+            if ctx.params.get("debug"):
+                raise
+            print_error(os_error_message(e))
+            raise typer.Exit(2) from None
+
+
+def os_error_message(e: OSError) -> str:
+    """One line naming the path and the system's reason, e.g. "cannot write out/best.pt: No space left on device"."""
+    reason = e.strerror or first_line(e)
+    if e.filename is None:
+        return f"{reason} ({type(e).__name__})"
+    target = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+    return f"{target}: {reason}"
 
 
 app = typer.Typer(

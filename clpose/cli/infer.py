@@ -86,7 +86,7 @@ def infer(
     )
     report = run_infer(source, predictor, options)
     rate = report.frames / report.total if report.total else 0.0
-    status = "stopped by Ctrl-C after" if report.interrupted else "done:"
+    status = "stopped (Ctrl-C or SIGTERM) after" if report.interrupted else "done:"
     console.print(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
     if report.failed:
         console.print(

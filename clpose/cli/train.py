@@ -20,6 +20,9 @@ def train(
         str | None, typer.Option(help="Continue from a checkpoint file, or 'auto' for the run's last.pt.")
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (torchrun sets the rank's GPU).")] = "auto",
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace the run already in --out (its checkpoints and metrics are deleted).")
+    ] = False,
 ) -> None:
     """Train a model: checkpoints, metrics.jsonl and a training curve go to the run folder.
 
@@ -30,7 +33,7 @@ def train(
     from clpose.console import console
     from clpose.engine.train import fit
 
-    result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device)
+    result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device, overwrite=overwrite)
     if result.run_dir.exists():
         console.print(
             f"done: {result.epochs_done} epochs, best {result.metric} {result.best_metric:.2f}; "

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path
 
 REQUIRED = ("model", "recipe", "version", "epoch")
@@ -35,12 +35,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         path = find_checkpoint(path)
     if not path.is_file():
         raise ClposeError(f"checkpoint {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ClposeError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or download?")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated or non-checkpoint files
         raise ClposeError(
             f"checkpoint {path} cannot be read: it is corrupt or not a PyTorch file "
-            f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+            f"({type(e).__name__}: {first_line(e)})"
         ) from None
     if not isinstance(state, dict):
         raise ClposeError(f"{path} is not a clpose checkpoint")

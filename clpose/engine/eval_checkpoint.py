@@ -80,7 +80,14 @@ def evaluate_checkpoint(
         precision = resolve_precision(amp, dev)
         if d.main:
             console.print(f"precision: {precision.describe()}")
-        pose = PoseModel.from_recipe(recipe, checkpoint_skeleton(state, recipe, checkpoint), state, dev, precision)
+        pose = PoseModel.from_recipe(
+            recipe,
+            checkpoint_skeleton(state, recipe, checkpoint),
+            state,
+            dev,
+            precision,
+            source=f"checkpoint {checkpoint}",
+        )
         records = load_split(recipe, split)
         if boxes != "gt":
             records = detection_records(records, Path(boxes), coco_annotations(records, annotations))

@@ -26,7 +26,7 @@ from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.data.dataset import normalize
 from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp
 from clpose.engine.checkpoint import load_checkpoint
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
 from clpose.precision import FP32, Precision, resolve_precision
 from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
@@ -119,6 +119,7 @@ class PoseModel:
         amp: str | Precision = "off",
         input_hw: tuple[int, int] | None = None,
         pretrained: bool = True,
+        source: str = "the checkpoint",
     ) -> PoseModel:
         """The recipe's network for `skeleton` (with the weights of `state` when given, else the recipe's
         `pretrained` trunk where `pretrained`), its codec and crop settings."""
@@ -136,7 +137,7 @@ class PoseModel:
                 model.load_state_dict(state["model"])
             except RuntimeError as e:
                 raise ClposeError(
-                    f"the checkpoint's weights do not fit {recipe.model.name} ({str(e).splitlines()[0]})"
+                    f"{source}: its weights do not fit {recipe.model.name} ({first_line(e, 300)})"
                 ) from None
         device = torch.device(device)
         precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
@@ -155,7 +156,7 @@ class PoseModel:
         model was trained in does not bind how it runs."""
         state, recipe = load_trained(path, recipe_path)
         skeleton = checkpoint_skeleton(state, recipe, path)
-        return cls.from_recipe(recipe, skeleton, state, device, amp, input_hw)
+        return cls.from_recipe(recipe, skeleton, state, device, amp, input_hw, source=f"checkpoint {path}")
 
     # -- the three steps ---------------------------------------------------------------------------------------
 

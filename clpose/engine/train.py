@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler, RandomSampler
 
 from clpose import __version__
 from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
+from clpose.console import warn
 from clpose.data import build_dataset, check_images, dataset_from_records, load_split
 from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.engine import distributed
@@ -73,9 +74,29 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
     return factor
 
 
-def make_run_dir(recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs")) -> Path:
-    """--out, or runs/NAME numbered -2, -3, ... when it exists; with --resume auto, the newest such run."""
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
+
+
+def make_run_dir(
+    recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs"), overwrite: bool = False
+) -> Path:
+    """--out, or runs/NAME numbered -2, -3, ... when it exists; with --resume auto, the newest such run.
+
+    An --out that already holds a run is refused without --resume or --overwrite: training into it would empty its
+    metrics.jsonl and replace its best.pt with a worse, earlier model."""
     if out is not None:
+        out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise ClposeError(f"--out {out} is a file, not a run folder")
+        held = [name for name in RUN_FILES if (out / name).is_file()]
+        if held and not resume and not overwrite:
+            raise ClposeError(
+                f"--out {out} already holds a run ({', '.join(held)}): continue it with --resume auto, choose "
+                "another folder, or replace it with --overwrite"
+            )
+        if held and overwrite and not resume:
+            for name in held:  # a stale best.pt must not outlive the run that replaces it
+                (out / name).unlink()
         return out
     base = runs / (recipe.name or "run")
     if resume == "auto":
@@ -212,12 +233,18 @@ def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, ske
 
 
 def fit(
-    recipe: Recipe, out: Path | None = None, resume: str | None = None, device: str = "auto", show_progress: bool = True
+    recipe: Recipe,
+    out: Path | None = None,
+    resume: str | None = None,
+    device: str = "auto",
+    show_progress: bool = True,
+    overwrite: bool = False,
 ) -> FitResult:
-    """Train `recipe`; under torchrun every rank calls this and rank 0 writes the run folder."""
+    """Train `recipe`; under torchrun every rank calls this and rank 0 writes the run folder. An `out` that holds a
+    run needs `resume` (continue it) or `overwrite` (replace it)."""
     d, dev = distributed.setup(device)
     try:
-        return _fit(recipe, out, resume, d, dev, show_progress)
+        return _fit(recipe, out, resume, d, dev, show_progress, overwrite)
     finally:
         distributed.teardown(d)
 
@@ -303,13 +330,16 @@ def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup:
     return statistics.median(rates)
 
 
-def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool) -> FitResult:
+def _fit(
+    recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool, overwrite: bool = False
+) -> FitResult:
     cfg = recipe.train
     s = _setup(recipe, d, device)
     train_ds, val_ds, model, module = s.train_ds, s.val_ds, s.model, s.module
     loss_fn, optimizer, loader, scheduler, scaler = s.loss_fn, s.optimizer, s.loader, s.scheduler, s.scaler
     precision = s.precision
-    run_dir = Path(distributed.gather(str(make_run_dir(recipe, out, resume)) if d.main else "", d)[0])
+    chosen = str(make_run_dir(recipe, out, resume, overwrite=overwrite)) if d.main else ""
+    run_dir = Path(distributed.gather(chosen, d)[0])
     start, best, rows = 0, -math.inf, []
     if resume:
         path = run_dir / "last.pt" if resume == "auto" else Path(resume)
@@ -322,6 +352,12 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
         torch.set_rng_state(state["torch_rng"])
         start, best = int(state["epoch"]), float(state["best_metric"])
         rows = _read_rows(run_dir / "metrics.jsonl", start)
+        changes = _schedule_changes(state.get("recipe", {}), recipe)
+        if changes and d.main:
+            warn(
+                f"resuming {path} with a changed schedule ({'; '.join(changes)}): from epoch {start + 1} on the "
+                "learning rate follows the new recipe, so the result differs from a straight run of it"
+            )
     scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
     metric = scorer.name
     if d.main:
@@ -397,19 +433,40 @@ def _fit(recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.
 
 
 def _write_epoch(run_dir: Path, rows: list[dict], state: dict, improved: bool, name: str) -> None:
+    """best.pt before last.pt: last.pt records the best metric, so a kill between the two writes must leave the older
+    last.pt, whose resume redoes the epoch and writes best.pt again (each write is atomic)."""
     with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
         f.write(json.dumps(rows[-1]) + "\n")
-    save_checkpoint(run_dir / "last.pt", state)
     if improved:
         save_checkpoint(run_dir / "best.pt", state)
+    save_checkpoint(run_dir / "last.pt", state)
     plot_curves(rows, run_dir / "curves.png", name)
 
 
 def _read_rows(path: Path, upto: int) -> list[dict]:
+    """The rows of metrics.jsonl up to epoch `upto`; a line torn by a kill while it was appended is dropped (the
+    epoch it belonged to is trained again)."""
     if not path.is_file():
         return []
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return [r for r in rows if r["epoch"] <= upto]
+    rows = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            warn(f"{path}: line {number} is torn (a kill while it was written): dropped")
+    return [r for r in rows if isinstance(r, dict) and r.get("epoch", math.inf) <= upto]
+
+
+SCHEDULE_KEYS = ("epochs", "lr", "schedule", "milestones", "gamma", "warmup_epochs", "batch_size", "optimizer")
+
+
+def _schedule_changes(saved: dict, recipe: Recipe) -> list[str]:
+    """`train.KEY old -> new` for every schedule key the resumed recipe changes."""
+    old = saved.get("train", {}) if isinstance(saved, dict) else {}
+    new = recipe_to_dict(recipe)["train"]
+    return [f"train.{k} {old[k]} -> {new[k]}" for k in SCHEDULE_KEYS if k in old and old[k] != new[k]]
 
 
 def _summary(row: dict, best: float) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 
 PERSON = 1  # COCO category id (also torchvision's detection label) of a person
 
@@ -74,8 +74,7 @@ class FasterRCNN:
             self.model.load_state_dict(state)
         except Exception as e:  # a corrupt file, or a state dict of another network
             raise ClposeError(
-                f"detector weights {weights} do not fit fasterrcnn_resnet50_fpn "
-                f"({type(e).__name__}: {str(e).splitlines()[0][:120]})"
+                f"detector weights {weights} do not fit fasterrcnn_resnet50_fpn ({type(e).__name__}: {first_line(e)})"
             ) from None
         self.model.to(device).eval()
         self.device, self.threshold = device, threshold

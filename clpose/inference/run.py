@@ -7,6 +7,8 @@ The time of each stage (read, boxes, crop, network, decode, track, draw/write) i
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -154,6 +156,13 @@ class _Outputs:
             if cv2.waitKey(1) & 0xFF == ord("q"):
                 raise KeyboardInterrupt
 
+    def abort(self) -> None:
+        """A run that failed leaves nothing that looks finished: the partial video is deleted, no JSON is written
+        (annotated images already written are complete files, each written atomically)."""
+        if self.writer is not None:
+            self.writer.abort()
+            self.writer = None
+
     def finish(self, report: InferReport) -> None:
         if self.writer is not None:
             self.writer.close()
@@ -200,20 +209,46 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     outputs = _Outputs(src, opts, predictor)
     report = InferReport()
     start = time.perf_counter()
+    failed = True
     try:
-        with ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress:
+        with (
+            _sigterm_as_interrupt(),
+            ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress,
+        ):
             for batch in _batches(iter(src), opts.batch, report):
                 _predict_batch(batch, predictor, boxes_of, tracker, outputs, report)
                 progress.update(len(batch), fps=report.frames / (time.perf_counter() - start))
-    except KeyboardInterrupt:
-        report.interrupted = True
+        failed = False
+    except KeyboardInterrupt:  # Ctrl-C, `q` in the window, or SIGTERM (docker stop, systemd, Slurm): finalise
+        report.interrupted, failed = True, False
     finally:
         report.failed = src.failed
         src.close()
-        outputs.finish(report)
+        if failed:
+            outputs.abort()
+        else:
+            outputs.finish(report)
         if opts.show:
             cv2.destroyAllWindows()
     return report
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends the run like Ctrl-C does (outputs finalised, exit 130); restored afterwards. Only the main
+    thread may set signal handlers: elsewhere (a library caller's thread) SIGTERM keeps its handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _predict_batch(

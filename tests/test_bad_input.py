@@ -1,0 +1,154 @@
+"""Reliability: no data loss, one-line errors (exit 2) that name the culprit, nothing half-written that looks
+finished. Cases from issue 16; each runs through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from clpose.cli.app import app
+from clpose.data.prepare import run_prepare
+from clpose.engine import train as train_module
+from clpose.engine.checkpoint import load_checkpoint
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("bad")
+    run_prepare("synthetic", root, root, synthetic={"train": 16, "val": 8, "size": 64, "workers": 1}, show=False)
+    return root
+
+
+def _recipe(tmp_path: Path, data: Path, epochs: int = 1) -> Path:
+    path = tmp_path / "r.yaml"
+    path.write_text(
+        f"model: {{name: clnet_resnet18}}\n"
+        f"data: {{dataset: synthetic, root: {data}, input_size: 64x64, num_workers: 0}}\n"
+        f"train: {{epochs: {epochs}, batch_size: 8, amp: off}}\neval: {{batch_size: 8}}\n"
+    )
+    return path
+
+
+def _one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_training_into_a_finished_run_is_refused_and_overwrite_replaces_it(tmp_path: Path, data: Path) -> None:
+    recipe, out = _recipe(tmp_path, data), tmp_path / "run"
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
+    before = (out / "metrics.jsonl").read_text()
+    best = (out / "best.pt").read_bytes()
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
+    _one_line_error(result, f"--out {out} already holds a run", "--resume auto", "--overwrite")
+    assert (out / "metrics.jsonl").read_text() == before and (out / "best.pt").read_bytes() == best  # untouched
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_a_kill_while_best_pt_is_written_leaves_the_older_last_pt(tmp_path: Path, monkeypatch) -> None:
+    """best.pt is written before last.pt: a kill during the best.pt write leaves last.pt of the epoch before, so
+    `--resume auto` trains the epoch again and writes best.pt (before, last.pt already claimed the new best)."""
+    written = []
+
+    def save(path: Path, state: dict) -> None:
+        if Path(path).name == "best.pt":
+            raise KeyboardInterrupt  # SIGKILL mid-write: the atomic write leaves nothing of it
+        written.append(Path(path).name)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save)
+    monkeypatch.setattr(train_module, "plot_curves", lambda *a: None)
+    with pytest.raises(KeyboardInterrupt):
+        train_module._write_epoch(tmp_path, [{"epoch": 2}], {"epoch": 2}, improved=True, name="x")
+    assert written == []  # last.pt was not yet written: it still records epoch 1 and the old best
+    train_module._write_epoch(tmp_path, [{"epoch": 3}], {"epoch": 3}, improved=False, name="x")
+    assert written == ["last.pt"]
+
+
+def test_resume_survives_a_torn_metrics_line_and_warns_about_a_changed_schedule(tmp_path: Path, data: Path) -> None:
+    recipe, out = _recipe(tmp_path, data), tmp_path / "run"
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "loss": 0.')  # a kill while the line was appended
+    args = ["train", str(recipe), "--out", str(out), "--resume", "auto", "--set", "train.epochs=2"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "line 2 is torn" in result.stderr
+    assert "changed schedule (train.epochs 1 -> 2)" in result.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert load_checkpoint(out / "last.pt")["epoch"] == 2
+
+
+CASES = [
+    # (name, argv builder, fragments of the one-line error)
+    ("empty checkpoint", lambda t: ["eval", str(_empty(t / "e.pt"))], ["e.pt is empty (0 bytes)"]),
+    ("prepare --out a file", lambda t: ["prepare", "synthetic", "--out", str(_file(t / "f")), "--train", "4",
+     "--val", "2", "--size", "64"], ["f"]),
+    ("missing annotations", lambda t: ["eval", "--metric", "pck", "--predictions", str(_file(t / "p.npy")),
+     "--annotations", str(t / "a.mat")], ["a.mat does not exist"]),
+]  # fmt: skip
+
+
+def _empty(path: Path) -> Path:
+    path.write_bytes(b"")
+    return path
+
+
+def _file(path: Path) -> Path:
+    path.write_text("x")
+    return path
+
+
+@pytest.mark.parametrize(("name", "argv", "fragments"), CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line(tmp_path: Path, name: str, argv, fragments: list[str]) -> None:
+    _one_line_error(runner.invoke(app, argv(tmp_path)), *fragments)
+
+
+def test_an_os_error_on_a_user_path_is_one_line_naming_it(tmp_path: Path, data: Path) -> None:
+    recipe, out = _recipe(tmp_path, data), tmp_path / "run"
+    assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
+    folder = tmp_path / "result.json"
+    folder.mkdir()
+    _one_line_error(runner.invoke(app, ["eval", str(out), "--json", str(folder)]), "result.json")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
+def test_sigterm_during_infer_finalises_the_video_and_the_json(tmp_path: Path) -> None:
+    from test_inference import make_checkpoint
+
+    from clpose.data.prepare.synthetic import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", frames=400, seed=1)
+    ckpt = make_checkpoint(tmp_path / "c.pt")
+    out, poses = tmp_path / "out.mp4", tmp_path / "poses.json"
+    cmd = [sys.executable, "-m", "clpose", "infer", str(clip), "--checkpoint", str(ckpt), "--device", "cpu",
+           "--out", str(out), "--json", str(poses)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(tmp_path.glob(".out*")):
+        time.sleep(0.05)  # the temporary video appears with the first annotated frame
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "stopped (Ctrl-C or SIGTERM) after" in stdout
+    record = json.loads(poses.read_text())
+    assert record["interrupted"] is True and 0 < len(record["frames"]) < 400
+    assert out.is_file() and out.stat().st_size > 0
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no hidden temporary file left
