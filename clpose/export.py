@@ -32,6 +32,7 @@ from clpose.models import final_output
 # (< 1e-3 px); 0.05 px is far below any accuracy that matters and above float32 noise.
 MAP_TOLERANCE = 1e-3
 KEYPOINT_TOLERANCE = 0.05
+MIN_OPSET = 18
 
 
 class WithDecode(nn.Module):
@@ -117,10 +118,17 @@ def _export_onnx(
     module: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, with_decode: bool, opset: int
 ) -> None:
     try:
-        import onnx  # noqa: F401
+        import onnx
         import onnxscript  # noqa: F401
     except ImportError:
         raise ClposeError("ONNX export needs the export extra: pip install 'clpose[export]'") from None
+    newest = onnx.defs.onnx_opset_version()
+    if not MIN_OPSET <= opset <= newest:
+        # torch's exporter builds opset 18 graphs; other versions go through onnx's version converter, which fails
+        # (and used to leave a traceback with exit code 0) outside this range
+        raise ClposeError(
+            f"--opset {opset}: this exporter writes opsets {MIN_OPSET} to {newest} (onnx {onnx.__version__})"
+        )
     outputs = ["keypoints", "scores"] if with_decode else ["maps"]
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():

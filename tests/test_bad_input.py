@@ -102,7 +102,57 @@ CASES = [
      "--val", "2", "--size", "64"], ["f"]),
     ("missing annotations", lambda t: ["eval", "--metric", "pck", "--predictions", str(_file(t / "p.npy")),
      "--annotations", str(t / "a.mat")], ["a.mat does not exist"]),
+    ("zero-byte image", lambda t: ["infer", str(_empty(t / "z.jpg")), "--checkpoint", str(_ckpt(t))],
+     ["z.jpg is empty (0 bytes)"]),
+    ("undecodable image", lambda t: ["infer", str(_junk(t / "r.jpg")), "--checkpoint", str(_ckpt(t)), "--out",
+     str(t / "o.jpg")], ["image", "r.jpg cannot be decoded"]),
+    ("bogus device", lambda t: ["infer", str(_junk(t / "r.jpg")), "--checkpoint", str(_ckpt(t)), "--device",
+     "bogus"], ["--device 'bogus'"]),
+    ("opset too old", lambda t: ["export", str(_ckpt(t)), "--format", "onnx", "--opset", "5"], ["--opset 5"]),
+    ("opset too new", lambda t: ["export", str(_ckpt(t)), "--format", "onnx", "--opset", "999"], ["--opset 999"]),
+    ("text as .mat", lambda t: ["eval", "--metric", "pck", "--predictions", str(_file(t / "p.mat")),
+     "--annotations", str(_lsp_gt(t))], ["p.mat could not be read as a MATLAB file"]),
+    ("corrupt .npy", lambda t: ["eval", "--metric", "pck", "--predictions", str(_junk(t / "p.npy")),
+     "--annotations", str(_lsp_gt(t))], ["p.npy could not be read as a numeric .npy array"]),
+    ("pickled .npy", lambda t: ["eval", "--metric", "pck", "--predictions", str(_pickled(t / "p.npy")),
+     "--annotations", str(_lsp_gt(t))], ["p.npy could not be read", "allow_pickle=False"]),
+    ("named pipe", lambda t: ["infer", str(_fifo(t / "pipe")), "--checkpoint", str(_ckpt(t))],
+     ["pipe is not a regular file"]),
 ]  # fmt: skip
+
+
+def _lsp_gt(tmp_path: Path) -> Path:
+    """A valid LSP joints.mat (3 x 14 x 2) as the annotations, so that the predictions file is what fails."""
+    import numpy as np
+    import scipy.io
+
+    path = tmp_path / "joints.mat"
+    scipy.io.savemat(str(path), {"joints": np.ones((3, 14, 2))})
+    return path
+
+
+def _junk(path: Path) -> Path:
+    path.write_bytes(b"\x93NUMPY" + bytes(range(256)) * 3)
+    return path
+
+
+def _pickled(path: Path) -> Path:
+    import numpy as np
+
+    np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    return path
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)
+    return path
+
+
+def _ckpt(tmp_path: Path) -> Path:
+    from test_inference import make_checkpoint
+
+    path = tmp_path / "c.pt"
+    return path if path.is_file() else make_checkpoint(path)
 
 
 def _empty(path: Path) -> Path:
@@ -118,6 +168,8 @@ def _file(path: Path) -> Path:
 @pytest.mark.parametrize(("name", "argv", "fragments"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line(tmp_path: Path, name: str, argv, fragments: list[str]) -> None:
     _one_line_error(runner.invoke(app, argv(tmp_path)), *fragments)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".") or p.name in ("o.jpg", "out.onnx")]
+    assert not leftovers, leftovers  # nothing half-written
 
 
 def test_an_os_error_on_a_user_path_is_one_line_naming_it(tmp_path: Path, data: Path) -> None:
@@ -152,3 +204,18 @@ def test_sigterm_during_infer_finalises_the_video_and_the_json(tmp_path: Path) -
     assert record["interrupted"] is True and 0 < len(record["frames"]) < 400
     assert out.is_file() and out.stat().st_size > 0
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no hidden temporary file left
+
+
+def test_an_error_in_a_data_loader_worker_reads_as_its_own_message(tmp_path: Path, data: Path) -> None:
+    """A damaged image found by a worker process: the one line is the worker's ClposeError, not torch's wrapper."""
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    victim = sorted((copy / "images" / "train").iterdir())[0]
+    victim.write_bytes(b"")
+    recipe = _recipe(tmp_path, copy)
+    recipe.write_text(recipe.read_text().replace("num_workers: 0", "num_workers: 1"))
+    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    _one_line_error(result, victim.name, "missing or cannot be decoded")
+    assert "Caught" not in result.stderr and "Original Traceback" not in result.stderr

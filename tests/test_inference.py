@@ -219,7 +219,7 @@ def test_a_truncated_video_is_predicted_as_far_as_it_can_be_read(tmp_path: Path)
     )
     assert result.exit_code == 0, result.output
     read = len(json.loads(js.read_text())["frames"])
-    assert 0 < read < 10 and f"{10 - read} frames or images could not be read" in " ".join(result.output.split())
+    assert 0 < read < 10 and f"{10 - read} frames could not be read" in " ".join(result.output.split())
 
 
 def test_infer_bad_input(tmp_path: Path, clip: Path) -> None:

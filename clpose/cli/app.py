@@ -27,13 +27,23 @@ class ClposeGroup(TyperGroup):
         except ClposeError as e:
             if ctx.params.get("debug"):
                 raise
-            print_error(str(e))
+            print_error(worker_message(str(e)))
             raise typer.Exit(2) from None
         except OSError as e:  # a user path the system refuses: read-only, a folder where a file goes, a full disk
             if ctx.params.get("debug"):
                 raise
             print_error(os_error_message(e))
             raise typer.Exit(2) from None
+
+
+def worker_message(message: str) -> str:
+    """The original message of an error raised in a data-loader worker: torch re-raises it as
+    "Caught ClposeError in DataLoader worker process 0. Original Traceback ... ClposeError: MESSAGE"."""
+    if "Caught " not in message or "Original Traceback" not in message:
+        return message
+    prefix = message[: message.index("Caught ")]  # e.g. "epoch 1: "
+    last = [line for line in message.strip().splitlines() if line.strip()][-1]
+    return prefix + (last.split("ClposeError: ", 1)[1] if "ClposeError: " in last else last.strip())
 
 
 def os_error_message(e: OSError) -> str:

@@ -88,10 +88,15 @@ def infer(
     rate = report.frames / report.total if report.total else 0.0
     status = "stopped (Ctrl-C or SIGTERM) after" if report.interrupted else "done:"
     console.print(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
-    if report.failed:
+    if report.failed_files:
         console.print(
-            f"[yellow]{report.failed} frames or images could not be read[/yellow] (a truncated or damaged "
-            "input); the readable ones were predicted"
+            f"[yellow]{len(report.failed_files)} images could not be read and were skipped[/yellow] (truncated, "
+            f"damaged or empty): {', '.join(report.failed_files)}"
+        )
+    elif report.failed:
+        console.print(
+            f"[yellow]{report.failed} frames could not be read[/yellow] (a truncated or damaged video); the readable "
+            "ones were predicted"
         )
     for line in report.outputs:
         console.print(f"wrote {line}")

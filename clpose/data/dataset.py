@@ -42,12 +42,17 @@ def load_image(path: Any) -> np.ndarray | None:
             data = f.read()
     except OSError:
         return None
+    if not data:  # a zero-byte file: OpenCV asserts on an empty buffer
+        return None
     if data[:2] == b"\xff\xd8":
         try:
             return simplejpeg.decode_jpeg(data, colorspace="BGR")
         except ValueError:
             pass
-    return cv2.imdecode(np.frombuffer(data, np.uint8), READ_FLAGS)
+    try:
+        return cv2.imdecode(np.frombuffer(data, np.uint8), READ_FLAGS)
+    except cv2.error:  # OpenCV asserts on some damaged files instead of returning None
+        return None
 
 
 def read_image(path: Any, context: str = "") -> np.ndarray:

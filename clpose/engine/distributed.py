@@ -31,7 +31,10 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
     """auto -> cuda:LOCAL_RANK when CUDA is available, else cpu; a CUDA request without CUDA is an error."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError):
+        raise ClposeError(f"--device {name!r}: expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise ClposeError(f"--device {name}: CUDA is not available on this machine")

@@ -51,6 +51,7 @@ class InferOptions:
 class InferReport:
     frames: int = 0
     failed: int = 0
+    failed_files: list[str] = field(default_factory=list)
     people: int = 0
     interrupted: bool = False
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
@@ -128,6 +129,7 @@ class _Outputs:
         self.source, self.opts, self.predictor = source, opts, predictor
         self.writer: VideoWriter | None = None
         self.records: list[dict] = []
+        self.images_written = 0
         out = opts.out
         self.image_out = out is not None and source.kind in ("image", "folder")
         if self.image_out and source.kind == "folder" and out.suffix.lower() in IMAGE_SUFFIXES:
@@ -145,7 +147,9 @@ class _Outputs:
             out = self.opts.out
             path = out if self.source.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES else out / frame.name
             with atomic_path(path) as tmp:
-                cv2.imwrite(str(tmp), image)
+                if not cv2.imwrite(str(tmp), image):
+                    raise ClposeError(f"--out {path}: OpenCV cannot write this image (check the extension)")
+            self.images_written += 1
         elif self.opts.out is not None:
             if self.writer is None:
                 h, w = image.shape[:2]
@@ -167,8 +171,8 @@ class _Outputs:
         if self.writer is not None:
             self.writer.close()
             report.outputs.append(f"{self.opts.out} ({self.writer.frames} frames, {self.source.fps:g} fps)")
-        elif self.image_out:
-            report.outputs.append(str(self.opts.out))
+        elif self.image_out and self.images_written:
+            report.outputs.append(f"{self.opts.out} ({self.images_written} annotated images)")
         if self.opts.json_out is not None:
             write_json(
                 self.opts.json_out,
@@ -222,7 +226,7 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     except KeyboardInterrupt:  # Ctrl-C, `q` in the window, or SIGTERM (docker stop, systemd, Slurm): finalise
         report.interrupted, failed = True, False
     finally:
-        report.failed = src.failed
+        report.failed, report.failed_files = src.failed, src.failed_files
         src.close()
         if failed:
             outputs.abort()

@@ -33,10 +33,12 @@ class Source:
         fps: frames per second (videos and cameras; 0 otherwise).
         count: frames announced by the container (videos), images (folders), 1 (an image), 0 (cameras).
         failed: frames that could not be read (a truncated video, an unreadable image).
+        failed_files: the names of the images of a folder that could not be read.
     """
 
     def __init__(self, spec: str) -> None:
         self.spec, self.fps, self.failed = spec, 0.0, 0
+        self.failed_files: list[str] = []
         self._cap: cv2.VideoCapture | None = None
         path = Path(spec)
         if spec.isdigit() and not path.exists():
@@ -52,6 +54,13 @@ class Source:
             self.count = len(self.files)
         elif not path.exists():
             raise ClposeError(f"{spec} does not exist (expected an image, a folder, a video file or a camera index)")
+        elif not path.is_file():  # a named pipe with no writer would block OpenCV forever
+            raise ClposeError(
+                f"{path} is not a regular file (a pipe or a device?): give an image, a folder, a video "
+                "file or a camera index"
+            )
+        elif path.stat().st_size == 0:
+            raise ClposeError(f"{path} is empty (0 bytes)")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             self.kind, self.files, self.count = "image", [path], 1
         else:
@@ -65,8 +74,11 @@ class Source:
         if self._cap is None:
             for i, path in enumerate(self.files):
                 image = load_image(path)
+                if image is None and self.kind == "image":
+                    raise ClposeError(f"image {path} cannot be decoded (truncated, damaged or not an image)")
                 if image is None:
                     self.failed += 1
+                    self.failed_files.append(path.name)
                     continue
                 yield Frame(i, path.name, image)
             return

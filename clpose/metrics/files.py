@@ -17,7 +17,7 @@ import numpy as np
 import scipy.io
 
 from clpose.data.records import load_records
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 
 PREDICTIONS_FORMAT = "clpose-predictions"
 H5_SUFFIXES = (".h5", ".hdf5")
@@ -39,8 +39,8 @@ def _mat(path: Path) -> dict:
         raise ClposeError(f"{path} does not exist")
     try:
         return {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
-    except (ValueError, OSError, NotImplementedError, TypeError) as e:
-        raise ClposeError(f"{path} could not be read as a MATLAB file ({e})") from None
+    except (ValueError, OSError, NotImplementedError, TypeError, scipy.io.matlab.MatReadError) as e:
+        raise ClposeError(f"{path} could not be read as a MATLAB file ({first_line(e)})") from None
 
 
 def _from_records(path: Path, k: int) -> GroundTruth:
@@ -103,7 +103,10 @@ def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
     if path.suffix.lower() in H5_SUFFIXES:
         return _h5_predictions(path, k)
     if path.suffix == ".npy":
-        arr = np.load(path, allow_pickle=False)
+        try:
+            arr = np.load(path, allow_pickle=False)  # never unpickle a file given on the command line
+        except (ValueError, OSError, EOFError) as e:
+            raise ClposeError(f"{path} could not be read as a numeric .npy array ({first_line(e)})") from None
         if arr.ndim != 3 or arr.shape[1:2] != (k,) or arr.shape[2] not in (2, 3):
             raise ClposeError(f"{path}: expected an array (M, {k}, 2), got {arr.shape}")
         return arr[..., :2].astype(np.float64), False

@@ -71,7 +71,7 @@ def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
         raise ClposeError(f"{path} does not exist")
     try:
         return scipy.io.loadmat(str(path), **kwargs)
-    except (ValueError, OSError, NotImplementedError, TypeError) as e:
+    except (ValueError, OSError, NotImplementedError, TypeError, scipy.io.matlab.MatReadError) as e:
         raise ClposeError(f"{path} could not be read as a MATLAB file ({e})") from None
 
 
