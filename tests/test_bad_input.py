@@ -219,3 +219,57 @@ def test_an_error_in_a_data_loader_worker_reads_as_its_own_message(tmp_path: Pat
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
     _one_line_error(result, victim.name, "missing or cannot be decoded")
     assert "Caught" not in result.stderr and "Original Traceback" not in result.stderr
+
+
+def _set_people(d: dict, value) -> None:
+    d["people"] = value
+
+
+def _set_person(key: str, value):
+    def mutate(d: dict) -> None:
+        d["people"][0][key] = value
+
+    return mutate
+
+
+def _nan_keypoint(d: dict) -> None:
+    d["people"][0]["keypoints"][0] = [float("nan"), 3.0, 2]
+
+
+RECORD_CASES = [
+    ("people null", lambda d: _set_people(d, None), "people must be a list"),
+    ("list as image id", _set_person("image_id", [1, 2]), "people[0]: image_id [1, 2] is not in images"),
+    ("string keypoints", _set_person("keypoints", "abc"), "people[0]: keypoints, center and scale must be numbers"),
+    ("scale 0", _set_person("scale", [0.0, 0.0]), "people[0]: scale must be positive"),
+    ("NaN centre", _set_person("center", [float("nan"), 1.0]), "people[0]: center must be finite"),
+    ("NaN keypoint", _nan_keypoint, "people[0]: labelled keypoints must be finite"),
+]
+
+
+@pytest.mark.parametrize(("name", "mutate", "fragment"), RECORD_CASES, ids=[c[0] for c in RECORD_CASES])
+def test_hand_edited_records_are_one_line_errors(tmp_path: Path, data: Path, name: str, mutate, fragment: str) -> None:
+    import shutil
+
+    copy = tmp_path / "data"
+    shutil.copytree(data, copy)
+    records = json.loads((copy / "train.json").read_text())
+    mutate(records)
+    (copy / "train.json").write_text(json.dumps(records))  # NaN is written as the (non-standard) NaN token
+    result = runner.invoke(app, ["train", str(_recipe(tmp_path, copy)), "--out", str(tmp_path / "run")])
+    _one_line_error(result, "train.json", fragment)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
+@pytest.mark.parametrize("bbox", [[0, 0, -5, 10], [0, 0, float("nan"), 10], [0, 0, 0, 10]])
+def test_boxes_with_negative_nan_or_empty_sizes_are_refused(tmp_path: Path, bbox: list[float]) -> None:
+    import cv2
+    import numpy as np
+
+    image = tmp_path / "a.jpg"
+    cv2.imwrite(str(image), np.zeros((60, 80, 3), np.uint8))
+    boxes = tmp_path / "boxes.json"
+    boxes.write_text(json.dumps([{"image_id": "a.jpg", "category_id": 1, "bbox": bbox, "score": 0.9}]))
+    poses = tmp_path / "poses.json"
+    argv = ["infer", str(image), "--checkpoint", str(_ckpt(tmp_path)), "--boxes", str(boxes), "--json", str(poses)]
+    _one_line_error(runner.invoke(app, argv), "boxes.json: entry 0 bbox", "positive width")
+    assert not poses.exists()

@@ -193,10 +193,15 @@ def load_records(path: str | Path) -> Records:
         if key not in data:
             raise ClposeError(f"{path}: missing key {key!r}")
     skeleton = get_skeleton(data["skeleton"])
+    for key in ("images", "people"):
+        if not isinstance(data[key], list):
+            raise ClposeError(f"{path}: {key} must be a list, got {type(data[key]).__name__}")
     ids = {}
     for j, img in enumerate(data["images"]):
         if not isinstance(img, dict) or not {"id", "file", "width", "height"} <= set(img):
             raise ClposeError(f"{path}: images[{j}] needs the keys id, file, width, height")
+        if not isinstance(img["id"], (int, str)) or isinstance(img["id"], bool):
+            raise ClposeError(f"{path}: images[{j}].id must be a number or a string, got {img['id']!r}")
         ids[img["id"]] = j
     people = []
     for i, p in enumerate(data["people"]):
@@ -224,12 +229,23 @@ def _check_person(path: Path, i: int, p: Any, ids: dict, k: int) -> dict[str, An
     for key in ("image_id", "center", "scale", "keypoints"):
         if key not in p:
             raise ClposeError(f"{where}: missing key {key!r}")
-    if p["image_id"] not in ids:
-        raise ClposeError(f"{where}: image_id {p['image_id']} is not in images")
-    kpts = np.asarray(p["keypoints"], dtype=np.float64)
+    if not isinstance(p["image_id"], (int, str)) or p["image_id"] not in ids:
+        raise ClposeError(f"{where}: image_id {p['image_id']!r} is not in images")
+    try:
+        kpts = np.asarray(p["keypoints"], dtype=np.float64)
+        values = {key: np.asarray(p[key], dtype=np.float64) for key in ("center", "scale")}
+    except (TypeError, ValueError):
+        raise ClposeError(f"{where}: keypoints, center and scale must be numbers") from None
     if kpts.shape != (k, 3):
         raise ClposeError(f"{where}: keypoints must be {k} x 3 for this skeleton, got shape {kpts.shape}")
-    for key in ("center", "scale"):
-        if np.asarray(p[key]).shape != (2,):
+    labelled = kpts[:, 2] > 0
+    if not np.isfinite(kpts[labelled, :2]).all() or not np.isfinite(kpts[:, 2]).all():
+        raise ClposeError(f"{where}: labelled keypoints must be finite numbers (NaN or inf found)")
+    for key, value in values.items():
+        if value.shape != (2,):
             raise ClposeError(f"{where}: {key} must be [x, y] / [w, h], got {p[key]!r}")
+        if not np.isfinite(value).all():
+            raise ClposeError(f"{where}: {key} must be finite, got {p[key]!r}")
+    if not (values["scale"] > 0).all():
+        raise ClposeError(f"{where}: scale must be positive (box size / 200), got {p['scale']!r}")
     return {**p, "image_index": ids[p["image_id"]], "keypoints": kpts}

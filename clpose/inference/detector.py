@@ -41,8 +41,18 @@ class BoxesFile:
                     f"boxes file {path}: entry {i} carries {len(e['keypoints']) // 3} keypoints but the "
                     f"checkpoint's skeleton has {num_keypoints}: boxes from another skeleton"
                 )
-            if len(e["bbox"]) != 4:
+            if not isinstance(e["bbox"], list) or len(e["bbox"]) != 4:
                 raise ClposeError(f"boxes file {path}: entry {i} bbox must be [x, y, w, h]")
+            try:
+                box = np.asarray(e["bbox"], dtype=np.float64)
+            except (TypeError, ValueError):
+                raise ClposeError(f"boxes file {path}: entry {i} bbox must be 4 numbers, got {e['bbox']!r}") from None
+            if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+                # a NaN or empty box would crop nothing and write NaN tokens (not JSON) into the output
+                raise ClposeError(
+                    f"boxes file {path}: entry {i} bbox {e['bbox']!r} needs finite numbers and a positive width "
+                    "and height"
+                )
             score = float(e.get("score", 1.0))
             if score >= threshold:
                 key = e.get("file_name", e.get("image_id"))

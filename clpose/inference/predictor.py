@@ -124,6 +124,12 @@ class Predictor:
             full_image_box(im)[None] if b is None else np.asarray(b, dtype=np.float64).reshape(-1, 4)
             for im, b in zip(images, boxes_per_image, strict=True)
         ]
+        for i, image_boxes in enumerate(boxes):
+            bad = ~np.isfinite(image_boxes).all(axis=1) | (image_boxes[:, 2] <= 0) | (image_boxes[:, 3] <= 0)
+            if bad.any():
+                raise ClposeError(
+                    f"image {i}: box {image_boxes[bad][0].tolist()} needs finite [x, y, w, h] with w, h > 0"
+                )
         crops, affines = self.pose.crops(images, boxes)
         keypoints, scores = self.forward(crops, affines)
         return self.to_poses(keypoints, scores, boxes, box_scores or [None] * len(images))
