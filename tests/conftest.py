@@ -26,3 +26,15 @@ def fp32_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     import clpose.precision
 
     monkeypatch.setattr(clpose.precision, "cpu_native_bf16", lambda: (False, "tests run in fp32 (tests/conftest.py)"))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """For tests of tiny tensors: one intra-op thread costs little on an idle machine and avoids OpenMP's spinning
+    threads, which make them 10x slower when another process shares the 2 cores. Restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -17,17 +17,8 @@ from clpose.models import MODELS, build_model, check_input_size
 from clpose.skeletons import get_skeleton
 
 SKELETON = get_skeleton("synthetic")  # MPII layout: 6 flip pairs, 4 joints on the axis
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 K = SKELETON.num_keypoints
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tests run tiny tensors: one intra-op thread costs little on an idle machine and avoids OpenMP's
-    spinning threads, which make them 10x slower when another process shares the 2 cores. Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _flipped_targets(codec, kpts: np.ndarray) -> dict[str, np.ndarray]:

@@ -25,16 +25,7 @@ from clpose.inference.predictor import Predictor
 from clpose.skeletons import get_skeleton
 
 SYNTHETIC = get_skeleton("synthetic")
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tests run tiny tensors: one intra-op thread costs little on an idle machine and avoids OpenMP's
-    spinning threads, which make them 10x slower when another process shares the 2 cores. Restored after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
