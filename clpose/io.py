@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -10,9 +11,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from clpose.errors import ClposeError
+
 _UMASK = os.umask(0o022)  # read the process umask once (os.umask can only read it by setting it)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's temporary files are 0600
+
+
+def _target(path: str | Path) -> Path:
+    """The output path with its folder made; a folder in its place is refused before anything is written (the
+    final os.replace would fail only after all the work, naming the temporary file)."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file name", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextlib.contextmanager
@@ -21,8 +34,7 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO
 
     On any exception the temporary file is removed and `path` is left as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.chmod(tmp, _FILE_MODE)
     try:
@@ -43,8 +55,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
     The temporary name keeps the file's suffix so writers that choose a format by extension still work.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = _target(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
     os.close(fd)
     os.chmod(tmp, _FILE_MODE)
@@ -63,6 +74,9 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
-    with atomic_open(path, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=indent)
-        f.write("\n")
+    """Strict JSON: a NaN or infinity is refused (Python would write a NaN token other readers reject)."""
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False)
+    except ValueError as e:
+        raise ClposeError(f"{path}: refusing to write a non-finite number into JSON ({e})") from None
+    write_text(path, text + "\n")

@@ -137,7 +137,7 @@ def test_pretrained_errors_name_the_file(tmp_path: Path) -> None:
         build_model("clnet_resnet18", 16, pretrained=str(tmp_path / "nope.pth"))
     garbage = tmp_path / "garbage.pth"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(ClposeError, match=r"garbage\.pth could not be read"):
+    with pytest.raises(ClposeError, match=r"garbage\.pth cannot be read: it is corrupt or not a PyTorch file"):
         build_model("clnet_resnet18", 16, pretrained=str(garbage))
     other = tmp_path / "other.pth"
     torch.save({"head.weight": torch.zeros(3)}, other)

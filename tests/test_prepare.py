@@ -181,6 +181,55 @@ def test_mpii_json_fixture_default_layout(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "valid.json: person 0 needs the keys image, center, scale" in result.stderr
 
 
+def test_damaged_sources_give_strict_records_and_named_unreadable_images(tmp_path: Path) -> None:
+    """NaN joints, NaN centres, scale 0, an empty and a truncated image: warnings and names, never NaN tokens."""
+    root = tmp_path / "mpii"
+    _mpii_json_fixture(root)
+    people = json.loads((root / "annot" / "train.json").read_text())
+    extra = [dict(json.loads(json.dumps(people[0])), image=f"{i}.jpg") for i in range(3, 6)]
+    people[0]["joints"][2] = [5.0, float("nan")]  # a labelled joint with a NaN y
+    extra[0]["scale"] = 0.0  # ZeroDivisionError in training before
+    extra[1]["center"] = [float("nan"), 30.0]
+    (root / "annot" / "train.json").write_text(json.dumps(people + extra))  # Python writes NaN tokens
+    (root / "images" / "3.jpg").write_bytes(b"")
+    good = (root / "images" / "0.jpg").read_bytes()
+    (root / "images" / "4.jpg").write_bytes(good[: len(good) // 2])  # an interrupted download
+    (root / "images" / "5.jpg").write_bytes(good[: len(good) // 2])
+    result = runner.invoke(app, ["prepare", "mpii", "--root", str(root)])
+    assert result.exit_code == 0, result.output
+    text = (root / "train.json").read_text()
+    assert "NaN" not in text
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard JSON token {c}"))
+    s = _summary(root)["train"]
+    assert s["people"] == 3  # the two people with scale 0 and a NaN centre are dropped
+    assert s["warnings"]["people with a non-finite or non-positive box or score (skipped)"] == 2
+    assert s["warnings"]["labelled joints with non-finite coordinates (made unlabelled)"] == 1
+    assert s["images_unreadable"] == 1 and s["unreadable_files"] == ["5.jpg"]  # 3 and 4 went with their people
+    assert "unreadable images (empty, truncated or not an image): 5.jpg" in " ".join(result.output.split())
+    train = load_records(root / "train.json")
+    assert train.keypoints[0, 2].tolist() == [0.0, 0.0, 0.0]
+    assert train.keypoints[0, 0, 2] == 2
+
+
+def test_image_size_reads_headers_and_catches_truncation(tmp_path: Path) -> None:
+    from clpose.data.prepare.common import image_size
+
+    img = np.random.default_rng(0).integers(0, 255, (60, 80, 3), dtype=np.uint8)
+    for ext in (".jpg", ".png"):
+        path = tmp_path / f"a{ext}"
+        cv2.imwrite(str(path), img)
+        assert image_size(path) == (80, 60)
+        data = path.read_bytes()
+        path.write_bytes(data + b"\0" * 8)  # zero padding after the end marker is harmless
+        assert image_size(path) == (80, 60)
+        path.write_bytes(data[: len(data) * 2 // 3])
+        assert image_size(path) is None, ext
+        path.write_bytes(b"")
+        assert image_size(path) is None
+        path.write_bytes(b"random bytes, not an image")
+        assert image_size(path) is None
+
+
 def _struct_array(items: list[dict]) -> np.ndarray:
     """A MATLAB struct array (1 x n) with the union of the items' fields (missing ones empty)."""
     keys = sorted({k for item in items for k in item})

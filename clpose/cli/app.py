@@ -7,6 +7,7 @@ stderr and exit code 2 (ClposeGroup.invoke); `clpose --debug ...` shows the trac
 from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -49,6 +50,10 @@ def worker_message(message: str) -> str:
 def os_error_message(e: OSError) -> str:
     """One line naming the path and the system's reason, e.g. "cannot write out/best.pt: No space left on device"."""
     reason = e.strerror or first_line(e)
+    if isinstance(e, FileExistsError | NotADirectoryError) and e.filename is not None and not e.filename2:
+        blocker = next((p for p in (Path(e.filename), *Path(e.filename).parents) if p.is_file()), None)
+        if blocker is not None:  # an output folder (or a folder above it) where a file is: name that file
+            return f"{blocker}: a file is in the way (expected a folder there)"
     if e.filename is None:
         return f"{reason} ({type(e).__name__})"
     target = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)

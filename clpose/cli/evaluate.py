@@ -77,7 +77,12 @@ def evaluate(
     run over its recipe's validation split. docs/evaluation.md describes the formats and conventions.
     """
     from clpose.engine.scoring import sha256, versions
-    from clpose.errors import ClposeError
+    from clpose.errors import ClposeError, check_range
+
+    if batch is not None:
+        check_range("--batch", batch, 1)
+    if alpha is not None:
+        check_range("--alpha", alpha, 0, 1, open_low=True)
 
     if predictions is not None:
         if metric is None or annotations is None:

@@ -5,6 +5,9 @@ does not know the models."""
 
 from __future__ import annotations
 
+import stat
+from pathlib import Path
+
 import numpy as np
 
 from clpose.codecs import Codec
@@ -52,13 +55,23 @@ def dataset_from_records(recipe: Recipe, records: Records, train: bool, codec: C
 
 
 def check_images(records: Records, limit: int = 3) -> None:
-    """A ClposeError when image files of the records are missing (say how many and which)."""
+    """A ClposeError, before any work is spent, when image files of the records are missing or empty (an
+    interrupted copy): how many, and which. One stat per image; a damaged file that is not empty is found when
+    it is decoded (training skips it with a warning, evaluation stops naming it)."""
     used = np.unique(records.image_index)
-    missing = [str(p) for i in used if not (p := records.image_dir / records.images[i]["file"]).is_file()]
-    if missing:
+    bad = [str(p) for i in used if _unusable(p := records.image_dir / records.images[i]["file"])]
+    if bad:
         raise ClposeError(
-            f"{len(missing)} of {len(used)} images of {records.path} are missing (first: {', '.join(missing[:limit])})"
+            f"{len(bad)} of {len(used)} images of {records.path} are missing or empty (first: {', '.join(bad[:limit])})"
         )
+
+
+def _unusable(path: Path) -> bool:
+    try:
+        info = path.stat()
+    except OSError:
+        return True
+    return not stat.S_ISREG(info.st_mode) or info.st_size == 0
 
 
 __all__ = ["TopDownDataset", "build_dataset", "check_images", "dataset_from_records", "load_split"]

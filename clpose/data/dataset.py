@@ -21,6 +21,7 @@ from clpose.codecs import Codec
 from clpose.config import AugmentConfig
 from clpose.data.records import Records
 from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box, person_affine, warp
+from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.skeletons import Skeleton
 
@@ -144,6 +145,7 @@ class TopDownDataset(Dataset):
         self.epoch = 0
         self.flip_index = np.array(skeleton.flip_index)
         self._paths = [str(records.image_dir / img["file"]) for img in records.images]  # no Path work per sample
+        self._skipped: set[str] = set()  # undecodable images warned about (per worker process)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -183,11 +185,27 @@ class TopDownDataset(Dataset):
         center, size, rotation, shear, flip, jitter = self._augment(i, keypoints)
         return get_affine(center, size, self.input_hw, rotation, shear, flip), flip, jitter
 
+    def _image(self, i: int) -> tuple[int, np.ndarray]:
+        """(index, pixels) of sample i. In training an image that cannot be decoded is skipped with a warning
+        naming it (the next person whose image decodes takes its place), so one damaged file found in the
+        middle of a long run does not end it; in evaluation it is an error naming the file and the record."""
+        records = self.records
+        for attempt in range(min(len(self), 100)):
+            j = (i + attempt) % len(self)
+            image = load_image(self._paths[records.image_index[j]])
+            if image is not None:
+                return j, image
+            if not self.train:
+                break
+            path = self._paths[records.image_index[j]]
+            if path not in self._skipped:
+                self._skipped.add(path)
+                warn(f"skipping image {path}: it cannot be decoded (people[{j}] of {records.path})")
+        return i, read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         records = self.records
-        image = load_image(self._paths[records.image_index[i]])
-        if image is None:
-            read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
+        i, image = self._image(i)
         affine, flipped, jitter = self.crop_geometry(i)
         crop = warp(image, affine, self.input_hw)
         keypoints = apply_affine(records.keypoints[i, :, :2], affine)

@@ -7,6 +7,7 @@ the model and its codec from the file alone.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 
 from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path
+from clpose.safeload import load_tensors
 
 REQUIRED = ("model", "recipe", "version", "epoch")
 
@@ -24,8 +26,16 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     path = Path(path)
     for stale in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):  # left by an earlier crash
         stale.unlink(missing_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except (OSError, RuntimeError) as e:  # torch's stream writer reports a full disk as a RuntimeError
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else first_line(e)
+        try:
+            free = f"{shutil.disk_usage(path.parent).free / 2**20:.0f} MiB free on that disk"
+        except OSError:
+            free = "free space unknown"
+        raise ClposeError(f"cannot write checkpoint {path}: {reason} ({free}; the previous file is kept)") from None
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -35,15 +45,7 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         path = find_checkpoint(path)
     if not path.is_file():
         raise ClposeError(f"checkpoint {path} does not exist")
-    if path.stat().st_size == 0:
-        raise ClposeError(f"checkpoint {path} is empty (0 bytes): an interrupted copy or download?")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for truncated or non-checkpoint files
-        raise ClposeError(
-            f"checkpoint {path} cannot be read: it is corrupt or not a PyTorch file "
-            f"({type(e).__name__}: {first_line(e)})"
-        ) from None
+    state = load_tensors(path, "checkpoint", map_location)
     if not isinstance(state, dict):
         raise ClposeError(f"{path} is not a clpose checkpoint")
     missing = [k for k in REQUIRED if k not in state]

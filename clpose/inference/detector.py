@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from clpose.errors import ClposeError, first_line
+from clpose.safeload import load_tensors
 
 PERSON = 1  # COCO category id (also torchvision's detection label) of a person
 
@@ -79,8 +80,8 @@ class FasterRCNN:
         from torchvision.models.detection import fasterrcnn_resnet50_fpn
 
         self.model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+        state = load_tensors(weights, "detector weights")
         try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
             self.model.load_state_dict(state)
         except Exception as e:  # a corrupt file, or a state dict of another network
             raise ClposeError(

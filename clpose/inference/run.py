@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from clpose.engine.timing import synchronize
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, check_range
 from clpose.inference.detector import BoxesFile, FasterRCNN
 from clpose.inference.predictor import Pose, Predictor, full_image_box
 from clpose.inference.smoothing import PoseTracker
@@ -187,6 +187,7 @@ class _Outputs:
                     "coordinates": "0-based image pixels",
                     "frames": self.records,
                     "failed_frames": report.failed,
+                    "failed_files": report.failed_files,  # a folder's images that could not be read
                     "interrupted": report.interrupted,
                 },
                 indent=None,
@@ -196,8 +197,11 @@ class _Outputs:
 
 def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progress: bool = True) -> InferReport:
     """Predict every frame of `source` and write the requested outputs."""
-    if opts.batch < 1:
-        raise ClposeError(f"--batch must be >= 1, got {opts.batch}")
+    check_range("--batch", opts.batch, 1)
+    check_range("--det-threshold", opts.det_threshold, 0, 1)
+    check_range("--kpt-threshold", opts.kpt_threshold, 0, 1)
+    check_range("--min-cutoff", opts.min_cutoff, 0, open_low=True)
+    check_range("--beta", opts.beta, 0)
     src = Source(source)
     boxes_of = _box_provider(opts, predictor)
     tracker = (

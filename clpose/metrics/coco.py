@@ -100,8 +100,14 @@ def load_ground_truth(path: str | Path):
             gt = COCO(str(path))
         except Exception as e:  # pycocotools asserts or raises KeyError/JSON errors on malformed files
             raise ClposeError(f"{path} is not a COCO annotation file ({type(e).__name__}: {e})") from None
-    if "annotations" not in gt.dataset:
-        raise ClposeError(f"{path} has no annotations")
+    for key in ("annotations", "categories"):
+        if not isinstance(gt.dataset.get(key), list):
+            raise ClposeError(f"{path} has no {key} list (a COCO keypoints file has images, annotations, categories)")
+    without = [a.get("id", i) for i, a in enumerate(gt.dataset["annotations"]) if "keypoints" not in a]
+    if without:
+        raise ClposeError(
+            f"{path}: {len(without)} annotations have no keypoints (e.g. id {without[0]}): not a person_keypoints file"
+        )
     return gt
 
 

@@ -13,6 +13,7 @@ from torchvision.models import resnet
 
 from clpose.console import console
 from clpose.errors import ClposeError
+from clpose.safeload import load_tensors
 
 
 def resnet10(weights: None = None) -> resnet.ResNet:
@@ -114,10 +115,7 @@ def load_pretrained(trunk: ResNetTrunk | LightTrunk, path: str | Path) -> None:
             f"pretrained weights {path} do not exist (clpose never downloads weights: pass a local "
             f"torchvision state dict, e.g. {trunk.weights_file})"
         )
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch raises several types for a corrupt or non-tensor file
-        raise ClposeError(f"pretrained weights {path} could not be read as a state dict ({e})") from None
+    state = load_tensors(path, "pretrained weights")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

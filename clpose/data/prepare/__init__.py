@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from clpose.data.prepare.common import Report, print_summary, summarize, write_all
+from clpose.data.prepare.common import Report, drop_unusable, print_summary, summarize, write_all
 from clpose.errors import ClposeError
 
 DATASETS = ("lsp", "mpii", "coco", "synthetic")
@@ -87,6 +87,7 @@ def run_prepare(
         splits, tables = prepare_synthetic(out, report, counts, **options)
     else:
         raise ClposeError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    splits = {split: drop_unusable(records, split, report) for split, records in splits.items()}
     summary = summarize(splits, tables, report)
     write_all(out, dataset, splits, summary)
     if show:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import math
+
 import numpy as np
 import scipy.io
 from PIL import Image
@@ -38,7 +40,7 @@ class ImageTable:
         self.images: list[dict[str, Any]] = []
         self.index: dict[str, int] = {}
         self.missing: set[int] = set()  # indices into `images`
-        self.unreadable: set[int] = set()
+        self.unreadable: set[int] = set()  # empty, truncated or not an image
 
     def add(self, file: str, image_id: int | None = None, known_size: tuple[int, int] | None = None) -> int:
         if file in self.index:
@@ -47,12 +49,12 @@ class ImageTable:
         path = self.image_dir / file
         if not path.is_file():
             self.missing.add(len(self.images))
-        elif known_size is None:
-            try:
-                with Image.open(path) as im:
-                    width, height = im.size
-            except (OSError, SyntaxError, ValueError):
+        else:
+            size = image_size(path)
+            if size is None:
                 self.unreadable.add(len(self.images))
+            elif known_size is None:
+                width, height = size
         self.index[file] = len(self.images)
         self.images.append(
             {
@@ -63,6 +65,73 @@ class ImageTable:
             }
         )
         return self.index[file]
+
+
+_JPEG_END = b"\xff\xd9"
+_PNG_END = b"IEND\xaeB`\x82"
+
+
+def image_size(path: Path) -> tuple[int, int] | None:
+    """(width, height) from the header, or None for a file no decoder can read in full: empty, not an image, or
+    truncated. A JPEG that does not end with its end-of-image marker (a PNG without IEND) is decoded in full to
+    be sure, so only suspicious files pay for a decode (an interrupted download is the usual cause)."""
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            fmt = im.format
+        end = {"JPEG": _JPEG_END, "PNG": _PNG_END}.get(fmt or "")
+        if end is not None:
+            with path.open("rb") as f:
+                f.seek(max(0, path.stat().st_size - 64))
+                tail = f.read().rstrip(b"\0\r\n ")
+            if not tail.endswith(end):
+                with Image.open(path) as im:
+                    im.load()  # raises on a truncated file
+        return size
+    except (OSError, SyntaxError, ValueError):
+        return None
+
+
+def drop_unusable(records: Records, split: str, report: Report) -> Records:
+    """The one check of converted people before anything is written, whatever the converter and the source:
+    people whose box (centre, scale) is not finite or not positive, or whose detection score is not finite, are
+    dropped; labelled joints with non-finite coordinates become unlabelled; non-finite numbers in extras become
+    null. Each is a counted warning. Records files are strict JSON (no NaN tokens) and train without a crash."""
+    ok = (
+        np.isfinite(records.centers).all(axis=1)
+        & np.isfinite(records.scales).all(axis=1)
+        & (records.scales > 0).all(axis=1)
+        & np.isfinite(records.box_scores)
+    )
+    report.warn(split, "people with a non-finite or non-positive box or score (skipped)", int((~ok).sum()))
+    if not ok.all():
+        records = records.subset(np.flatnonzero(ok))
+    kpts = records.keypoints
+    bad = ~np.isfinite(kpts).all(axis=2) & (np.nan_to_num(kpts[:, :, 2], nan=1.0) != 0)
+    bad |= ~np.isfinite(kpts[:, :, 2])
+    report.warn(split, "labelled joints with non-finite coordinates (made unlabelled)", int(bad.sum()))
+    kpts[bad] = 0.0
+    kpts[~np.isfinite(kpts)] = 0.0  # coordinates of unlabelled joints carry no information
+    records.boxes[~np.isfinite(records.boxes).all(axis=1)] = np.nan  # written as "box": null
+    fixed = 0
+    for i, extra in enumerate(records.extras):
+        records.extras[i], n = _finite_json(extra)
+        fixed += n
+    report.warn(split, "non-finite numbers in extras (written as null)", fixed)
+    return records
+
+
+def _finite_json(value: Any) -> tuple[Any, int]:
+    """`value` with every non-finite float replaced by None, and how many were replaced."""
+    if isinstance(value, float | np.floating):
+        return (float(value), 0) if math.isfinite(value) else (None, 1)
+    if isinstance(value, dict):
+        pairs = [(k, _finite_json(v)) for k, v in value.items()]
+        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+    if isinstance(value, list | tuple | np.ndarray):
+        items = [_finite_json(v) for v in value]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return value, 0
 
 
 def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
@@ -109,6 +178,7 @@ def summarize(splits: dict[str, Records], tables: dict[str, ImageTable], report:
             "labelled_keypoints": int((records.keypoints[:, :, 2] > 0).sum()),
             "images_missing": len(used & table.missing) if table else 0,
             "images_unreadable": len(used & table.unreadable) if table else 0,
+            "unreadable_files": sorted(table.images[j]["file"] for j in used & table.unreadable) if table else [],
             "warnings": dict(report.warnings.get(split, {})),
         }
     return out
@@ -145,3 +215,9 @@ def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
             warnings,
         )
     console.print(table)
+    for split, s in summary.items():
+        files = s.get("unreadable_files", [])
+        if files:
+            more = f" and {len(files) - 5} more (all in summary.json)" if len(files) > 5 else ""
+            console.print(f"[yellow]{split}: unreadable images (empty, truncated or not an image):[/yellow] "
+                          f"{', '.join(files[:5])}{more}")

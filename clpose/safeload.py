@@ -1,0 +1,40 @@
+"""The one way clpose reads a PyTorch file (checkpoints, pretrained and detector weights): weights only."""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from clpose.errors import ClposeError, first_line
+
+
+def load_tensors(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> Any:
+    """torch.load(weights_only=True): tensors, numbers, strings and containers, never code.
+
+    Every failure is a ClposeError naming `what` and the file: missing, empty (an interrupted copy), a pickle
+    with other objects (refused unread: unpickling it could run code), or not a PyTorch file at all.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ClposeError(f"{what} {path} does not exist")
+    if path.stat().st_size == 0:
+        raise ClposeError(f"{what} {path} is empty (0 bytes): an interrupted copy or download?")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch warns about the pickle protocol of files it then refuses
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for truncated, foreign or hostile files
+        with path.open("rb") as f:
+            head = f.read(2)
+        if isinstance(e, pickle.UnpicklingError) and (head == b"PK" or head[:1] == b"\x80"):  # zip or pickle
+            raise ClposeError(
+                f"{what} {path} holds objects the weights-only loader refuses (code, custom classes or an unusual "
+                "pickle): not loaded, since unpickling it could run code"
+            ) from None
+        raise ClposeError(
+            f"{what} {path} cannot be read: it is corrupt or not a PyTorch file ({type(e).__name__}: {first_line(e)})"
+        ) from None
