@@ -147,6 +147,11 @@ class DataConfig:
     val_split: str = _opt("valid", "records split used for validation")
     box_padding: float = _opt(1.25, "person box enlargement before cropping", check="> 0")
     num_workers: int = _opt(4, "data loader worker processes", check=">= 0")
+    pipeline: Literal["auto", "cpu", "gpu"] = _opt(
+        "auto",
+        "training data pipeline: cpu (workers decode, crop, augment and encode), gpu (workers read bytes and draw "
+        "the augmentation, the training device does the rest), auto (gpu on CUDA, cpu otherwise)",
+    )
     train_limit: int | None = _opt(None, "use only the first N training people (quick runs)", check=">= 1")
     val_limit: int | None = _opt(None, "use only the first N validation people", check=">= 1")
     augment: AugmentConfig = _opt(factory=AugmentConfig, help="training augmentation")

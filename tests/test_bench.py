@@ -133,3 +133,52 @@ def test_bench_shows_the_resolved_precision_and_an_emulated_bf16(tmp_path: Path)
     (row,) = json.loads((tmp_path / "bf16.json").read_text())
     assert row["precision"] == "bf16" and not row["precision_native"]
     assert "bf16 emulated on this device" in result.output and "10x slower than fp32" in result.output
+
+
+def test_max_batch_search_is_exact_logged_and_time_bounded() -> None:
+    from clpose.bench import search_max_batch
+
+    tried: list[int] = []
+
+    def fits(batch: int) -> bool:
+        tried.append(batch)
+        return batch <= 300
+
+    lines: list[str] = []
+    assert search_max_batch(fits, 4096, 60.0, lines.append, "m") == 300
+    assert tried[:10] == [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] and len(tried) <= 18
+    assert lines[0].startswith("searching the largest batch of m that fits") and lines[-1] == "  m: largest batch 300"
+    assert sum(": batch " in line for line in lines) == len(tried)  # one progress line per try
+    assert search_max_batch(lambda b: True, 100, 60.0, lambda line: None) == 100  # the upper bound holds
+    now = [0.0]
+
+    def slow(batch: int) -> bool:
+        now[0] += 10.0  # each try takes 10 s
+        return batch <= 1000
+
+    lines.clear()
+    assert search_max_batch(slow, 4096, 35.0, lines.append, "m", clock=lambda: now[0]) == 8
+    assert "time bound reached: batch 8" in lines[-1]
+
+
+def test_no_row_reads_above_the_limit() -> None:
+    from clpose.bench import BenchResult, cap_fractions
+
+    rows = [BenchResult("a", "256x256", 1, limit_fraction=0.5), BenchResult("b", "256x256", 256, limit_fraction=1.04)]
+    limit, source = cap_fractions(rows, 1000.0, "3x3 conv")
+    assert limit == 1040.0 and source == "b at batch 256 (faster than the reference 3x3 conv)"
+    assert rows[1].limit_fraction == 1.0 and abs(rows[0].limit_fraction - 0.5 / 1.04) < 1e-12
+    untouched = [BenchResult("a", "256x256", 1, limit_fraction=0.9)]
+    assert cap_fractions(untouched, 1000.0, "m") == (1000.0, "m") and untouched[0].limit_fraction == 0.9
+
+
+def test_cuda_graphs_on_the_cpu_warn_and_time_eagerly(tmp_path: Path) -> None:
+    out = tmp_path / "b.json"
+    args = ["bench", "--model", "clnet_resnet18", "--input-size", "64x64", "--runs", "2", "--warmup", "1",
+            "--batch", "1", "--cuda-graphs", "--amp", "off", "--json", str(out)]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "--cuda-graphs: CUDA graphs need a CUDA device (cpu is not one); timing without them" in result.stderr
+    rows = json.loads(out.read_text())
+    assert rows[0]["cuda_graphs"] is False and 0 < rows[0]["limit_fraction"] <= 1.0
+    assert "limit: " in result.output and ("matrix product" in result.output or "3x3 conv" in result.output)

@@ -238,3 +238,34 @@ def test_a_cell_exactly_at_tau_votes_and_one_just_below_does_not() -> None:
     heat[0, 0, 3, 3] = float(np.nextafter(np.float32(0.6), np.float32(0)))  # below tau: would pull towards (56, 56)
     kpts, _ = codec.decode(heat, torch.zeros(1, 2, 4, 4))
     np.testing.assert_allclose(kpts[0, 0].numpy(), [8.0, 8.0])
+
+
+@pytest.mark.parametrize(
+    "codec",
+    [
+        CompositeCodec((256, 192), 16, 16.0, 0.6),
+        CompositeCodec((128, 128), 8, 8.0, 0.5, target="disk"),
+        CompositeCodec((96, 64), 32, 24.0, 0.7),
+        HeatmapCodec((256, 192), 4, 2.0),
+        HeatmapCodec((384, 288), 4, 3.0, dark=True),
+        HeatmapCodec((64, 64), 4, 1.5),
+    ],
+    ids=repr,
+)
+def test_encode_batch_is_bit_identical_to_encode(codec) -> None:
+    """The GPU pipeline's batch encode and the CPU workers' per-sample encode: the same targets, bit for bit, for
+    keypoints inside, on the border of and outside the crop, NaN and unlabelled."""
+    rng = np.random.default_rng(7)
+    h, w = codec.input_hw
+    batch = rng.uniform(-0.3, 1.3, (12, 17, 2)) * [w, h]
+    batch[0, :4] = [[0, 0], [w - 1e-9, h - 1e-9], [w, h], [-0.5, -0.5]]
+    batch[1, 5] = np.nan
+    batch[2, 6] = [np.inf, 3.0]
+    visible = rng.integers(0, 3, (12, 17))
+    got = codec.encode_batch(torch.from_numpy(batch), torch.from_numpy(visible))
+    for i in range(len(batch)):
+        want = codec.encode(batch[i], visible[i])
+        assert set(got) == set(want)
+        for name, value in want.items():
+            assert got[name].dtype == torch.float32
+            np.testing.assert_array_equal(got[name][i].numpy(), value, err_msg=f"{name} of person {i}")

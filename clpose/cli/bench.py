@@ -34,6 +34,17 @@ def bench(
     ] = "auto",
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format for model and input.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each model before timing.")] = False,
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(
+            "--cuda-graphs",
+            help="Replay each model from a CUDA graph (with --compile: torch.compile's reduce-overhead mode). "
+            "CUDA only.",
+        ),
+    ] = False,
+    max_batch_seconds: Annotated[
+        float, typer.Option(help="Time bound of each --batch max search (the largest batch found so far is used).")
+    ] = 120.0,
     fps: Annotated[bool, typer.Option("--fps", help="Measure speed: FPS, latency p50/p90, decode time.")] = False,
     flops: Annotated[bool, typer.Option("--flops", help="Count parameters and MACs (FLOPs = 2 x MACs).")] = False,
     threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
@@ -45,13 +56,16 @@ def bench(
 
     FPS is at batch 1 (the paper's FPS), FPS' at the largest batch given (the paper's FPS'). With neither
     --fps nor --flops both are measured. Models are interleaved run by run; each row also says what fraction
-    of this machine's limit (a large 3x3 convolution, same precision, measured in the same run) it reaches.
+    of this machine's limit it reaches: the better of a large matrix product and a large 3x3 convolution in the
+    same precision, measured in the same run (a network faster than both becomes the limit).
     """
     import torch
 
     from clpose.bench import BenchSettings, run_bench
     from clpose.io import write_json
 
+    if not max_batch_seconds > 0:
+        raise ClposeError(f"--max-batch-seconds must be > 0, got {max_batch_seconds}")
     if runs < 1 or warmup < 0:
         raise ClposeError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
     if keypoints < 1:
@@ -72,6 +86,8 @@ def bench(
         amp=amp,
         channels_last=channels_last,
         compile=compile_,
+        cuda_graphs=cuda_graphs,
+        max_batch_seconds=max_batch_seconds,
         fps=fps or not flops,
         flops=flops or not fps,
         runs=runs,
@@ -94,6 +110,7 @@ def _print_table(report, settings, threads: int) -> None:
     precision = settings.precision
     mode = f"{precision.name}{', channels_last' if settings.channels_last else ''}"
     mode += ", compiled" if settings.compile else ""
+    mode += ", CUDA graphs" if settings.cuda_graphs else ""
     size = report.results[0].input_size
     title = f"{settings.device} ({threads} threads), {mode}, input {size}, K={settings.num_keypoints}"
     table = Table(title=title)
@@ -117,6 +134,6 @@ def _print_table(report, settings, threads: int) -> None:
     if report.limit_gflops is not None:
         emulated = "" if precision.native else f" ({precision.name} emulated on this device: slow)"
         console.print(
-            f"limit: 3x3 conv 256->256, 32x32, batch 8, channels_last, {precision.name}{emulated}: "
-            f"{report.limit_gflops:.0f} GFLOP/s. FLOPs = 2 x MACs."
+            f"limit: {report.limit_source}, {precision.name}{emulated}: {report.limit_gflops:.0f} GFLOP/s. "
+            "FLOPs = 2 x MACs."
         )

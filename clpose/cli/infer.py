@@ -50,6 +50,10 @@ def infer(
     beta: Annotated[float, typer.Option(help="One-Euro speed coefficient: higher follows fast motion better.")] = 0.05,
     batch: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
     flip: Annotated[bool, typer.Option(help="Flip test (about twice the network time).")] = False,
+    cuda_graphs: Annotated[
+        bool,
+        typer.Option(help="On a GPU, replay the network from CUDA graphs (one per batch shape; no effect elsewhere)."),
+    ] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[
         Literal["auto", "off", "bf16", "fp16"],
@@ -70,6 +74,11 @@ def infer(
         console.print(f"using the latest checkpoint: {checkpoint}")
     predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip, amp=amp)
     console.print(f"precision: {predictor.precision.describe()}")
+    if predictor.device.type == "cuda":
+        why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
+        console.print(
+            f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else "")
+        )
     options = InferOptions(
         boxes,
         detector,

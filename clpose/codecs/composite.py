@@ -119,6 +119,38 @@ class CompositeCodec:
         offsets[k:] = (-dx / self.stride)[:, None, :] * weights[:, None, None]
         return {"heatmaps": heatmaps.astype(np.float32), "offsets": offsets, "keypoint_weights": weights}
 
+    def encode_batch(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`encode` for a batch on the tensors' device (the GPU pipeline encodes there): (B, K, 2) keypoints and
+        (B, K) labelled flags -> float32 targets with a leading batch axis, bit-identical to `encode` (the same
+        float64 arithmetic; Codec.encode_batch says why there are two forms)."""
+        kpts = keypoints.to(torch.float64)
+        finite = torch.isfinite(kpts).all(dim=-1)
+        x = torch.where(finite, kpts[..., 0], 0.0)
+        y = torch.where(finite, kpts[..., 1], 0.0)
+        h, w = self.input_hw
+        weights = (visible > 0) & finite & (x >= 0) & (x < w) & (y >= 0) & (y < h)
+        weights = weights.to(torch.float64)
+        hp, wp = self.heatmap_hw
+        cx = (torch.arange(wp, dtype=torch.float64, device=kpts.device) + 0.5) * self.stride
+        cy = (torch.arange(hp, dtype=torch.float64, device=kpts.device) + 0.5) * self.stride
+        dx = cx - x[..., None]  # (B, K, W')
+        dy = cy - y[..., None]  # (B, K, H')
+        if self.target == "gaussian":  # separable: exp(-(dx^2 + dy^2) / 2s^2) = exp(-dy^2/2s^2) exp(-dx^2/2s^2)
+            gx = torch.exp(-(dx**2) / (2 * self.sigma**2))
+            gy = torch.exp(-(dy**2) / (2 * self.sigma**2))
+            heatmaps = gy[..., :, None] * gx[..., None, :]
+        else:
+            heatmaps = (dy[..., :, None] ** 2 + dx[..., None, :] ** 2 <= self.disk_radius**2).to(torch.float64)
+        heatmaps = heatmaps * weights[..., None, None]
+        w4 = weights[..., None, None]
+        offsets_y = (-dy / self.stride)[..., :, None].expand(*dy.shape[:-1], hp, wp) * w4
+        offsets_x = (-dx / self.stride)[..., None, :].expand(*dx.shape[:-1], hp, wp) * w4
+        return {
+            "heatmaps": heatmaps.to(torch.float32),
+            "offsets": torch.cat([offsets_y, offsets_x], dim=-3).to(torch.float32),
+            "keypoint_weights": weights.to(torch.float32),
+        }
+
     # ---------------------------------------------------------------------------------------------- decode
 
     def split(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

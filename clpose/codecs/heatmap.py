@@ -84,6 +84,29 @@ class HeatmapCodec:
         heatmaps = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]
         return {"heatmaps": heatmaps.astype(np.float32), "keypoint_weights": weights}
 
+    def encode_batch(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
+        """`encode` for a batch on the tensors' device: (B, K, 2) keypoints and (B, K) labelled flags -> float32
+        targets with a leading batch axis, bit-identical to `encode` (Codec.encode_batch says why two forms)."""
+        kpts = keypoints.to(torch.float64)
+        finite = torch.isfinite(kpts).all(dim=-1)
+        x = torch.where(finite, kpts[..., 0], 0.0)
+        y = torch.where(finite, kpts[..., 1], 0.0)
+        mu_x, mu_y = x / self.stride, y / self.stride
+        if not self.dark:
+            mu_x, mu_y = torch.trunc(mu_x + 0.5), torch.trunc(mu_y + 0.5)  # int(joints / feat_stride + 0.5)
+        radius = 3 * self.sigma  # tmp_size
+        hp, wp = self.heatmap_hw
+        ul_x, ul_y = torch.trunc(mu_x - radius), torch.trunc(mu_y - radius)
+        br_x, br_y = torch.trunc(mu_x + radius + 1), torch.trunc(mu_y + radius + 1)
+        outside = (ul_x >= wp) | (ul_y >= hp) | (br_x < 0) | (br_y < 0)
+        weights = ((visible > 0) & finite & ~outside).to(torch.float64)
+        dx = torch.arange(wp, dtype=torch.float64, device=kpts.device) - mu_x[..., None]
+        dy = torch.arange(hp, dtype=torch.float64, device=kpts.device) - mu_y[..., None]
+        gx = torch.exp(-(dx**2) / (2 * self.sigma**2)) * (dx.abs() <= radius)
+        gy = torch.exp(-(dy**2) / (2 * self.sigma**2)) * (dy.abs() <= radius)
+        heatmaps = gy[..., :, None] * gx[..., None, :] * weights[..., None, None]
+        return {"heatmaps": heatmaps.to(torch.float32), "keypoint_weights": weights.to(torch.float32)}
+
     def split(self, output: torch.Tensor) -> tuple[torch.Tensor]:
         if output.ndim != 4:
             raise ClposeError(f"heatmap output must be (N, K, H', W'), got {tuple(output.shape)}")

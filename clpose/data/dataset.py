@@ -32,17 +32,23 @@ READ_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION  # annotations ref
 
 def load_image(path: Any) -> np.ndarray | None:
     """BGR uint8 (H, W, 3) pixels of an image file as stored (EXIF orientation ignored), or None when it is
-    missing or cannot be decoded.
-
-    JPEGs are decoded by libjpeg-turbo's TurboJPEG API (simplejpeg): the same pixels as cv2.imread, bit for bit,
-    in 15% less time (docs/benchmarks.md), which is most of a training sample's cost. Other formats, and JPEGs
-    that TurboJPEG refuses (truncated, unusual), go to OpenCV, so the result is always cv2.imread's.
-    """
+    missing or cannot be decoded (`decode_image`)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
         return None
+    return decode_image(data)
+
+
+def decode_image(data: bytes | np.ndarray) -> np.ndarray | None:
+    """BGR uint8 (H, W, 3) pixels of an encoded image, or None when it cannot be decoded.
+
+    JPEGs are decoded by libjpeg-turbo's TurboJPEG API (simplejpeg): the same pixels as cv2.imread, bit for bit,
+    in 15% less time (docs/benchmarks.md), which is most of a training sample's cost. Other formats, and JPEGs
+    that TurboJPEG refuses (truncated, unusual), go to OpenCV, so the result is always cv2.imread's.
+    """
+    data = bytes(data) if isinstance(data, np.ndarray) else data
     if not data:  # a zero-byte file: OpenCV asserts on an empty buffer
         return None
     if data[:2] == b"\xff\xd8":
@@ -203,21 +209,21 @@ class TopDownDataset(Dataset):
                 warn(f"skipping image {path}: it cannot be decoded (people[{j}] of {records.path})")
         return i, read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        records = self.records
-        i, image = self._image(i)
-        affine, flipped, jitter = self.crop_geometry(i)
-        crop = warp(image, affine, self.input_hw)
-        keypoints = apply_affine(records.keypoints[i, :, :2], affine)
-        visible = records.keypoints[i, :, 2]
+    def image_file(self, i: int) -> str:
+        """The image file of sample i."""
+        return self._paths[self.records.image_index[i]]
+
+    def crop_keypoints(self, i: int, affine: np.ndarray, flipped: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(K, 2) keypoints of sample i in crop pixels and their (K,) labels, reordered when the crop is flipped."""
+        keypoints = apply_affine(self.records.keypoints[i, :, :2], affine)
+        visible = self.records.keypoints[i, :, 2]
         if flipped:
             keypoints, visible = keypoints[self.flip_index], visible[self.flip_index]
-        targets = self.codec.encode(keypoints, visible)
-        sample = {name: torch.from_numpy(value) for name, value in targets.items()}
-        sample["image"] = normalize(crop, jitter)
-        sample["keypoints"] = torch.from_numpy(keypoints.astype(np.float32))
-        sample["visible"] = torch.from_numpy(visible.astype(np.float32))
-        sample["meta"] = {
+        return keypoints, visible
+
+    def meta(self, i: int, affine: np.ndarray, flipped: bool) -> dict[str, Any]:
+        records = self.records
+        return {
             "index": i,
             "image_id": records.image_id(i),
             "affine": torch.from_numpy(affine),
@@ -226,6 +232,18 @@ class TopDownDataset(Dataset):
             "box_score": float(records.box_scores[i]),
             "flipped": flipped,
         }
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        i, image = self._image(i)
+        affine, flipped, jitter = self.crop_geometry(i)
+        crop = warp(image, affine, self.input_hw)
+        keypoints, visible = self.crop_keypoints(i, affine, flipped)
+        targets = self.codec.encode(keypoints, visible)
+        sample = {name: torch.from_numpy(value) for name, value in targets.items()}
+        sample["image"] = normalize(crop, jitter)
+        sample["keypoints"] = torch.from_numpy(keypoints.astype(np.float32))
+        sample["visible"] = torch.from_numpy(visible.astype(np.float32))
+        sample["meta"] = self.meta(i, affine, flipped)
         return sample
 
 

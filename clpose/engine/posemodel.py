@@ -24,8 +24,10 @@ from torch import nn
 from clpose.codecs import Codec, build_codec
 from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.data.dataset import normalize
+from clpose.data.device_pipeline import normalize_batch, warp_batch
 from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp
 from clpose.engine.checkpoint import load_checkpoint
+from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.errors import ClposeError, first_line
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
 from clpose.precision import FP32, Precision, resolve_precision
@@ -101,6 +103,7 @@ class PoseModel:
     precision: Precision = FP32
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     channels_last: bool = False
+    cuda_graphs: bool = False  # replay the forward from CUDA graphs (clpose.engine.graphs) where the device allows
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -108,6 +111,21 @@ class PoseModel:
         self.model.to(self.device)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self._graphed: GraphedForward | None = None
+
+    def use_cuda_graphs(self, enabled: bool = True) -> str | None:
+        """Turn CUDA graphs on or off for inference; returns why they cannot be used here (None when they can)."""
+        reason = graphs_unavailable(self.device) if enabled else None
+        self.cuda_graphs, self._graphed = enabled and reason is None, None
+        return reason
+
+    def _forward(self, x: torch.Tensor) -> Any:
+        if not self.cuda_graphs:
+            return self.model(x)
+        if self._graphed is None:
+            self.model.eval()
+            self._graphed = GraphedForward(self.model, self.device, self.precision)
+        return self._graphed(x)
 
     @classmethod
     def from_recipe(
@@ -171,7 +189,10 @@ class PoseModel:
         return normalize(warp(image_bgr, affine, self.input_hw)), affine
 
     def crops(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
-        """Crops (N, 3, H, W) of every box (M_i, 4) of every image, in order, and their affines (N, 2, 3)."""
+        """Crops (N, 3, H, W) of every box (M_i, 4) of every image, in order, and their affines (N, 2, 3). On a GPU
+        each image is uploaded once and cropped there (`crops_on_device`); elsewhere OpenCV crops each box."""
+        if self.device.type == "cuda":
+            return self.crops_on_device(images, boxes)
         pairs = [
             self.crop(image, box)
             for image, image_boxes in zip(images, boxes, strict=True)
@@ -182,6 +203,23 @@ class PoseModel:
         return torch.stack([c for c, _ in pairs]), np.stack([a for _, a in pairs])
 
     @torch.inference_mode()
+    def crops_on_device(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
+        """`crops` made on the model's device: each BGR image goes there once as uint8, every box of it is cut with
+        one `grid_sample` (clpose.data.device_pipeline.warp_batch: within 2 grey levels of OpenCV's crop)."""
+        boxes = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
+        affines = [self.affine(box) for image_boxes in boxes for box in image_boxes]
+        if not affines:
+            return torch.zeros(0, 3, *self.input_hw, device=self.device), np.zeros((0, 2, 3))
+        uploaded = [
+            torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1].transpose(2, 0, 1))).to(self.device)
+            for image in images
+        ]
+        index = torch.tensor([i for i, image_boxes in enumerate(boxes) for _ in image_boxes], device=self.device)
+        stacked = np.stack(affines)
+        crops = warp_batch(uploaded, torch.from_numpy(stacked).to(self.device), self.input_hw, index)
+        return normalize_batch(crops), stacked
+
+    @torch.inference_mode()
     def maps(self, crops: torch.Tensor, flip: bool = False, stages: bool = False) -> list[torch.Tensor]:
         """The network's maps (float32, on the device) for normalised crops: the last stage, or every stage of a
         multi-stage model with `stages`; with `flip`, averaged with the codec's flip-back of the mirrored crops."""
@@ -190,9 +228,9 @@ class PoseModel:
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with self.precision.autocast(self.device):
-            outs = self._stages(self.model(x), stages)
+            outs = self._stages(self._forward(x), stages)
             if flip:
-                flipped = self._stages(self.model(x.flip(-1)), stages)
+                flipped = self._stages(self._forward(x.flip(-1)), stages)
                 flip_index = self.skeleton.flip_index
                 return [
                     (o.float() + self.codec.flip_back(f.float(), flip_index)) / 2

@@ -23,6 +23,7 @@ from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
 from clpose.console import warn
 from clpose.data import build_dataset, check_images, dataset_from_records, load_split
 from clpose.data.dataset import WorkerLoader, worker_init
+from clpose.data.device_pipeline import DeviceLoader, DevicePipeline, RawSamples, collate_raw, resolve_pipeline
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
@@ -30,7 +31,7 @@ from clpose.engine.evaluate import predict
 from clpose.engine.metrics import ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.progress import TrainProgress
-from clpose.engine.timing import time_once
+from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.io import write_text
 from clpose.losses import build_loss
@@ -112,20 +113,24 @@ def make_run_dir(
     return runs / f"{base.name}-{n}"
 
 
-def _loader(dataset, batch: int, d: distributed.Dist, seed: int, workers: int, device: torch.device):
+def _loader(dataset, batch: int, d: distributed.Dist, seed: int, workers: int, device: torch.device, pipeline: str):
+    """The training batches: from the CPU pipeline, or (pipeline "gpu") raw samples finished on `device`."""
+    raw = RawSamples(dataset) if pipeline == "gpu" else dataset
     if d.enabled:
-        sampler = DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=seed, drop_last=True)
+        sampler = DistributedSampler(raw, d.world, d.rank, shuffle=True, seed=seed, drop_last=True)
     else:  # reseeded every epoch (set_epoch below), so the order depends only on (seed, epoch)
-        sampler = RandomSampler(dataset, generator=torch.Generator())
-    return WorkerLoader(
-        dataset,
+        sampler = RandomSampler(raw, generator=torch.Generator())
+    loader = WorkerLoader(
+        raw,
         batch_size=batch,
         sampler=sampler,
         num_workers=workers,
         drop_last=True,
         worker_init_fn=worker_init,
         pin_memory=device.type == "cuda",
+        collate_fn=collate_raw if pipeline == "gpu" else None,
     )
+    return DeviceLoader(loader, DevicePipeline(dataset.codec, device)) if pipeline == "gpu" else loader
 
 
 def _set_epoch(loader: DataLoader, seed: int, epoch: int) -> None:
@@ -290,7 +295,8 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     loss_fn = build_loss(recipe.loss, codec.tau)
     optimizer = build_optimizer(cfg, model)
-    loader = _loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device)
+    pipeline = resolve_pipeline(recipe.data.pipeline, device)
+    loader = _loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device, pipeline)
     if len(loader) == 0:
         raise ClposeError(
             f"{len(train_ds)} training people make no batch of {cfg.batch_size // d.world}: lower train.batch_size"
@@ -300,34 +306,51 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision, pose)
 
 
-def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> float:
-    """Training samples per second of `recipe` on this machine (data loading included), from a few real
-    training steps on a throwaway copy of the setup: what `clpose demo` plans its epochs with.
+@dataclass
+class TrainingSpeed:
+    samples_per_s: float  # median of the timed steps' rates (data loading included)
+    data_wait: float  # share of the timed steps' wall time spent waiting for the next batch
+    pipeline: str  # "cpu" or "gpu" (data.pipeline resolved)
 
-    The median of the steps' rates: on a shared machine a few seconds of load elsewhere would otherwise halve the
-    estimate and the plan (seen: 47 against 118 samples/s in the epochs that followed). An estimate that is too
-    high costs less, as the demo's time guard ends training at its budget with the schedule nearly done."""
+
+def measure_training(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> TrainingSpeed:
+    """Training speed of `recipe` on this machine from a few real steps on a throwaway copy of the setup: the
+    median rate of the steps (on a shared machine a few seconds of load elsewhere would otherwise halve the
+    estimate: seen 47 against 118 samples/s in the epochs that followed) and the share of time waiting for data.
+    Each step is synchronised, so the GPU's work is counted where it happens."""
     dev = distributed.resolve_device(device)
     s = _setup(recipe, distributed.Dist(), dev)
     s.model.train()
     batches = iter(s.loader)
-    rates = []
+    rates, wait, total = [], 0.0, 0.0
 
-    def step() -> int:
+    def next_batch() -> dict:
         nonlocal batches
         batch = next(batches, None)
         if batch is None:  # a small dataset: go round again
             batches = iter(s.loader)
             batch = next(batches)
-        train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train, s.precision)
-        return len(batch["image"])
+        return batch
 
-    sizes: list[int] = []
     for i in range(warmup + steps):
-        seconds = time_once(lambda: sizes.append(step()), dev)
+        start = time.perf_counter()
+        batch = next_batch()
+        synchronize(dev)
+        fetched = time.perf_counter()
+        train_step(s.model, batch, s.loss_fn, s.optimizer, s.scaler, dev, recipe.train, s.precision)
+        synchronize(dev)
+        end = time.perf_counter()
         if i >= warmup:
-            rates.append(sizes[-1] / seconds)
-    return statistics.median(rates)
+            rates.append(len(batch["image"]) / (end - start))
+            wait, total = wait + fetched - start, total + end - start
+    return TrainingSpeed(statistics.median(rates), wait / total, "gpu" if isinstance(s.loader, DeviceLoader) else "cpu")
+
+
+def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> float:
+    """Training samples per second of `recipe` on this machine (measure_training's median): what `clpose demo`
+    plans its epochs with. An estimate that is too high costs less than one too low, as the demo's time guard ends
+    training at its budget with the schedule nearly done."""
+    return measure_training(recipe, device, steps, warmup).samples_per_s
 
 
 def _fit(
@@ -373,6 +396,15 @@ def _fit(
             f"validating {metric} on {len(val_ds)}; run folder {run_dir}"
         )
         progress.log(f"precision: {precision.describe()}")
+        on_device = isinstance(loader, DeviceLoader)
+        progress.log(
+            f"data pipeline: {'gpu' if on_device else 'cpu'} (data.pipeline: {recipe.data.pipeline}; "
+            + (
+                f"workers read files, {device} decodes, crops, augments and encodes)"
+                if on_device
+                else "workers decode, crop, augment and encode)"
+            )
+        )
         epoch = start
         for epoch in range(start, cfg.epochs):
             progress.start_epoch(epoch, cfg.epochs)
