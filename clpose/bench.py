@@ -26,7 +26,7 @@ from clpose.console import console, warn
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.engine.posemodel import PoseModel, any_skeleton, model_recipe
 from clpose.engine.timing import synchronize, time_once
-from clpose.errors import ClposeError
+from clpose.errors import ClposeError, first_line
 from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
 from clpose.progress import ProgressBar
@@ -118,9 +118,10 @@ def reference_matmul_gflops(device: torch.device, precision: Precision, runs: in
     """GFLOP/s of an n x n matrix product in `precision`, n large enough to fill the device: 8192 on a GPU (1.1
     TFLOP, the size at which cuBLAS reaches its peak), 1024 on a CPU (2 GFLOP: a few ms per core)."""
     n = 8192 if device.type == "cuda" else 1024
-    a = torch.randn(n, n, device=device)
-    b = torch.randn(n, n, device=device)
-    with torch.inference_mode(), precision.autocast(device):
+    dtype = precision.dtype or torch.float32  # made in the timed precision: no casts inside the timing
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    with torch.inference_mode():
         for _ in range(3):
             a @ b
         times = [time_once(lambda: a @ b, device) for _ in range(runs)]
@@ -157,11 +158,11 @@ def _progress(total: int, show: bool) -> Iterator[Callable[[str], None]]:
         yield lambda description: bar.update(1, description=description)
 
 
-def _prepare(model: nn.Module, settings: BenchSettings, device: torch.device) -> nn.Module:
+def _prepare(model: nn.Module, settings: BenchSettings, device: torch.device, compile_: bool = True) -> nn.Module:
     model = model.to(device).eval()
     if settings.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    if settings.compile:  # with CUDA graphs: inductor's own graph trees ("reduce-overhead")
+    if settings.compile and compile_:  # with CUDA graphs: inductor's own graph trees ("reduce-overhead")
         model = torch.compile(model, mode="reduce-overhead" if settings.cuda_graphs else None)
     return model
 
@@ -211,6 +212,9 @@ def max_batch(
             synchronize(device)
             return True
         except torch.cuda.OutOfMemoryError:
+            return False
+        except RuntimeError as e:  # cuDNN and cuBLAS report some oversized problems as other errors
+            (log or (lambda line: None))(f"  batch {batch}: {first_line(e)} (counted as not fitting)")
             return False
         finally:
             torch.cuda.empty_cache()
@@ -278,10 +282,20 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
         warn(f"--cuda-graphs: {why_not}; timing without them")
         settings.cuda_graphs = False
     limit, source = reference_limit(device, settings.precision)
+    log = console.print if show_progress else (lambda line: None)
+    plan = {  # on the plain models: compiling each tried batch size would eat the search's time bound
+        name: [
+            max_batch(_prepare(model, settings, device, compile_=False), settings, device, log=log)
+            if b == "max"
+            else int(b)
+            for b in settings.batches
+        ]
+        for name, model in models.items()
+    }
     with compile_context(settings.compile):
         prepared = {name: _prepare(model, settings, device) for name, model in models.items()}
         codecs = {name: pose.codec for name, pose in poses.items()}
-        rows = _time_models(codecs, prepared, sizes, settings, device, limit, show_progress)
+        rows = _time_models(codecs, prepared, plan, sizes, settings, device, limit, show_progress)
     limit, source = cap_fractions(rows, limit, source)
     return BenchReport(rows, limit, source)
 
@@ -326,6 +340,7 @@ def _row(
 def _time_models(
     codecs: dict[str, Codec],
     prepared: dict[str, nn.Module],
+    plan: dict[str, list[int]],
     sizes: dict[str, tuple[float, float]],
     settings: BenchSettings,
     device: torch.device,
@@ -333,11 +348,6 @@ def _time_models(
     show_progress: bool,
 ) -> list[BenchResult]:
     names = list(codecs)
-    log = console.print if show_progress else (lambda line: None)
-    plan = {
-        name: [max_batch(prepared[name], settings, device, log=log) if b == "max" else int(b) for b in settings.batches]
-        for name in names
-    }
     timed = {name: _timed(prepared[name], settings, device) for name in names}
     rows = []
     total = len(names) * len(settings.batches) * (settings.warmup + settings.runs + 1)
@@ -360,7 +370,8 @@ def _time_models(
                     time_once(lambda o=out, c=codecs[name]: c.decode_output(o), device) for _ in range(20)
                 )
                 step(f"decode {name}")
-                rows.append(
-                    _row(name, plan[name][index], sizes.get(name), settings, device, times[name], decode, limit)
-                )
+                row = _row(name, plan[name][index], sizes.get(name), settings, device, times[name], decode, limit)
+                if isinstance(timed[name], GraphedForward):  # what ran, not what was asked: a capture can fail
+                    row.cuda_graphs = timed[name].replays(inputs[name])
+                rows.append(row)
     return rows

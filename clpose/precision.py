@@ -55,11 +55,13 @@ class Precision:
         """Whether training needs a GradScaler (fp16: its small range underflows small gradients)."""
         return self.name == "fp16"
 
-    def autocast(self, device: torch.device | str) -> contextlib.AbstractContextManager:
-        """Autocast to this precision on `device` (a no-op for fp32)."""
+    def autocast(self, device: torch.device | str, cache: bool = True) -> contextlib.AbstractContextManager:
+        """Autocast to this precision on `device` (a no-op for fp32). `cache=False` for CUDA-graph capture: the
+        cast weights autocast caches are freed when the outermost autocast exits, and a graph would keep reading
+        them (torch.cuda.make_graphed_callables refuses a caching autocast for that reason)."""
         if self.dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(torch.device(device).type, dtype=self.dtype)
+        return torch.autocast(torch.device(device).type, dtype=self.dtype, cache_enabled=cache)
 
     def describe(self) -> str:
         """One line: "bf16 (auto: ...)" or "fp32 (off)"."""

@@ -124,3 +124,23 @@ def test_crops_on_device_match_opencv_crops(people: list[int]) -> None:
     np.testing.assert_array_equal(got_affines, want_affines)
     levels = (got - want).abs() * torch.tensor(STD_RGB)[:, None, None] * 255
     assert levels.max() <= 2.0 + 1e-4 and levels.mean() < 0.1
+
+
+def test_graphs_are_captured_without_the_autocast_weight_cache() -> None:
+    """A captured graph must cast the weights itself: autocast's cached casts are freed when the caller's autocast
+    exits, and a replay would read freed memory (why make_graphed_callables refuses a caching autocast)."""
+    from clpose.precision import resolve_precision
+
+    seen: list[bool] = []
+
+    class Probe(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(torch.is_autocast_cache_enabled())
+            return x * 2
+
+    bf16 = resolve_precision("bf16", "cpu")
+    graphed = GraphedForward(Probe(), "cpu", bf16, capture=FakeCapture())
+    with bf16.autocast("cpu"):  # the caller's own autocast (PoseModel.maps) caches
+        assert torch.is_autocast_cache_enabled()
+        graphed(torch.ones(1, 3, 4, 4))
+    assert seen and not any(seen)

@@ -89,7 +89,7 @@ class DevicePipeline:
             if not good and path not in self._warned:
                 self._warned.add(path)
                 warn(f"skipping image {path}: it cannot be decoded (the sample gets weight 0)")
-        crops = warp_batch(images, raw["affine"].to(self.device), self.input_hw)
+        crops = warp_batch(images, raw["affine"], self.input_hw)  # the host's matrices: no copy back from the GPU
         jittered = raw["jittered"].to(self.device)
         if bool(jittered.any()):
             crops = torch.where(jittered[:, None, None, None], jitter_batch(crops, raw["jitter"].to(self.device)), crops)
@@ -122,8 +122,12 @@ def decode_batch(files: list[torch.Tensor], device: torch.device) -> tuple[list[
                 decoded = decode_jpeg([files[i] for i in jpeg], mode=ImageReadMode.RGB, device=device)
                 for i, image in zip(jpeg, decoded, strict=True):
                     images[i] = image
-            except RuntimeError:  # one damaged file fails the batch: the host decodes them one by one
-                pass
+            except (RuntimeError, TypeError):  # one damaged file fails a batch (or torchvision < 0.19: no lists)
+                for i in jpeg:
+                    try:
+                        images[i] = decode_jpeg(files[i], mode=ImageReadMode.RGB, device=device)
+                    except RuntimeError:
+                        pass  # damaged: the host tries below (OpenCV reads some truncated files)
     ok = [True] * len(files)
     for i, f in enumerate(files):
         if images[i] is None:
@@ -150,14 +154,14 @@ def warp_batch(
     BORDER_CONSTANT blends with at the border too) and one `grid_sample` makes every crop. Several crops per image:
     each image is sampled once with the grids of its crops stacked, so a frame is never copied per person.
     """
-    device = affines.device
+    device = images[0].device  # the crops are made where the images are; affines may stay on the host
     if image_index is None:
         h_max = max(int(im.shape[1]) for im in images)
         w_max = max(int(im.shape[2]) for im in images)
         canvas = torch.zeros(len(images), 3, h_max, w_max, dtype=torch.float32, device=device)
         for b, im in enumerate(images):
             canvas[b, :, : im.shape[1], : im.shape[2]] = im
-        grid = sampling_grid(affines, output_hw, (h_max, w_max))
+        grid = sampling_grid(affines, output_hw, (h_max, w_max), device)
         crops = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     else:
         h, w = output_hw
@@ -166,7 +170,7 @@ def warp_batch(
             rows = torch.nonzero(image_index == i).flatten()
             if len(rows) == 0:
                 continue
-            grid = sampling_grid(affines[rows], output_hw, (int(im.shape[1]), int(im.shape[2])))
+            grid = sampling_grid(affines[rows.cpu()], output_hw, (int(im.shape[1]), int(im.shape[2])), device)
             out = F.grid_sample(
                 im[None].float(), grid.reshape(1, len(rows) * h, w, 2), "bilinear", "zeros", align_corners=False
             )
@@ -174,19 +178,22 @@ def warp_batch(
     return crops.round_().clamp_(0, 255)  # warpAffine returns uint8 pixels
 
 
-def sampling_grid(affines: torch.Tensor, output_hw: tuple[int, int], source_hw: tuple[int, int]) -> torch.Tensor:
-    """grid_sample's (B, H, W, 2) grid: for every crop pixel the source position of the inverse affine, in the
-    normalised coordinates of align_corners=False (pixel i's centre at (2 i + 1) / size - 1)."""
+def sampling_grid(
+    affines: torch.Tensor, output_hw: tuple[int, int], source_hw: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """grid_sample's (B, H, W, 2) grid on `device`: for every crop pixel the source position of the inverse affine,
+    in the normalised coordinates of align_corners=False (pixel i's centre at (2 i + 1) / size - 1). The matrices
+    are inverted on the host (2x3 each)."""
     h, w = output_hw
-    inverse = torch.from_numpy(invert_affine(affines.detach().cpu().numpy())).to(affines.device)  # (B, 2, 3)
+    inverse = torch.from_numpy(invert_affine(affines.detach().cpu().numpy())).to(device)  # (B, 2, 3)
     ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64, device=affines.device),
-        torch.arange(w, dtype=torch.float64, device=affines.device),
+        torch.arange(h, dtype=torch.float64, device=device),
+        torch.arange(w, dtype=torch.float64, device=device),
         indexing="ij",
     )
     points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3), crop pixel centres
     source = torch.einsum("hwk,bjk->bhwj", points, inverse)  # (B, H, W, 2) source pixels (x, y)
-    size = torch.tensor([source_hw[1], source_hw[0]], dtype=torch.float64, device=affines.device)
+    size = torch.tensor([source_hw[1], source_hw[0]], dtype=torch.float64, device=device)
     return ((2 * source + 1) / size - 1).to(torch.float32)
 
 

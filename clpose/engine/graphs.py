@@ -37,16 +37,19 @@ def graphs_unavailable(device: torch.device) -> str | None:
 
 
 def cuda_capture(forward: Callable[[torch.Tensor], Any], static_input: torch.Tensor) -> tuple[Replay, Any]:
-    """Warm up on a side stream (cuDNN picks its algorithms, allocations settle), then capture one forward."""
-    stream = torch.cuda.Stream(static_input.device)
-    stream.wait_stream(torch.cuda.current_stream(static_input.device))
-    with torch.cuda.stream(stream):
-        for _ in range(3):
-            forward(static_input)
-    torch.cuda.current_stream(static_input.device).wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_output = forward(static_input)
+    """Warm up on a side stream (cuDNN picks its algorithms, allocations settle), then capture one forward on that
+    stream, all on the input's GPU (torch.cuda.graph's default capture stream belongs to whichever device was
+    current when it was first made, which need not be this one)."""
+    with torch.cuda.device(static_input.device):
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for _ in range(3):
+                forward(static_input)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            static_output = forward(static_input)
     return graph.replay, static_output
 
 
@@ -83,14 +86,25 @@ class GraphedForward:
         self.reason = None if capture is not None else graphs_unavailable(self.device)
         self._capture = capture or cuda_capture
         self._graphs: dict[tuple, _Graph] = {}
+        self._eager_only: set[tuple] = set()
         self._told = False
+
+    def _key(self, x: torch.Tensor) -> tuple:
+        size = 1 << max(0, x.shape[0] - 1).bit_length() if self.pad_batch else x.shape[0]  # next power of two
+        return (size, *x.shape[1:], x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+
+    def replays(self, x: torch.Tensor) -> bool:
+        """Whether an input like `x` runs from a captured graph (False before its first call)."""
+        return self.active and self._key(x) in self._graphs
 
     @property
     def active(self) -> bool:
         return self.reason is None
 
     def _eager(self, x: torch.Tensor) -> Any:
-        with torch.inference_mode(), self.precision.autocast(self.device):
+        # no autocast cache: a captured graph must cast the weights itself, not read cached copies that are freed
+        # when the caller's autocast exits
+        with torch.inference_mode(), self.precision.autocast(self.device, cache=False):
             return self.model(x)
 
     def _say_why(self) -> None:
@@ -103,18 +117,22 @@ class GraphedForward:
             self._say_why()
             return self._eager(x)
         n = x.shape[0]
-        size = 1 << max(0, n - 1).bit_length() if self.pad_batch else n  # next power of two
-        key = (size, *x.shape[1:], x.dtype, x.is_contiguous(memory_format=torch.channels_last))
+        key = self._key(x)
+        size = key[0]
         graph = self._graphs.get(key)
         if graph is None:
-            if len(self._graphs) >= self.max_graphs:
-                return self._eager(x)  # an unusual shape: not worth a graph's memory
+            if len(self._graphs) >= self.max_graphs or key in self._eager_only:
+                return self._eager(x)  # an unusual shape, or one whose graph does not fit in memory
             static = torch.zeros((size, *x.shape[1:]), dtype=x.dtype, device=x.device)
             if key[-1]:
                 static = static.contiguous(memory_format=torch.channels_last)
             try:
                 replay, out = self._capture(self._eager, static)
-            except (RuntimeError, torch.cuda.OutOfMemoryError) as e:
+            except torch.cuda.OutOfMemoryError:  # the graph's memory pool comes on top of the forward's: this shape
+                self._eager_only.add(key)  # runs eagerly, the others keep their graphs
+                warn(f"no CUDA graph for input {tuple(static.shape)}: out of memory while capturing (runs eagerly)")
+                return self._eager(x)
+            except RuntimeError as e:
                 self.reason = f"capturing a graph for input {tuple(static.shape)} failed ({first_line(e)})"
                 self._graphs.clear()
                 self._say_why()

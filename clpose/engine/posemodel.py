@@ -216,7 +216,7 @@ class PoseModel:
         ]
         index = torch.tensor([i for i, image_boxes in enumerate(boxes) for _ in image_boxes], device=self.device)
         stacked = np.stack(affines)
-        crops = warp_batch(uploaded, torch.from_numpy(stacked).to(self.device), self.input_hw, index)
+        crops = warp_batch(uploaded, torch.from_numpy(stacked), self.input_hw, index)
         return normalize_batch(crops), stacked
 
     @torch.inference_mode()

@@ -168,7 +168,7 @@ def train_step(
             nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         scaler.step(optimizer)
         scaler.update()
-    except torch.OutOfMemoryError:
+    except torch.cuda.OutOfMemoryError:  # torch.OutOfMemoryError is newer than torch 2.3
         raise ClposeError(
             f"out of memory with {len(images)} images per step on {device}; try a smaller "
             f"--set train.batch_size={max(1, cfg.batch_size // 2)}"
