@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from clpose.errors import ClposeError
+import numpy as np
 
 _UMASK = os.umask(0o022)  # read the process umask once (os.umask can only read it by setting it)
 os.umask(_UMASK)
@@ -74,9 +75,19 @@ def write_text(path: str | Path, text: str) -> None:
 
 
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
-    """Strict JSON: a NaN or infinity is refused (Python would write a NaN token other readers reject)."""
-    try:
-        text = json.dumps(obj, indent=indent, allow_nan=False)
-    except ValueError as e:
-        raise ClposeError(f"{path}: refusing to write a non-finite number into JSON ({e})") from None
-    write_text(path, text + "\n")
+    """Strict JSON: a NaN or an infinity is written as null (Python would write a NaN token that other readers
+    reject; a metric can legitimately be undefined, e.g. a joint never labelled in a split)."""
+    write_text(path, json.dumps(finite_json(obj), indent=indent, allow_nan=False) + "\n")
+
+
+def finite_json(value: Any) -> Any:
+    """`value` with non-finite floats as None and NumPy scalars and arrays as Python numbers and lists."""
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    if isinstance(value, np.integer | np.bool_):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [finite_json(v) for v in value]
+    return value

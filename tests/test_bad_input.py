@@ -455,9 +455,11 @@ def test_sigterm_during_infer_finalises_the_video_and_the_json(tmp_path: Path) -
     assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no hidden temporary file left
 
 
-def test_an_error_in_a_data_loader_worker_reads_as_its_own_message(tmp_path: Path, data: Path) -> None:
-    """A damaged validation image found by a worker process: the one line is the worker's ClposeError, not
-    torch's "Caught ... Original Traceback" wrapper."""
+def test_a_damaged_validation_image_counts_as_missed_in_training_and_stops_eval_in_one_line(
+    tmp_path: Path, data: Path
+) -> None:
+    """Training: the epoch's checkpoints are written and the run goes on (the person counts as missed). `clpose
+    eval`: one line, the data-loader worker's own ClposeError, not torch's "Caught ... Original Traceback"."""
     import shutil
 
     copy = tmp_path / "data"
@@ -465,8 +467,13 @@ def test_an_error_in_a_data_loader_worker_reads_as_its_own_message(tmp_path: Pat
     victim = sorted((copy / "images" / "valid").iterdir())[0]
     victim.write_bytes(b"\xff\xd8 random bytes, not a JPEG")
     recipe = _recipe(tmp_path, copy)
-    recipe.write_text(recipe.read_text().replace("num_workers: 0", "num_workers: 1"))
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert f"a black image for {victim}: it cannot be decoded" in " ".join(result.stderr.split())
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "last.pt").is_file()
+    with_workers = tmp_path / "workers.yaml"
+    with_workers.write_text(recipe.read_text().replace("num_workers: 0", "num_workers: 1"))
+    result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--recipe", str(with_workers)])
     _one_line_error(result, victim.name, "missing or cannot be decoded", "people[0] of")
     assert "Caught" not in result.stderr and "Original Traceback" not in result.stderr
 
@@ -480,11 +487,14 @@ def test_training_skips_an_undecodable_image_and_refuses_an_empty_one_up_front(t
     shutil.copytree(data, copy)
     victims = sorted((copy / "images" / "train").iterdir())[:2]
     victims[0].write_bytes(b"\xff\xd8 random bytes, not a JPEG")
-    recipe = _recipe(tmp_path, copy)
-    result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run")])
-    assert result.exit_code == 0, result.output
-    assert f"skipping image {victims[0]}: it cannot be decoded" in " ".join(result.stderr.split())
-    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 1
+    recipe = _recipe(tmp_path, copy, epochs=2)
+    recipe.write_text(recipe.read_text().replace("num_workers: 0", "num_workers: 1"))  # workers restart each epoch
+    cmd = [sys.executable, "-m", "clpose", "train", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)  # a worker's stderr is the process's
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert said.count(f"skipping image {victims[0]}: it cannot be decoded") == 1  # once, not once per epoch
+    assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     victims[1].write_bytes(b"")
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run2")])
     _one_line_error(result, "1 of 16 images", "are missing or empty", victims[1].name)

@@ -100,6 +100,7 @@ def test_training_through_the_gpu_pipeline_on_cpu_tensors(tmp_path: Path, data: 
     result = CliRunner().invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     assert "data pipeline: gpu (data.pipeline: gpu; workers read files, cpu decodes" in " ".join(result.output.split())
+    assert "data.pipeline: gpu on cpu: decoding and cropping run in the main process" in " ".join(result.stderr.split())
     assert (tmp_path / "run" / "best.pt").is_file()
 
 

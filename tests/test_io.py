@@ -46,3 +46,21 @@ def test_written_files_get_the_umask_permissions_not_mkstemps_0600(tmp_path: Pat
         tmp.write_bytes(b"x")
     for name in ("a.txt", "b.bin"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_write_json_is_strict_json_with_null_for_undefined_numbers(tmp_path) -> None:
+    """A metric can be undefined (a joint never labelled in a split): null, never a NaN token; NumPy scalars
+    and arrays become plain numbers and lists."""
+    import json
+    import math
+
+    import numpy as np
+
+    from clpose.io import write_json
+
+    path = tmp_path / "r.json"
+    write_json(path, {"Ankle": math.nan, "Mean": np.float32(0.5), "n": np.int64(3), "ok": np.bool_(True),
+                      "rows": np.array([1.0, np.inf]), "t": (1, -math.inf)})  # fmt: skip
+    text = path.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert json.loads(text) == {"Ankle": None, "Mean": 0.5, "n": 3, "ok": True, "rows": [1.0, None], "t": [1, None]}

@@ -228,6 +228,13 @@ def test_image_size_reads_headers_and_catches_truncation(tmp_path: Path) -> None
         assert image_size(path) is None
         path.write_bytes(b"random bytes, not an image")
         assert image_size(path) is None
+    bomb = tmp_path / "bomb.jpg"  # a header claiming 65500 x 65500: PIL's DecompressionBombError, not a traceback
+    cv2.imwrite(str(bomb), img)
+    data = bytearray(bomb.read_bytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5 : sof + 9] = (65500).to_bytes(2, "big") * 2
+    bomb.write_bytes(bytes(data))
+    assert image_size(bomb) is None
 
 
 def _struct_array(items: list[dict]) -> np.ndarray:

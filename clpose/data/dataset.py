@@ -9,7 +9,7 @@ whichever worker draws the sample.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import cv2
 import numpy as np
@@ -152,6 +152,8 @@ class TopDownDataset(Dataset):
         self.flip_index = np.array(skeleton.flip_index)
         self._paths = [str(records.image_dir / img["file"]) for img in records.images]  # no Path work per sample
         self._skipped: set[str] = set()  # undecodable images warned about (per worker process)
+        self.on_bad_image: Literal["next", "black", "error"] = "next" if train else "error"
+        self.first_epoch: int | None = None  # warnings about damaged images are given in this epoch only
 
     def __len__(self) -> int:
         return len(self.records)
@@ -159,6 +161,8 @@ class TopDownDataset(Dataset):
     def set_epoch(self, epoch: int) -> None:
         """New augmentation draws each epoch (workers get the dataset again every epoch)."""
         self.epoch = epoch
+        if self.first_epoch is None:
+            self.first_epoch = epoch
 
     def _augment(self, i: int, keypoints: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, tuple, bool, tuple]:
         """Draw (centre, box size, rotation, shear, flip, jitter) for sample i (few generator calls: this runs
@@ -192,21 +196,27 @@ class TopDownDataset(Dataset):
         return get_affine(center, size, self.input_hw, rotation, shear, flip), flip, jitter
 
     def _image(self, i: int) -> tuple[int, np.ndarray]:
-        """(index, pixels) of sample i. In training an image that cannot be decoded is skipped with a warning
-        naming it (the next person whose image decodes takes its place), so one damaged file found in the
-        middle of a long run does not end it; in evaluation it is an error naming the file and the record."""
+        """(index, pixels) of sample i, by `on_bad_image` when its image cannot be decoded: "next" (training) skips
+        it with a warning naming it and the next person whose image decodes takes its place, so one damaged file
+        found in the middle of a long run does not end it; "black" (validation during training) gives a black
+        image, so the person counts as missed and the run goes on; "error" (`clpose eval`) stops naming the file
+        and the record. Warnings are given in the first epoch only (workers start afresh every epoch)."""
         records = self.records
-        for attempt in range(min(len(self), 100)):
+        for attempt in range(min(len(self), 100) if self.on_bad_image == "next" else 1):
             j = (i + attempt) % len(self)
             image = load_image(self._paths[records.image_index[j]])
             if image is not None:
                 return j, image
-            if not self.train:
+            if self.on_bad_image == "error":
                 break
             path = self._paths[records.image_index[j]]
-            if path not in self._skipped:
+            if path not in self._skipped and self.first_epoch in (None, self.epoch):
                 self._skipped.add(path)
-                warn(f"skipping image {path}: it cannot be decoded (people[{j}] of {records.path})")
+                what = "skipping image" if self.on_bad_image == "next" else "a black image for"
+                warn(f"{what} {path}: it cannot be decoded (people[{j}] of {records.path})")
+            if self.on_bad_image == "black":
+                img = records.images[records.image_index[j]]
+                return j, np.zeros((max(1, int(img["height"])), max(1, int(img["width"])), 3), np.uint8)
         return i, read_image(records.image_path(i), f" (people[{i}] of {records.path})" if records.path else "")
 
     def image_file(self, i: int) -> str:

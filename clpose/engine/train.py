@@ -280,6 +280,7 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     codec = pose.codec
     train_ds = dataset_from_records(recipe, train_records, train=True, codec=codec)
     val_ds = build_dataset(recipe, recipe.data.val_split, train=False, codec=codec)
+    val_ds.on_bad_image = "black"  # a damaged validation image counts as missed; it does not end the run
     for ds, split in ((train_ds, recipe.data.train_split), (val_ds, recipe.data.val_split)):
         if len(ds) == 0:
             raise ClposeError(f"the {split} split of {recipe.data.root} has no people")
@@ -296,6 +297,11 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     loss_fn = build_loss(recipe.loss, codec.tau)
     optimizer = build_optimizer(cfg, model)
     pipeline = resolve_pipeline(recipe.data.pipeline, device)
+    if pipeline == "gpu" and device.type != "cuda" and d.main:
+        warn(
+            f"data.pipeline: gpu on {device}: decoding and cropping run in the main process, not in the "
+            "workers (about 3x slower than data.pipeline: cpu here); it is meant for CUDA"
+        )
     loader = _loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device, pipeline)
     if len(loader) == 0:
         raise ClposeError(

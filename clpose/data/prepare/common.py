@@ -15,7 +15,7 @@ from PIL import Image
 
 from clpose.data.records import Records, records_path, save_records
 from clpose.errors import ClposeError
-from clpose.io import write_json
+from clpose.io import finite_json, write_json
 
 
 @dataclass
@@ -32,7 +32,8 @@ class Report:
 class ImageTable:
     """Unique images of a split: id, file (relative to the image folder), size; missing files are counted.
 
-    Sizes come from the file header (no decoding); `known_size` (e.g. COCO's width/height) skips the read.
+    Sizes come from the file header (no decoding; `image_size`); with `known_size` (e.g. COCO's width/height) the
+    file is still opened, to find empty, truncated and non-image files, but the annotation's size is kept.
     """
 
     def __init__(self, image_dir: Path) -> None:
@@ -88,7 +89,7 @@ def image_size(path: Path) -> tuple[int, int] | None:
                 with Image.open(path) as im:
                     im.load()  # raises on a truncated file
         return size
-    except (OSError, SyntaxError, ValueError):
+    except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...: all mean unreadable
         return None
 
 
@@ -115,23 +116,21 @@ def drop_unusable(records: Records, split: str, report: Report) -> Records:
     records.boxes[~np.isfinite(records.boxes).all(axis=1)] = np.nan  # written as "box": null
     fixed = 0
     for i, extra in enumerate(records.extras):
-        records.extras[i], n = _finite_json(extra)
-        fixed += n
+        fixed += _count_nonfinite(extra)
+        records.extras[i] = finite_json(extra)
     report.warn(split, "non-finite numbers in extras (written as null)", fixed)
     return records
 
 
-def _finite_json(value: Any) -> tuple[Any, int]:
-    """`value` with every non-finite float replaced by None, and how many were replaced."""
+def _count_nonfinite(value: Any) -> int:
+    """How many non-finite floats `value` (numbers, lists, dicts) holds."""
     if isinstance(value, float | np.floating):
-        return (float(value), 0) if math.isfinite(value) else (None, 1)
+        return 0 if math.isfinite(value) else 1
     if isinstance(value, dict):
-        pairs = [(k, _finite_json(v)) for k, v in value.items()]
-        return {k: v for k, (v, _) in pairs}, sum(n for _, (_, n) in pairs)
+        return sum(_count_nonfinite(v) for v in value.values())
     if isinstance(value, list | tuple | np.ndarray):
-        items = [_finite_json(v) for v in value]
-        return [v for v, _ in items], sum(n for _, n in items)
-    return value, 0
+        return sum(_count_nonfinite(v) for v in value)
+    return 0
 
 
 def load_mat(path: Path, **kwargs: Any) -> dict[str, Any]:
