@@ -114,9 +114,9 @@ def reference_conv_gflops(device: torch.device, precision: Precision, runs: int 
     return flops / statistics.median(times) / 1e9
 
 
-def reference_matmul_gflops(device: torch.device, precision: Precision, runs: int = 10) -> float:
+def reference_matmul_gflops(device: torch.device, precision: Precision, runs: int = 10) -> tuple[float, int]:
     """GFLOP/s of an n x n matrix product in `precision`, n large enough to fill the device: 8192 on a GPU (1.1
-    TFLOP, the size at which cuBLAS reaches its peak), 1024 on a CPU (2 GFLOP: a few ms per core)."""
+    TFLOP, the size at which cuBLAS reaches its peak), 1024 on a CPU (2 GFLOP: a few ms per core); and n."""
     n = 8192 if device.type == "cuda" else 1024
     dtype = precision.dtype or torch.float32  # made in the timed precision: no casts inside the timing
     a = torch.randn(n, n, device=device).to(dtype)
@@ -125,17 +125,17 @@ def reference_matmul_gflops(device: torch.device, precision: Precision, runs: in
         for _ in range(3):
             a @ b
         times = [time_once(lambda: a @ b, device) for _ in range(runs)]
-    return 2 * n**3 / statistics.median(times) / 1e9
+    return 2 * n**3 / statistics.median(times) / 1e9, n
 
 
 def reference_limit(device: torch.device, precision: Precision) -> tuple[float, str]:
     """The machine's practical peak in the timed precision: the better of a large matrix product and a large 3x3
     convolution (on a GPU the convolution of a batch of 8 does not fill the card: issue 17 saw SimpleBaseline-R152
     at "104% of the limit"). `cap_fractions` keeps every network at or below it all the same."""
-    matmul = reference_matmul_gflops(device, precision)
+    matmul, n = reference_matmul_gflops(device, precision)
     conv = reference_conv_gflops(device, precision)
     if matmul >= conv:
-        return matmul, f"{'8192' if device.type == 'cuda' else '1024'}^3 matrix product"
+        return matmul, f"{n}^3 matrix product"
     return conv, "3x3 conv 256->256, 32x32, batch 8, channels_last"
 
 

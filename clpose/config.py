@@ -74,6 +74,14 @@ class Check:
         return self.rule if self.rule[0] == ">" else f"in {self.rule}"
 
 
+def check_option(name: str, value: float, rule: str) -> None:
+    """A command-line option checked with a recipe field's range rule (`Check`): a ClposeError such as
+    "--alpha must be in (0, 1], got -1" unless `value` keeps it (NaN never does)."""
+    check = Check(rule)
+    if not check.ok(value):
+        raise ClposeError(f"{name} must be {check.describe()}, got {value:g}")
+
+
 def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: str | None = None) -> Any:
     """A dataclass field with a help string and an optional range `check` (both shown in docs/recipes.md)."""
     metadata: dict[str, Any] = {"help": help}

@@ -77,7 +77,11 @@ def write_text(path: str | Path, text: str) -> None:
 def write_json(path: str | Path, obj: Any, indent: int | None = 2) -> None:
     """Strict JSON: a NaN or an infinity is written as null (Python would write a NaN token that other readers
     reject; a metric can legitimately be undefined, e.g. a joint never labelled in a split)."""
-    write_text(path, json.dumps(finite_json(obj), indent=indent, allow_nan=False) + "\n")
+    try:
+        text = json.dumps(obj, indent=indent, allow_nan=False)
+    except (ValueError, TypeError):  # a NaN or infinity, or a NumPy scalar: one pass to clean (not on clean data)
+        text = json.dumps(finite_json(obj), indent=indent, allow_nan=False)
+    write_text(path, text + "\n")
 
 
 def finite_json(value: Any) -> Any:

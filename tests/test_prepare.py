@@ -307,13 +307,19 @@ def _release_fixture(path: Path) -> None:
     scipy.io.savemat(str(path), {"RELEASE": release})
 
 
-def test_mpii_release_struct_fixture(tmp_path: Path) -> None:
+def release_folder(tmp_path: Path) -> Path:
+    """An MPII folder with the RELEASE fixture and its images, prepared into trainval and test records."""
     root = tmp_path / "mpii"
     root.mkdir()
     _release_fixture(root / "mpii_human_pose_v1_u12_1.mat")
     for name in ("a.jpg", "b.jpg", "c.jpg"):
         _write_image(root / "images" / name)
     run_prepare("mpii", root, root, show=False)
+    return root
+
+
+def test_mpii_release_struct_fixture(tmp_path: Path) -> None:
+    root = release_folder(tmp_path)
     s = _summary(root)
     assert s["trainval"]["people"] == 2 and s["test"]["people"] == 1
     assert s["trainval"]["warnings"] == {"people without points (skipped)": 1}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
-from test_prepare import _release_fixture, _write_image
+from test_prepare import _release_fixture, _write_image, release_folder
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
@@ -93,7 +93,7 @@ def test_test_dev_detections_of_another_split_are_refused(realdata: Path, tmp_pa
 
 
 def test_mpii_test_submission_reads_back_as_the_toolkit_reads_it(tmp_path: Path) -> None:
-    root = _release_folder(tmp_path)
+    root = release_folder(tmp_path)
     test = load_records(root / "test.json")
     assert test.extras[0] == {"annolist_index": 2, "rect_index": 1, "objpos": [30.0, 30.0], "rect_scale": 0.6}
     keypoints = np.arange(32, dtype=np.float64).reshape(1, 1, 16, 2)  # 0-based image pixels
@@ -136,17 +136,6 @@ def test_mpii_submission_needs_release_rectangles_and_lsp_joints_layout(tmp_path
     np.testing.assert_allclose(joints[2], 0.5)
 
 
-def _release_folder(tmp_path: Path) -> Path:
-    """tests/test_prepare.py's RELEASE fixture with its images, prepared into trainval and test records."""
-    root = tmp_path / "mpii"
-    root.mkdir()
-    _release_fixture(root / "mpii_human_pose_v1_u12_1.mat")
-    for name in ("a.jpg", "b.jpg", "c.jpg"):
-        _write_image(root / "images" / name)
-    run_prepare("mpii", root, root, show=False)
-    return root
-
-
 def _hrnet_style_test(tmp_path: Path) -> Path:
     root = tmp_path / "hrnet"
     (root / "annot").mkdir(parents=True)
@@ -159,7 +148,7 @@ def _hrnet_style_test(tmp_path: Path) -> Path:
 def test_eval_on_the_mpii_test_split_writes_the_submission_and_refuses_another_skeleton(tmp_path: Path) -> None:
     from test_inference import make_checkpoint
 
-    root = _release_folder(tmp_path)
+    root = release_folder(tmp_path)
     recipe = tmp_path / "mpii.yaml"
     recipe.write_text(
         f"model: {{name: clnet_resnet18}}\ndata: {{dataset: mpii, root: {root}, input_size: 64x64, num_workers: 0}}\n"

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.config import AMP_HELP, parse_hw
+from clpose.config import AMP_HELP, check_option, parse_hw
 from clpose.errors import ClposeError
 
 DEFAULT_MODELS = ["clnet_resnet50", "simplebaseline_resnet50"]
@@ -64,8 +64,7 @@ def bench(
     from clpose.bench import BenchSettings, run_bench
     from clpose.io import write_json
 
-    if not max_batch_seconds > 0:
-        raise ClposeError(f"--max-batch-seconds must be > 0, got {max_batch_seconds}")
+    check_option("--max-batch-seconds", max_batch_seconds, "> 0")
     if runs < 1 or warmup < 0:
         raise ClposeError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")
     if keypoints < 1:

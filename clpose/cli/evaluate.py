@@ -76,13 +76,14 @@ def evaluate(
     Either a predictions file with --predictions and --annotations (no model), or a checkpoint (or run folder)
     run over its recipe's validation split. docs/evaluation.md describes the formats and conventions.
     """
+    from clpose.config import check_option
     from clpose.engine.scoring import sha256, versions
-    from clpose.errors import ClposeError, check_range
+    from clpose.errors import ClposeError
 
     if batch is not None:
-        check_range("--batch", batch, 1)
+        check_option("--batch", batch, ">= 1")
     if alpha is not None:
-        check_range("--alpha", alpha, 0, 1, open_low=True)
+        check_option("--alpha", alpha, "(0, 1]")
 
     if predictions is not None:
         if metric is None or annotations is None:

@@ -18,8 +18,9 @@ import cv2
 import numpy as np
 import torch
 
+from clpose.config import check_option
 from clpose.engine.timing import synchronize
-from clpose.errors import ClposeError, check_range
+from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, FasterRCNN
 from clpose.inference.predictor import Pose, Predictor, full_image_box
 from clpose.inference.smoothing import PoseTracker
@@ -197,11 +198,11 @@ class _Outputs:
 
 def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progress: bool = True) -> InferReport:
     """Predict every frame of `source` and write the requested outputs."""
-    check_range("--batch", opts.batch, 1)
-    check_range("--det-threshold", opts.det_threshold, 0, 1)
-    check_range("--kpt-threshold", opts.kpt_threshold, 0, 1)
-    check_range("--min-cutoff", opts.min_cutoff, 0, open_low=True)
-    check_range("--beta", opts.beta, 0)
+    check_option("--batch", opts.batch, ">= 1")
+    check_option("--det-threshold", opts.det_threshold, "[0, 1]")
+    check_option("--kpt-threshold", opts.kpt_threshold, "[0, 1]")
+    check_option("--min-cutoff", opts.min_cutoff, "> 0")
+    check_option("--beta", opts.beta, ">= 0")
     src = Source(source)
     boxes_of = _box_provider(opts, predictor)
     tracker = (
