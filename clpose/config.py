@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import difflib
 import itertools
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ AMP_HELP = (
     "Precision: auto (bf16 where the GPU or CPU runs it natively, fp16 on GPUs older than compute capability 8.0, "
     "else fp32), off (fp32), or bf16 / fp16 autocast."
 )
+ALPHA_RANGE = "(0, 1]"  # a PCK threshold is a fraction of the normaliser: eval.alpha and `clpose eval --alpha`
 HW = Annotated[tuple[int, int], "HxW"]  # (height, width), written "HxW" in YAML and on the command line
 _REQUIRED = dataclasses.MISSING
 
@@ -55,7 +57,10 @@ class Check:
         self.ok(0.0)  # a malformed rule fails when clpose.config is imported, not on the first recipe
 
     def ok(self, value: float) -> bool:
+        """Whether `value` keeps the rule; NaN and infinities never do (no numeric option of clpose means them)."""
         rule = self.rule
+        if not math.isfinite(value):
+            return False
         if rule.startswith(">="):
             return value >= float(rule[2:])
         if rule.startswith(">"):
@@ -161,7 +166,9 @@ class DataConfig:
         "the augmentation, the training device does the rest), auto (gpu on CUDA, cpu otherwise)",
     )
     train_limit: int | None = _opt(None, "use only the first N training people (quick runs)", check=">= 1")
-    val_limit: int | None = _opt(None, "use only the first N validation people", check=">= 1")
+    val_limit: int | None = _opt(
+        None, "use only the images of the first N validation people (whole images: COCO AP scores those)", check=">= 1"
+    )
     augment: AugmentConfig = _opt(factory=AugmentConfig, help="training augmentation")
 
 
@@ -195,7 +202,7 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     metric: Literal["auto", "pck", "pckh", "oks"] = _opt("auto", "auto: pck (lsp, synthetic), pckh, oks")
-    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check="> 0")
+    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check=ALPHA_RANGE)
     flip: bool = _opt(True, "flip test")
     batch_size: int = _opt(64, "evaluation batch size", check=">= 1")
     boxes: str = _opt("gt", "COCO person boxes: gt or a COCO results-format detections file")
@@ -446,7 +453,9 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             raise ClposeError(f"--set {text}: {problem}")
         node = raw
         for part in path[:-1]:
-            node = node.setdefault(part, {})
+            if node.get(part) is None:  # absent, or an empty section (`eval:` alone reads as null)
+                node[part] = {}
+            node = node[part]
             if not isinstance(node, dict):  # the file's own section is malformed; _build names it
                 break
         else:

@@ -114,21 +114,28 @@ def fit_budget(seconds: float, speed: float, n_train: int, n_val: int, batch: in
 
 
 def _plan(out: Path, recipe: Recipe, minutes: float, n_train: int, n_val: int) -> tuple[int, int]:
-    """(epochs, training images per epoch) that fit the budget, from a measured training speed; kept in
-    plan.json so that a re-run reuses it."""
+    """(epochs, training images per epoch) that fit the budget, from a measured training speed; kept in plan.json so
+    that a re-run reuses it.
+
+    The plan belongs to the budget and the data, not to the precision: `amp: auto` is a property of the machine
+    (under load or after an upgrade it may resolve differently), and a changed precision must never discard a
+    finished training. Only another budget is another schedule, whose training `_train` replaces."""
     from clpose.engine.train import measure_speed
     from clpose.precision import resolve_precision
 
-    precision = resolve_precision(recipe.train.amp, "cpu")  # training prints it
+    precision = resolve_precision(recipe.train.amp, "cpu")  # recorded; training prints it
     plan_path = out / "plan.json"
     if plan_path.is_file():
         plan = json.loads(plan_path.read_text())
-        if plan.get("minutes") == minutes and plan.get("train") == n_train and plan.get("precision") == precision.name:
+        if plan.get("minutes") == minutes and plan.get("train") == n_train:
+            if plan.get("precision", precision.name) != precision.name:
+                console.print(
+                    f"train.amp auto runs as {precision.name} on this machine now (the plan was measured in "
+                    f"{plan['precision']}): the plan and its training are kept"
+                )
             return int(plan["epochs"]), int(plan["train_per_epoch"])
         if (out / "train").exists():  # a different budget is a different schedule: resuming would mix two
-            was = f"{_minutes(plan.get('minutes', 0))} in {plan.get('precision', 'bf16')}"
-            console.print(f"the budget or the precision changed (was {was}): training again")
-            shutil.rmtree(out / "train")
+            console.print(f"the budget changed (was {_minutes(plan.get('minutes', 0))}): training again")
     console.print("measuring the training speed of this machine ...")
     speed = measure_speed(recipe, device="cpu")
     epochs, per_epoch = fit_budget(60 * minutes, speed, n_train, n_val, recipe.train.batch_size)
@@ -229,19 +236,30 @@ def _prepare(data_dir: Path, n_train: int, n_val: int) -> None:
         console.print(f"rendered {clip} ({CLIP_FRAMES} frames, 640x360, two figures; boxes in clip.boxes.json)")
 
 
+PLAN_KEYS = (("train", "epochs"), ("train", "max_minutes"), ("data", "train_limit"))  # what the budget decides
+
+
 def _train(out: Path, recipe: Recipe) -> Path:
+    """Train in out/train, or reuse (continue) what an earlier run left there. A training of another plan (another
+    budget) is replaced by `clpose train --overwrite`: after this run's setup has succeeded and under the run folder's
+    lock (clpose/engine/run_folder.py), never deleted up front. The precision is no part of the plan."""
+    from clpose.config import recipe_to_dict
     from clpose.engine.checkpoint import load_checkpoint
     from clpose.engine.train import fit
 
     run_dir = out / "train"
     if (run_dir / "last.pt").is_file():
-        done = int(load_checkpoint(run_dir / "last.pt")["epoch"])
+        state = load_checkpoint(run_dir / "last.pt")
+        saved, planned = state.get("recipe") or {}, recipe_to_dict(recipe)
+        if any((saved.get(a) or {}).get(b) != planned[a][b] for a, b in PLAN_KEYS):
+            return fit(recipe, out=run_dir, device="cpu", overwrite=True).run_dir
+        done = int(state["epoch"])
         if done >= recipe.train.epochs:
             console.print(f"reusing {run_dir} ({done} epoch{'' if done == 1 else 's'} trained)")
             return run_dir
         console.print(f"resuming {run_dir} after epoch {done}")
         return fit(recipe, out=run_dir, resume="auto", device="cpu").run_dir
-    return fit(recipe, out=run_dir, device="cpu").run_dir
+    return fit(recipe, out=run_dir, device="cpu").run_dir  # a run that never finished an epoch starts again
 
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:

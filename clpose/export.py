@@ -105,8 +105,15 @@ def export(
                 warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
                 with torch.no_grad():
                     traced = torch.jit.trace(module, examples["random"], check_trace=False)
-                traced.save(str(tmp))
-                loaded = torch.jit.load(str(tmp))
+                # serialised in memory and written by Python: torch's C++ file writer aborts the process on a
+                # failed write (a full disk, a file-size limit: exit 134 and a partial file left behind), Python
+                # raises an OSError that the atomic write cleans up and the CLI reports in one line
+                buffer = io.BytesIO()
+                torch.jit.save(traced, buffer)
+                with buffer.getbuffer() as data:  # no copy of a model that may be hundreds of MB
+                    tmp.write_bytes(data)
+                buffer.seek(0)
+                loaded = torch.jit.load(buffer)  # the parity check runs the bytes just written
             run = lambda x: _as_numpy(loaded(x))  # noqa: E731
         else:
             raise ClposeError(f"unknown export format {fmt!r}; valid: onnx, torchscript")

@@ -6,11 +6,12 @@ CLNet-ResNet-18 training step runs 10-60x slower than in fp32 (docs/benchmarks.m
   training pairs with a GradScaler;
 - CPU: bf16 where the CPU executes it natively, otherwise fp32; any other device: fp32.
 
-Native bf16 on a CPU is known from three signals, since none is enough alone: the CPU's flags (AMX or
-AVX512-BF16, read by torch from CPUID, blind to a cap on oneDNN), oneDNN's own answer
-(`torch.ops.mkldnn._is_mkldnn_bf16_supported`, which follows ONEDNN_MAX_CPU_ISA but also says yes for
-AVX-512 CPUs that only emulate bf16), and a probe of a few milliseconds that times one convolution in both
-precisions: bf16 is chosen only when it runs faster. The answer is computed once per process.
+Native bf16 on a CPU is decided from what the CPU and the libraries report, never from a timing (a probe timed
+under load flipped between "29x faster" and "2x slower" within five runs): the CPU's flags (AMX or AVX512-BF16,
+read by torch from CPUID), oneDNN's own answer (`torch.ops.mkldnn._is_mkldnn_bf16_supported`, which follows
+ONEDNN_MAX_CPU_ISA), the oneDNN cap itself (a cap at AVX512_CORE or AVX512_CORE_VNNI leaves oneDNN's answer yes
+while it emulates bf16) and torch's own kernel level (ATEN_CPU_CAPABILITY below AVX-512 runs the element-wise bf16
+work through AVX2). The same machine and environment always give the same answer.
 
 The precision a model was trained with is not a property of its weights: evaluation and inference resolve
 `auto` on the machine they run on.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 import statistics
 import time
 from dataclasses import dataclass
@@ -148,12 +150,13 @@ def onednn_bf16() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
-        return True  # older torch: the flags and the probe decide
+        return True  # older torch without the query: the flags and the cap decide
 
 
 def bf16_speedup(runs: int = 5) -> float:
     """fp32 time / bf16 time of one 3x3 convolution (64 -> 64 channels, 28x28, batch 4, channels_last,
-    inference): above 1 where bf16 is native, about 0.1 where it is emulated. A few milliseconds."""
+    inference): above 1 where bf16 is native, about 0.1 where it is emulated. A few milliseconds. A diagnostic for
+    benchmarks/bench_precision.py only: `amp: auto` never times (under load the ratio is noise)."""
     conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
     x = torch.randn(4, 64, 28, 28).contiguous(memory_format=torch.channels_last)
     times: dict[str, float] = {}
@@ -172,19 +175,63 @@ def bf16_speedup(runs: int = 5) -> float:
     return times["fp32"] / times["bf16"]
 
 
-@functools.cache
-def cpu_native_bf16() -> tuple[bool, str]:
-    """(whether this CPU runs bf16 natively, the reason in words); computed once per process."""
-    flags = cpu_bf16_flags()
+# oneDNN's ISA bit masks (dnnl_cpu_isa_t in dnnl_types.h, oneDNN 3.x): a cap allows native bf16 kernels when its
+# mask holds every bit of avx512_core_bf16. ONEDNN_MAX_CPU_ISA takes these names (case-insensitive).
+_ONEDNN_ISA_MASKS = {
+    "SSE41": 0x1,
+    "AVX": 0x3,
+    "AVX2": 0x7,
+    "AVX2_VNNI": 0xF,
+    "AVX2_VNNI_2": 0x1F,
+    "AVX512_CORE": 0x27,
+    "AVX512_CORE_VNNI": 0x67,
+    "AVX512_CORE_BF16": 0xE7,
+    "AVX10_1_512": 0x1EF,
+    "AVX512_CORE_FP16": 0x1EF,
+    "AVX10_1_512_AMX": 0xFEF,
+    "AVX512_CORE_AMX": 0xFEF,
+    "AVX10_1_512_AMX_FP16": 0x1FEF,
+    "AVX512_CORE_AMX_FP16": 0x1FEF,
+}
+_BF16_MASK = _ONEDNN_ISA_MASKS["AVX512_CORE_BF16"]
+
+
+def onednn_cap() -> str | None:
+    """The oneDNN ISA cap set in the environment (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA), upper
+    case, or None where none is set (ALL and DEFAULT are no cap)."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        value = os.environ.get(name, "").strip().upper()
+        if value:
+            return None if value in ("ALL", "DEFAULT") else value
+    return None
+
+
+def decide_bf16(flags: list[str], onednn: bool, cap: str | None, aten: str) -> tuple[bool, str]:
+    """(native bf16, the reason in words) from the CPU's bf16 flags, oneDNN's answer, the oneDNN cap (None: no cap)
+    and torch's CPU capability (torch.backends.cpu.get_cpu_capability(): "AVX2", "AVX512", ...). A pure function:
+    the same inputs always give the same answer."""
     if not flags:
         return False, "CPU without native bf16 (no AMX or AVX512-BF16 in its flags)"
     listed = " and ".join(flags)
-    if not onednn_bf16():
-        return False, f"the CPU lists {listed} but oneDNN's bf16 kernels are off (ONEDNN_MAX_CPU_ISA?)"
-    speedup = bf16_speedup()
-    if speedup < 1.0:
-        return False, (
-            f"the CPU lists {listed} but a bf16 convolution ran {1 / speedup:.1f}x slower than fp32 in a probe "
-            "(emulated: oneDNN capped by ONEDNN_MAX_CPU_ISA?)"
+    if cap is not None and (_ONEDNN_ISA_MASKS.get(cap, 0) & _BF16_MASK) != _BF16_MASK:
+        known = "" if cap in _ONEDNN_ISA_MASKS else " (a value clpose does not know)"
+        return False, f"the CPU lists {listed} but ONEDNN_MAX_CPU_ISA={cap}{known} keeps oneDNN from its bf16 kernels"
+    if not onednn:
+        return False, f"the CPU lists {listed} but oneDNN reports no bf16 kernels"
+    if not aten.upper().startswith("AVX512"):
+        return (
+            False,
+            f"the CPU lists {listed} but torch's kernels run at {aten} (ATEN_CPU_CAPABILITY), which emulates bf16",
         )
-    return True, f"CPU with native bf16 ({listed}; a bf16 convolution ran {speedup:.1f}x faster than fp32)"
+    return True, f"CPU with native bf16 ({listed}; oneDNN bf16 kernels, torch kernels at {aten})"
+
+
+@functools.cache
+def cpu_native_bf16() -> tuple[bool, str]:
+    """(whether this CPU runs bf16 natively, the reason in words): `decide_bf16` on this machine, computed once per
+    process. Nothing is timed, so load on the machine cannot change the answer."""
+    try:
+        aten = torch.backends.cpu.get_cpu_capability()
+    except (AttributeError, RuntimeError):  # torch older than 2.1: no query; the flags and oneDNN decide
+        aten = "AVX512"
+    return decide_bf16(cpu_bf16_flags(), onednn_bf16(), onednn_cap(), aten)

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from helpers import one_line_error
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
@@ -40,15 +41,6 @@ def _recipe(tmp_path: Path, data: Path, epochs: int = 1) -> Path:
     return path
 
 
-def _one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output + result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def _without_warnings(result):
     """The result with its `warning:` lines removed from stderr (for cases that also warn)."""
     lines = [line for line in result.stderr.splitlines(keepends=True) if not line.startswith("warning: ")]
@@ -61,7 +53,7 @@ def test_training_into_a_finished_run_is_refused_and_overwrite_replaces_it(tmp_p
     before = (out / "metrics.jsonl").read_text()
     best = (out / "best.pt").read_bytes()
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out)])
-    _one_line_error(result, f"--out {out} already holds a run", "--resume auto", "--overwrite")
+    one_line_error(result, f"--out {out} already holds a run", "--resume auto", "--overwrite")
     assert (out / "metrics.jsonl").read_text() == before and (out / "best.pt").read_bytes() == best  # untouched
     result = runner.invoke(app, ["train", str(recipe), "--out", str(out), "--overwrite"])
     assert result.exit_code == 0, result.output
@@ -155,7 +147,7 @@ def test_a_full_disk_at_the_best_pt_write_keeps_the_previous_checkpoints(
     argv = ["train", str(recipe), "--out", str(out), "--resume", "auto", "--set", "train.epochs=2"]
     result = runner.invoke(app, argv)
     assert result.stderr.startswith("warning: resuming")  # the changed schedule, said once
-    _one_line_error(_without_warnings(result), f"cannot write checkpoint {out / 'best.pt'}", "free on that disk")
+    one_line_error(_without_warnings(result), f"cannot write checkpoint {out / 'best.pt'}", "free on that disk")
     assert {name: (out / name).read_bytes() for name in before} == before  # both intact, byte for byte
     assert not list(out.glob(".*.tmp*"))
 
@@ -341,7 +333,7 @@ def _file(path: Path) -> Path:
 
 @pytest.mark.parametrize(("name", "argv", "fragments"), CASES, ids=[c[0] for c in CASES])
 def test_bad_input_is_one_line(tmp_path: Path, name: str, argv, fragments: list[str]) -> None:
-    _one_line_error(runner.invoke(app, argv(tmp_path)), *fragments)
+    one_line_error(runner.invoke(app, argv(tmp_path)), *fragments)
     finished = ("o.jpg", "out.onnx", "v.json", "b.json")
     leftovers = [p.name for p in tmp_path.rglob("*") if p.name.startswith(".") or (p.is_file() and p.name in finished)]
     assert not leftovers, leftovers  # nothing half-written
@@ -362,7 +354,7 @@ def test_bad_input_is_one_line(tmp_path: Path, name: str, argv, fragments: list[
 )
 def test_bad_train_paths_are_one_line(tmp_path: Path, data: Path, name: str, argv, fragment: str) -> None:
     result = runner.invoke(app, ["train", str(_recipe(tmp_path, data)), *argv(tmp_path)])
-    _one_line_error(result, fragment)
+    one_line_error(result, fragment)
     assert not list(tmp_path.rglob("last.pt"))
 
 
@@ -395,7 +387,7 @@ def test_hostile_checkpoints_and_recipes_execute_nothing(tmp_path: Path, data: P
         "recipe": ["train", str(_yaml_payload(tmp_path / "evil.yaml", marker)), "--out", str(tmp_path / "run")],
     }[use]  # fmt: skip
     result = runner.invoke(app, argv)
-    _one_line_error(
+    one_line_error(
         result,
         *(["evil.yaml"] if use == "recipe" else ["hostile.pt", "not loaded, since unpickling it could run code"]),
     )
@@ -426,7 +418,7 @@ def test_an_os_error_on_a_user_path_is_one_line_naming_it(tmp_path: Path, data: 
     assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0
     folder = tmp_path / "result.json"
     folder.mkdir()
-    _one_line_error(runner.invoke(app, ["eval", str(out), "--json", str(folder)]), "result.json")
+    one_line_error(runner.invoke(app, ["eval", str(out), "--json", str(folder)]), "result.json")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is POSIX")
@@ -474,7 +466,7 @@ def test_a_damaged_validation_image_counts_as_missed_in_training_and_stops_eval_
     with_workers = tmp_path / "workers.yaml"
     with_workers.write_text(recipe.read_text().replace("num_workers: 0", "num_workers: 1"))
     result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--recipe", str(with_workers)])
-    _one_line_error(result, victim.name, "missing or cannot be decoded", "people[0] of")
+    one_line_error(result, victim.name, "missing or cannot be decoded", "people[0] of")
     assert "Caught" not in result.stderr and "Original Traceback" not in result.stderr
 
 
@@ -497,7 +489,7 @@ def test_training_skips_an_undecodable_image_and_refuses_an_empty_one_up_front(t
     assert load_checkpoint(tmp_path / "run" / "last.pt")["epoch"] == 2
     victims[1].write_bytes(b"")
     result = runner.invoke(app, ["train", str(recipe), "--out", str(tmp_path / "run2")])
-    _one_line_error(result, "1 of 16 images", "are missing or empty", victims[1].name)
+    one_line_error(result, "1 of 16 images", "are missing or empty", victims[1].name)
     assert not (tmp_path / "run2" / "last.pt").exists()
 
 
@@ -536,7 +528,7 @@ def test_hand_edited_records_are_one_line_errors(tmp_path: Path, data: Path, nam
     mutate(records)
     (copy / "train.json").write_text(json.dumps(records))  # NaN is written as the (non-standard) NaN token
     result = runner.invoke(app, ["train", str(_recipe(tmp_path, copy)), "--out", str(tmp_path / "run")])
-    _one_line_error(result, "train.json", fragment)
+    one_line_error(result, "train.json", fragment)
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
@@ -551,5 +543,5 @@ def test_boxes_with_negative_nan_or_empty_sizes_are_refused(tmp_path: Path, bbox
     boxes.write_text(json.dumps([{"image_id": "a.jpg", "category_id": 1, "bbox": bbox, "score": 0.9}]))
     poses = tmp_path / "poses.json"
     argv = ["infer", str(image), "--checkpoint", str(_ckpt(tmp_path)), "--boxes", str(boxes), "--json", str(poses)]
-    _one_line_error(runner.invoke(app, argv), "boxes.json: entry 0 bbox", "positive width")
+    one_line_error(runner.invoke(app, argv), "boxes.json: entry 0 bbox", "positive width")
     assert not poses.exists()

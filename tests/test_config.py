@@ -227,7 +227,7 @@ OUT_OF_RANGE = [
     ("train.grad_clip", 0, "train.grad_clip must be > 0, got 0.0"),
     ("train.val_every", 0, "train.val_every must be >= 1, got 0"),
     ("train.max_minutes", -5, "train.max_minutes must be > 0, got -5.0"),
-    ("eval.alpha", 0, "eval.alpha must be > 0, got 0.0"),
+    ("eval.alpha", 0, "eval.alpha must be in (0, 1], got 0.0"),
     ("eval.batch_size", 0, "eval.batch_size must be >= 1, got 0"),
     ("eval.oks_nms_thr", 1.1, "eval.oks_nms_thr must be in [0, 1], got 1.1"),
     ("eval.kpt_score_thr", -0.2, "eval.kpt_score_thr must be in [0, 1], got -0.2"),

@@ -11,13 +11,13 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import write_checkpoint
 from typer.testing import CliRunner
 
-from clpose import ClposeError, __version__
+from clpose import ClposeError
 from clpose.cli.app import app
-from clpose.config import recipe_from_dict, recipe_to_dict
+from clpose.config import recipe_from_dict
 from clpose.data.prepare.synthetic import write_video
-from clpose.engine.checkpoint import save_checkpoint
 from clpose.inference.predictor import Pose, Predictor
 from clpose.inference.smoothing import OneEuro, PoseTracker, iou
 from clpose.models import build_model
@@ -41,20 +41,7 @@ def make_checkpoint(
     )
     k = {"synthetic": 16, "mpii": 16, "coco": 17, "lsp": 14}[dataset]
     torch.manual_seed(0)
-    net = build_model(model, k)
-    save_checkpoint(
-        path,
-        {
-            "model": net.state_dict(),
-            "recipe": recipe_to_dict(recipe),
-            "version": __version__,
-            "epoch": 1,
-            "num_keypoints": k,
-            "skeleton": dataset,
-            "model_name": model,
-        },
-    )
-    return path
+    return write_checkpoint(path, recipe, build_model(model, k).state_dict(), dataset, k)
 
 
 def test_predictor_on_real_coco_images_with_gt_boxes(realdata: Path, tmp_path: Path) -> None:

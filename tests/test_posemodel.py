@@ -12,13 +12,12 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from helpers import write_checkpoint
 
-from clpose import __version__
-from clpose.config import recipe_from_dict, recipe_to_dict
+from clpose.config import recipe_from_dict
 from clpose.data import build_dataset
 from clpose.data.dataset import load_image
 from clpose.data.prepare import run_prepare
-from clpose.engine.checkpoint import save_checkpoint
 from clpose.engine.evaluate import predict
 from clpose.engine.posemodel import PoseModel
 from clpose.inference.predictor import Predictor
@@ -113,19 +112,7 @@ def _save(path: Path, model: str, size: str, **model_options) -> tuple[Path, dic
             m.running_mean.uniform_(-0.1, 0.1)
             m.running_var.uniform_(0.5, 1.5)
     state = {k: v.clone() for k, v in pose.model.state_dict().items()}
-    save_checkpoint(
-        path,
-        {
-            "model": state,
-            "recipe": recipe_to_dict(recipe),
-            "version": __version__,
-            "epoch": 1,
-            "num_keypoints": SYNTHETIC.num_keypoints,
-            "skeleton": "synthetic",
-            "model_name": model,
-        },
-    )
-    return path, state
+    return write_checkpoint(path, recipe, state, "synthetic", SYNTHETIC.num_keypoints), state
 
 
 def test_from_checkpoint_rebuilds_the_weights_at_the_recipes_hw(tmp_path: Path) -> None:

@@ -393,6 +393,51 @@ def test_coco_fixture_filters_people_like_the_reference(tmp_path: Path) -> None:
         run_prepare("coco", root, root, show=False)
 
 
+def _coco_file(path: Path, image_id: int, people: int) -> Path:
+    """A person_keypoints file of one 80x60 image ({image_id:012d}.jpg) holding `people` labelled people."""
+    kp = [10, 10, 2] + [0, 0, 0] * 16
+    anns = [
+        {"id": image_id * 10 + i, "image_id": image_id, "category_id": 1, "iscrowd": 0, "area": 100}
+        | {"bbox": [5 + i, 5, 20, 30], "keypoints": kp}
+        for i in range(people)
+    ]
+    data = {
+        "images": [{"id": image_id, "file_name": f"{image_id:012d}.jpg", "width": 80, "height": 60}],
+        "annotations": anns,
+        "categories": [{"id": 1, "name": "person", "keypoints": [str(i) for i in range(17)]}],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_coco_given_splits_join_the_default_ones_and_the_summary_names_each_source(tmp_path: Path) -> None:
+    """`--annotations train=FILE` (a small train file for a quick trial) keeps the default val split (it used to
+    drop it silently); `val=FILE` replaces only the val file."""
+    root = tmp_path / "coco"
+    default_val = _coco_file(root / "annotations" / "person_keypoints_val2017.json", 1, 1)
+    _write_image(root / "val2017" / "000000000001.jpg")
+    small_train = _coco_file(root / "subsets" / "train_2.json", 2, 2)
+    _write_image(root / "train2017" / "000000000002.jpg")
+    out = tmp_path / "out"
+    args = ["prepare", "coco", "--root", str(root), "--out", str(out)]
+    result = runner.invoke(app, [*args, "--annotations", "train=subsets/train_2.json"])
+    assert result.exit_code == 0, result.output
+    s = _summary(out)
+    assert {k: (v["people"], v["images_missing"], v["sources"]) for k, v in s.items()} == {
+        "train": (2, 0, [str(small_train)]),
+        "val": (1, 0, [str(default_val)]),
+    }
+    assert f"train: from {small_train}\n" in result.output and f"val: from {default_val}\n" in result.output
+    other_val = _coco_file(root / "subsets" / "val_3.json", 3, 3)
+    _write_image(root / "val2017" / "000000000003.jpg")
+    result = runner.invoke(app, [*args, "--annotations", "val=subsets/val_3.json"])
+    assert result.exit_code == 0, result.output
+    s = _summary(out)
+    assert list(s) == ["val"] and s["val"]["people"] == 3 and s["val"]["sources"] == [str(other_val)]
+    assert load_records(out / "val.json").images[0]["file"] == "000000000003.jpg"
+
+
 def test_synthetic_is_deterministic_and_complete(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     for out, workers in ((a, 1), (b, 2)):

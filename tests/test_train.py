@@ -120,12 +120,14 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp
     save_checkpoint(target, {"model": {"w": torch.zeros(3)}, "recipe": {}, "version": "x", "epoch": 0})
     script = (
         f"import torch, itertools\nfrom clpose.engine.checkpoint import save_checkpoint\n"
+        f"print('ready', flush=True)\n"
         f"for i in itertools.count(1):\n"
         f"    save_checkpoint({str(target)!r}, {{'model': {{'w': torch.full((4_000_000,), float(i))}}, "
         f"'recipe': {{}}, 'version': 'x', 'epoch': i}})\n"
     )
-    for delay in (0.3, 0.7, 1.1):
-        proc = subprocess.Popen([sys.executable, "-c", script])
+    for delay in (0.05, 0.2, 0.45):  # after the imports (seconds), while checkpoints of 16 MB are being written
+        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
@@ -210,7 +212,7 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
 
 def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Path) -> None:
     from clpose.config import recipe_from_dict
-    from clpose.engine.train import make_run_dir
+    from clpose.engine.run_folder import make_run_dir
 
     recipe = recipe_from_dict(
         {"model": {"name": "clnet_resnet18"}, "data": {"dataset": "synthetic", "root": "x"}}, name="demo"

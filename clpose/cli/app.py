@@ -1,11 +1,13 @@
 """The `clpose` typer app: one entry point, one thin command per subcommand.
 
 The command bodies parse options and call the core. A ClposeError raised anywhere becomes one red line on
-stderr and exit code 2 (ClposeGroup.invoke); `clpose --debug ...` shows the traceback instead.
+stderr and exit code 2 (ClposeGroup.invoke); `clpose --debug ...` shows the traceback instead. SIGTERM stops every
+command as Ctrl-C does (temporary files removed, outputs finalised where a command does that), exit code 130.
 """
 
 from __future__ import annotations
 
+import errno
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
@@ -17,14 +19,25 @@ from clpose import __version__
 from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis
 from clpose.console import print_error
 from clpose.errors import ClposeError, first_line
+from clpose.io import free_space, sigterm_as_interrupt
+
+INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT); SIGTERM is made to end alike
 
 
 class ClposeGroup(TyperGroup):
-    """Turns a ClposeError, and an OSError on a user path, into one red line and exit code 2, unless --debug."""
+    """Turns a ClposeError, and an OSError on a user path, into one red line and exit code 2, unless --debug; Ctrl-C
+    and SIGTERM into one line and exit code 130."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            # SIGTERM's default action ends Python at once, before the atomic writers remove their temporary files
+            with sigterm_as_interrupt():
+                return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.params.get("debug"):
+                raise
+            print_error("interrupted (Ctrl-C or SIGTERM); files being written were removed, finished ones kept")
+            raise typer.Exit(INTERRUPTED) from None
         except ClposeError as e:
             if ctx.params.get("debug"):
                 raise
@@ -57,6 +70,8 @@ def os_error_message(e: OSError) -> str:
     if e.filename is None:
         return f"{reason} ({type(e).__name__})"
     target = f"{e.filename} -> {e.filename2}" if e.filename2 else str(e.filename)
+    if e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)):  # the disk, a limit or a quota
+        return f"{target}: {reason} ({free_space(Path(e.filename).parent)})"
     return f"{target}: {reason}"
 
 

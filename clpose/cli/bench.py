@@ -63,7 +63,9 @@ def bench(
 
     from clpose.bench import BenchSettings, run_bench
     from clpose.io import write_json
+    from clpose.outputs import check_outputs
 
+    check_outputs({"--json": json_out})
     check_option("--max-batch-seconds", max_batch_seconds, "> 0")
     if runs < 1 or warmup < 0:
         raise ClposeError(f"--runs must be >= 1 and --warmup >= 0, got {runs} and {warmup}")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.config import AMP_HELP
+from clpose.config import ALPHA_RANGE, AMP_HELP
 
 
 def evaluate(
@@ -79,15 +79,17 @@ def evaluate(
     from clpose.config import check_option
     from clpose.engine.scoring import sha256, versions
     from clpose.errors import ClposeError
+    from clpose.outputs import check_outputs
 
     if batch is not None:
         check_option("--batch", batch, ">= 1")
     if alpha is not None:
-        check_option("--alpha", alpha, "(0, 1]")
+        check_option("--alpha", alpha, ALPHA_RANGE)
 
     if predictions is not None:
         if metric is None or annotations is None:
             raise ClposeError("scoring a predictions file needs --metric and --annotations")
+        check_outputs({"--json": json_out}, {"--predictions": predictions, "--annotations": annotations})
         tables = [_score_file(metric, predictions, annotations, alpha, head, sigmas)]
         settings: dict[str, Any] = {
             "predictions": str(predictions),
@@ -119,6 +121,7 @@ def evaluate(
             save_predictions,
             amp,
             format_,
+            json_out=json_out,
         )
         tables, settings = run.tables, run.settings
         if not tables:  # an unlabelled split: predicted and written, nothing to score
@@ -144,6 +147,7 @@ def _score_file(
 ) -> dict[str, Any]:
     from clpose.engine.metrics import ScoreOptions, get_metric
     from clpose.errors import ClposeError
+    from clpose.metrics.coco import check_sigmas
 
     values = None
     if sigmas:
@@ -151,5 +155,6 @@ def _score_file(
             values = [float(v) for v in sigmas.split(",")]
         except ValueError:
             raise ClposeError(f"--sigmas {sigmas!r}: expected comma-separated numbers") from None
+        values = check_sigmas(values, "--sigmas").tolist()
     options = ScoreOptions(alpha, head_official=head == "official", sigmas=values)
     return get_metric(metric).score_file(predictions, annotations, options)

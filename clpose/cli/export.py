@@ -31,11 +31,13 @@ def export(
     from clpose.engine.checkpoint import find_checkpoint
     from clpose.export import KEYPOINT_TOLERANCE, MAP_TOLERANCE
     from clpose.export import export as run_export
+    from clpose.outputs import check_outputs
 
     if checkpoint.is_dir():
         checkpoint = find_checkpoint(checkpoint)
     suffix = ".onnx" if format_ == "onnx" else ".torchscript.pt"
     out = out or checkpoint.with_name(checkpoint.stem + ("-decode" if with_decode else "") + suffix)
+    check_outputs({"--out": out}, {"the checkpoint": checkpoint})
     size = parse_hw(input_size, "--input-size") if input_size else None
     if format_ == "torchscript":
         console.print("note: PyTorch deprecates TorchScript (torch.jit); ONNX is the format to prefer")

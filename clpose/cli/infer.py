@@ -19,7 +19,7 @@ def infer(
         str,
         typer.Option(
             help="Person boxes: full (the whole frame is one person) or a COCO results-format file, "
-            "keyed by frame index or image file name."
+            "keyed by image file name, COCO image id (000000397133.jpg = 397133) or, for videos, frame index."
         ),
     ] = "full",
     detector: Annotated[
@@ -67,18 +67,9 @@ def infer(
     from clpose.console import console
     from clpose.engine.checkpoint import latest_checkpoint
     from clpose.inference.predictor import Predictor
-    from clpose.inference.run import InferOptions, run_infer
+    from clpose.inference.run import InferOptions, check_output_kinds, run_infer
+    from clpose.outputs import check_outputs
 
-    if checkpoint is None:
-        checkpoint = latest_checkpoint()
-        console.print(f"using the latest checkpoint: {checkpoint}")
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip, amp=amp)
-    console.print(f"precision: {predictor.precision.describe()}")
-    if predictor.device.type == "cuda":
-        why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
-        console.print(
-            f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else "")
-        )
     options = InferOptions(
         boxes,
         detector,
@@ -93,6 +84,18 @@ def infer(
         beta,
         batch,
     )
+    check_output_kinds(source, options)  # an --out that does not fit the source is said before the model loads
+    if checkpoint is None:
+        checkpoint = latest_checkpoint()
+        console.print(f"using the latest checkpoint: {checkpoint}")
+    check_outputs({"--out": out, "--json": json_out}, {"--checkpoint": checkpoint})
+    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip, amp=amp)
+    console.print(f"precision: {predictor.precision.describe()}")
+    if predictor.device.type == "cuda":
+        why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
+        console.print(
+            f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else "")
+        )
     report = run_infer(source, predictor, options)
     rate = report.frames / report.total if report.total else 0.0
     status = "stopped (Ctrl-C or SIGTERM) after" if report.interrupted else "done:"

@@ -17,11 +17,19 @@ def train(
         Path | None, typer.Option(help="Run folder (default runs/RECIPE_NAME, numbered -2, -3 if it exists).")
     ] = None,
     resume: Annotated[
-        str | None, typer.Option(help="Continue from a checkpoint file, or 'auto' for the run's last.pt.")
+        str | None,
+        typer.Option(
+            help="'auto': continue the run in --out (or the newest runs/RECIPE_NAME[-N]) from its last.pt. A "
+            "checkpoint file: continue its own run in its folder; with a new or empty --out, branch it there."
+        ),
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N (torchrun sets the rank's GPU).")] = "auto",
     overwrite: Annotated[
-        bool, typer.Option(help="Replace the run already in --out (its checkpoints and metrics are deleted).")
+        bool,
+        typer.Option(
+            help="Replace the run already in --out: all its files are deleted together, once the new run's setup has "
+            "succeeded."
+        ),
     ] = False,
 ) -> None:
     """Train a model: checkpoints, metrics.jsonl and a training curve go to the run folder.
@@ -34,8 +42,10 @@ def train(
     from clpose.engine.train import fit
 
     result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device, overwrite=overwrite)
-    if result.run_dir.exists():
+    if result.message:  # nothing was trained: say what is there
+        console.print(result.message)
+    elif result.run_dir.exists():
         console.print(
-            f"done: {result.epochs_done} epochs, best {result.metric} {result.best_metric:.2f}; "
-            f"{result.run_dir}/best.pt"
+            f"done: {result.epochs_done} epoch{'' if result.epochs_done == 1 else 's'}, best {result.metric} "
+            f"{result.best_metric * result.scale:.1f}; {result.run_dir}/best.pt"
         )

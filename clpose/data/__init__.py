@@ -31,9 +31,15 @@ def load_split(recipe: Recipe, split: str) -> Records:
         raise ClposeError(
             f"{path} holds {records.dataset} records but the recipe says data.dataset: {recipe.data.dataset}"
         )
-    limit = recipe.data.train_limit if split == recipe.data.train_split else recipe.data.val_limit
-    if limit is not None and limit < len(records):
-        records = records.subset(range(limit))
+    if split == recipe.data.train_split:
+        if recipe.data.train_limit is not None and recipe.data.train_limit < len(records):
+            records = records.subset(range(recipe.data.train_limit))
+    elif recipe.data.val_limit is not None and recipe.data.val_limit < len(records):
+        # whole images: the first N people and everyone else in their images, so that an image-level metric (COCO
+        # AP over the annotation file's people) counts no person of a kept image as missed
+        chosen = set(records.image_index[: recipe.data.val_limit].tolist())
+        records = records.subset(np.flatnonzero(np.isin(records.image_index, list(chosen))))
+        records.partial = True
     return records
 
 

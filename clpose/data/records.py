@@ -65,6 +65,7 @@ class Records:
     image_dir: Path = Path(".")
     sources: list[str] = field(default_factory=list)
     path: Path | None = None
+    partial: bool = False  # the people of some images only (data.val_limit): COCO AP is scored on those images
 
     def __len__(self) -> int:
         return len(self.image_index)

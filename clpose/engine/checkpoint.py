@@ -24,9 +24,7 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
     """torch.save to a temporary file next to `path`, then os.replace: a crash (even SIGKILL) mid-write
     leaves the previous checkpoint intact."""
     path = Path(path)
-    for stale in path.parent.glob(f".{path.stem}.*.tmp{path.suffix}"):  # left by an earlier crash
-        stale.unlink(missing_ok=True)
-    try:
+    try:  # atomic_path also removes the temporary files that killed writers of `path` left (clpose.io)
         with atomic_path(path) as tmp:
             torch.save(state, tmp)
     except (OSError, RuntimeError) as e:  # torch's stream writer reports a full disk as a RuntimeError

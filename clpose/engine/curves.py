@@ -56,10 +56,11 @@ def _panel(
 
 
 def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Losses (log scale) and the validation metric per epoch, side by side."""
+    """Losses (log scale) and the validation metric per epoch, side by side. The metric on its printed scale (a row's
+    "scale": COCO's AP x 100), as the training log and `clpose eval` show it; rows written before it had none: 1."""
     losses = {k: [(r["epoch"], r[k]) for r in rows if k in r] for k in COLORS if any(k in r for r in rows)}
     metric = next((r["metric"] for r in rows if r.get("metric")), "metric")
-    values = {metric: [(r["epoch"], r["value"]) for r in rows if r.get("value") is not None]}
+    values = {metric: [(r["epoch"], r["value"] * r.get("scale", 1.0)) for r in rows if r.get("value") is not None]}
     left = _panel(f"{title} training loss", losses, True, COLORS)
     right = _panel(f"validation {metric}", values, False, {metric: (30, 30, 200)})
     image = np.concatenate([left, right], axis=1)

@@ -19,6 +19,7 @@ from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
 from clpose.engine.scoring import coco_annotations, coco_results, sha256
 from clpose.engine.submission import choose_format, write_predictions
 from clpose.errors import ClposeError
+from clpose.outputs import check_outputs
 from clpose.precision import resolve_precision
 
 _SUBMISSION_HINT = {
@@ -65,6 +66,7 @@ def evaluate_checkpoint(
     save_predictions: Path | None = None,
     amp: str = "auto",
     save_format: str = "auto",
+    json_out: Path | None = None,
 ) -> EvalRun:
     """Predict a split with a checkpoint and score it with the dataset's metric.
 
@@ -91,6 +93,17 @@ def evaluate_checkpoint(
         records = load_split(recipe, split)
         if boxes != "gt":
             records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
+        check_outputs(
+            {"--save-predictions": save_predictions, "--json": json_out},
+            {
+                "the checkpoint": checkpoint,
+                "--recipe": recipe_path,
+                "--annotations": annotations,
+                "--boxes": None if boxes == "gt" else boxes,
+                f"the {split} records": records.path,
+                f"a source of the {split} records": [s for s in records.sources if Path(s).is_file()],
+            },
+        )
         dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
         if records.skeleton != pose.skeleton.name:
             raise ClposeError(

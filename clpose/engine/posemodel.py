@@ -88,6 +88,18 @@ def checkpoint_skeleton(state: dict[str, Any], recipe: Recipe, path: str | Path)
     return skeleton
 
 
+def check_finite_weights(weights: dict[str, Any], source: str) -> None:
+    """A ClposeError naming the first floating-point tensor of a state dict that holds NaN or inf (a diverged or
+    damaged model would otherwise be scored, exported or run as if it were fine)."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ClposeError(
+                f"{source}: its weights are not finite ({name} holds {count} NaN or inf values of {tensor.numel()}): "
+                "a diverged run? use an earlier checkpoint"
+            )
+
+
 @dataclass
 class PoseModel:
     """A network with its codec, skeleton, crop size (H, W), box padding, precision and device.
@@ -151,6 +163,7 @@ class PoseModel:
         options = model_options(recipe.model, pretrained=pretrained and state is None)
         model = build_model(recipe.model.name, skeleton.num_keypoints, **options)
         if state is not None:
+            check_finite_weights(state["model"], source)
             try:
                 model.load_state_dict(state["model"])
             except RuntimeError as e:
@@ -247,7 +260,16 @@ class PoseModel:
     @torch.inference_mode()
     def decode(self, maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """Keypoints (N, K, 2) in crop pixels and scores (N, K) (float64 numpy): the codec's decode, on the maps'
-        device."""
+        device. Maps that are not finite are a ClposeError: every prediction of clpose (scores, submission files,
+        infer's JSON, pictures) comes through here, and a NaN must never become a number that looks right."""
+        bad = ~torch.isfinite(maps.flatten(1)).all(dim=1)
+        if bool(bad.any()):
+            mixed = self.precision.dtype is not None
+            hint = "an fp16/bf16 overflow? try --amp off" if mixed else "are the inputs finite?"
+            raise ClposeError(
+                f"the network's output is not finite (NaN or inf) for {int(bad.sum())} of {len(maps)} crops "
+                f"(precision {self.precision.name}): {hint}"
+            )
         keypoints, scores = self.codec.decode_output(maps)
         return keypoints.cpu().numpy().astype(np.float64), scores.cpu().numpy().astype(np.float64)
 

@@ -16,9 +16,16 @@ from typing import Any
 import numpy as np
 
 from clpose import __version__
+from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.metrics import coco as coco_metric
-from clpose.metrics.files import align, read_lsp_ground_truth, read_mpii_ground_truth, read_predictions
+from clpose.metrics.files import (
+    align,
+    read_coco_results,
+    read_lsp_ground_truth,
+    read_mpii_ground_truth,
+    read_predictions,
+)
 from clpose.metrics.pck import head_size, pck_correct, pck_table, torso_size
 from clpose.skeletons import COCO, LSP, MPII
 
@@ -49,7 +56,7 @@ def score_pck_file(predictions: Path, annotations: Path, alpha: float = 0.2) -> 
     pred, one_based = read_predictions(predictions, 14)
     n, m = len(gt.keypoints), len(pred)
     if m != n:
-        if annotations.suffix == ".mat" and m == LSP_TEST and n > LSP_TEST:
+        if annotations.suffix.lower() == ".mat" and m == LSP_TEST and n > LSP_TEST:
             gt = replace(gt, keypoints=gt.keypoints[-LSP_TEST:], labelled=gt.labelled[-LSP_TEST:])
         else:
             raise ClposeError(
@@ -58,8 +65,9 @@ def score_pck_file(predictions: Path, annotations: Path, alpha: float = 0.2) -> 
             )
     norm = torso_size(gt.keypoints, gt.labelled, LSP.torso_joints)
     correct, counted = pck_correct(align(pred, one_based, gt), gt.keypoints, gt.labelled, norm, alpha)
-    table = pck_table(correct, counted, LSP)
-    return {**table, "metric": "pck", "alpha": alpha, "people": len(gt.keypoints), "joints_counted": int(counted.sum())}
+    table = {**pck_table(correct, counted, LSP), "metric": "pck", "alpha": alpha, "people": len(gt.keypoints)}
+    table["joints_counted"] = int(counted.sum())
+    return {**table, "nonfinite": nonfinite_joints(pred, counted, str(predictions))}
 
 
 def score_pckh_file(
@@ -70,7 +78,29 @@ def score_pckh_file(
     pred, one_based = read_predictions(predictions, 16)
     if len(pred) != len(gt.keypoints):
         raise ClposeError(f"{predictions} holds {len(pred)} people but {annotations} has {len(gt.keypoints)}")
-    return pckh_table(align(pred, one_based, gt), gt.keypoints, gt.labelled, gt.head_boxes, alpha, head_official)
+    table = pckh_table(align(pred, one_based, gt), gt.keypoints, gt.labelled, gt.head_boxes, alpha, head_official)
+    return {**table, "nonfinite": nonfinite_joints(pred, gt.labelled, str(predictions))}
+
+
+def nonfinite_joints(pred: np.ndarray, counted: np.ndarray, source: str) -> int:
+    """How many counted joints of `pred` (M, K, 2) are not finite; they score as misses (an error compared with a
+    threshold is False for NaN), and a warning says so."""
+    bad = ~np.isfinite(pred).all(axis=-1) & np.asarray(counted, dtype=bool)
+    if bad.any():
+        warn(
+            f"{source}: {int(bad.sum())} of {int(np.sum(counted))} scored joints are not finite (NaN or inf) and count "
+            "as misses"
+        )
+    return int(bad.sum())
+
+
+def warn_nonfinite_results(table: dict[str, Any], count: int, source: str) -> None:
+    """The warning for COCO results scored as misses because their keypoints are not finite."""
+    if table.get("nonfinite"):
+        warn(
+            f"{source}: {table['nonfinite']} of {count} results have keypoints that are not finite (NaN or inf) and "
+            "count as misses"
+        )
 
 
 def pckh_table(
@@ -98,27 +128,10 @@ def pckh_table(
 
 def score_oks_file(predictions: Path, annotations: Path, sigmas: list[float] | None = None) -> dict[str, Any]:
     """COCO keypoint AP of a results file, by pycocotools' COCOeval."""
-    import json
-
     gt = coco_metric.load_ground_truth(annotations)
-    try:
-        results = json.loads(Path(predictions).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ClposeError(f"predictions {predictions} are not a readable JSON file ({e})") from None
-    if not isinstance(results, list) or not all(
-        isinstance(r, dict) and {"image_id", "keypoints", "score"} <= set(r) for r in results
-    ):
-        raise ClposeError(
-            f"{predictions}: expected COCO results: a list of {{image_id, category_id, keypoints, score}}"
-        )
-    k = len(sigmas) if sigmas else COCO.num_keypoints
-    bad = [i for i, r in enumerate(results) if len(r["keypoints"]) != 3 * k]
-    if bad:
-        raise ClposeError(
-            f"{predictions}: result {bad[0]} has {len(results[bad[0]]['keypoints'])} keypoint values, "
-            f"expected {k} x 3 = {3 * k}"
-        )
-    table = coco_metric.evaluate_oks(gt, results, np.array(sigmas) if sigmas else None)
+    results = read_coco_results(predictions, len(sigmas) if sigmas else COCO.num_keypoints)
+    table = coco_metric.evaluate_oks(gt, results, np.array(sigmas) if sigmas else None, str(predictions))
+    warn_nonfinite_results(table, len(results), str(predictions))
     return {**table, "metric": "oks", "instances": len(results), "images": len({r["image_id"] for r in results})}
 
 
@@ -127,7 +140,7 @@ def coco_annotations(records, override: Path | None = None) -> Path:
     if override is not None:
         return Path(override)
     for source in records.sources:
-        if source.endswith(".json") and Path(source).is_file():
+        if source.lower().endswith(".json") and Path(source).is_file():
             return Path(source)
     raise ClposeError(
         f"the COCO annotation file named by {records.path} ({records.sources[:1]}) is not there: "
@@ -164,5 +177,7 @@ def score_oks_records(
     results = coco_results(dataset, preds, cfg, stage)
     sigmas = np.array(skeleton.sigmas)
     gt = coco_metric.load_ground_truth(coco_annotations(records, annotations))
-    table = coco_metric.evaluate_oks(gt, results, sigmas)
+    scope = sorted({records.image_id(i) for i in range(len(records))}) if records.partial else None
+    table = coco_metric.evaluate_oks(gt, results, sigmas, "the model's predictions", image_ids=scope)
+    warn_nonfinite_results(table, len(results), "the model's predictions")
     return {**table, "metric": "oks", "instances": len(results), "people": len(idx)}, results

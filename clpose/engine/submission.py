@@ -63,8 +63,10 @@ def write_predictions(
     coco_results: list[dict] | None = None,
     release: Path | None = None,
 ) -> None:
-    """Write the last stage's predictions of `dataset` to `path` in `fmt` (a resolved format), atomically."""
+    """Write the last stage's predictions of `dataset` to `path` in `fmt` (a resolved format), atomically. Nothing is
+    written unless every number is finite: a submission file never holds NaN, inf or null."""
     kpts, scores = preds.keypoints[-1], preds.scores[-1]
+    check_finite_predictions(path, kpts, scores, coco_results)
     if fmt == "npy":
         with atomic_path(path) as tmp:
             np.save(tmp, kpts)
@@ -88,6 +90,27 @@ def write_predictions(
         write_json(path, coco_results, indent=None)
     else:
         write_json(path, clpose_predictions(dataset, preds), indent=None)
+
+
+def check_finite_predictions(
+    path: Path, keypoints: np.ndarray, scores: np.ndarray, coco_results: list[dict] | None = None
+) -> None:
+    """A ClposeError (nothing written) where a predicted keypoint, keypoint score or COCO result is not finite."""
+    bad = ~(np.isfinite(keypoints).all(axis=(-1, -2)) & np.isfinite(scores).all(axis=-1))
+    if coco_results is not None:
+        from clpose.metrics.coco import nonfinite_results
+
+        bad_results = set(nonfinite_results(coco_results))
+        bad_results |= {i for i, r in enumerate(coco_results) if not np.isfinite(r["score"])}
+        if bad_results and not bad.any():
+            raise ClposeError(
+                f"{path} was not written: {len(bad_results)} of {len(coco_results)} COCO results are not finite"
+            )
+    if bad.any():
+        raise ClposeError(
+            f"{path} was not written: the predictions of {int(bad.sum())} of {len(bad)} people are not finite (NaN or "
+            "inf), and a submission must not hold them"
+        )
 
 
 def clpose_predictions(dataset: TopDownDataset, preds: Predictions) -> dict[str, Any]:
@@ -116,7 +139,7 @@ def mpii_release(dataset: TopDownDataset, release: Path | None) -> Path:
     if release is not None:
         return Path(release)
     for source in dataset.records.sources:
-        if Path(source).suffix == ".mat" and Path(source).is_file():
+        if Path(source).suffix.lower() == ".mat" and Path(source).is_file():
             return Path(source)
     raise ClposeError(
         f"{dataset.records.path}: the MPII test submission is written into RELEASE.annolist; the records name no "

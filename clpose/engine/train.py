@@ -1,7 +1,8 @@
 """Training, read top to bottom: `fit` builds everything from a recipe and loops `train_one_epoch`.
 
 Single process or under torchrun (DistributedDataParallel, DistributedSampler; the recipe's batch size is the
-global batch). Only rank 0 writes the run folder: recipe.yaml, metrics.jsonl, curves.png, last.pt, best.pt.
+global batch). Only rank 0 writes the run folder (run.json, recipe.yaml, metrics.jsonl, curves.png, last.pt,
+best.pt); which folder, who may write it and what may continue it is decided in clpose/engine/run_folder.py.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.curves import plot_curves
 from clpose.engine.evaluate import predict
-from clpose.engine.metrics import ScoreOptions, dataset_metric
+from clpose.engine.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel
-from clpose.engine.progress import TrainProgress
+from clpose.engine.progress import TrainProgress, epoch_summary, health_warnings
+from clpose.engine.run_folder import RunLock, RunPlan, check_fits, commit, open_run
 from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
-from clpose.io import write_text
 from clpose.losses import build_loss
 from clpose.precision import Precision, resolve_precision
 from clpose.skeletons import get_skeleton
@@ -42,10 +43,13 @@ from clpose.skeletons import get_skeleton
 @dataclass
 class FitResult:
     run_dir: Path
-    best_metric: float
+    best_metric: float  # raw, as in metrics.jsonl; x scale for printing
     last_metric: float
-    epochs_done: int
+    epochs_done: int  # epochs the run has trained in all
     metric: str
+    scale: float = 1.0  # the metric's printed scale (Metric.scale: COCO's AP x 100)
+    trained: int = 0  # epochs trained by this call
+    message: str = ""  # what to tell the user instead of "done" (nothing was trained)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -73,44 +77,6 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
         return decay * (min(1.0, (step + 1) / warmup) if warmup > 0 else 1.0)
 
     return factor
-
-
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl")
-
-
-def make_run_dir(
-    recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs"), overwrite: bool = False
-) -> Path:
-    """--out, or runs/NAME numbered -2, -3, ... when it exists; with --resume auto, the newest such run.
-
-    An --out that already holds a run is refused without --resume or --overwrite: training into it would empty its
-    metrics.jsonl and replace its best.pt with a worse, earlier model."""
-    if out is not None:
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            raise ClposeError(f"--out {out} is a file, not a run folder")
-        held = [name for name in RUN_FILES if (out / name).is_file()]
-        if held and not resume and not overwrite:
-            raise ClposeError(
-                f"--out {out} already holds a run ({', '.join(held)}): continue it with --resume auto, choose "
-                "another folder, or replace it with --overwrite"
-            )
-        if held and overwrite and not resume:
-            for name in held:  # a stale best.pt must not outlive the run that replaces it
-                (out / name).unlink()
-        return out
-    base = runs / (recipe.name or "run")
-    if resume == "auto":
-        candidates = [p for p in [base, *runs.glob(f"{base.name}-*")] if (p / "last.pt").is_file()]
-        if not candidates:
-            raise ClposeError(f"--resume auto: no {base}/last.pt (or {base}-N/last.pt) to continue from")
-        return max(candidates, key=lambda p: (p / "last.pt").stat().st_mtime)
-    if not base.exists():
-        return base
-    n = 2
-    while (runs / f"{base.name}-{n}").exists():
-        n += 1
-    return runs / f"{base.name}-{n}"
 
 
 def _loader(dataset, batch: int, d: distributed.Dist, seed: int, workers: int, device: torch.device, pipeline: str):
@@ -214,9 +180,23 @@ def train_one_epoch(
     return {**means, "samples_per_s": seen / elapsed, "data_wait": wait / elapsed, "steps": steps, "seconds": elapsed}
 
 
-def _state(model, optimizer, scheduler, scaler, recipe, epoch, best, metric, skeleton: str, precision) -> dict:
+def _state(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    scaler: torch.amp.GradScaler,
+    recipe: Recipe,
+    epoch: int,
+    best: float,
+    metric: str,
+    skeleton: str,
+    precision: Precision,
+    plan: RunPlan,
+) -> dict:
     module = model.module if hasattr(model, "module") else model
     state = {
+        "run_id": plan.run_id,  # which run wrote it: only that run's folder may be continued from it
+        "branched_from": plan.branched_from,
         "model": module.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -245,8 +225,9 @@ def fit(
     show_progress: bool = True,
     overwrite: bool = False,
 ) -> FitResult:
-    """Train `recipe`; under torchrun every rank calls this and rank 0 writes the run folder. An `out` that holds a
-    run needs `resume` (continue it) or `overwrite` (replace it)."""
+    """Train `recipe`; under torchrun every rank calls this and rank 0 locks and writes the run folder. An `out` that
+    holds a run needs `resume` (continue it) or `overwrite` (replace it); clpose/engine/run_folder.py has the rule.
+    A run that has already trained `train.epochs` writes nothing: the result's `message` says so."""
     d, dev = distributed.setup(device)
     try:
         return _fit(recipe, out, resume, d, dev, show_progress, overwrite)
@@ -269,6 +250,7 @@ class Setup:
     scaler: torch.amp.GradScaler
     precision: Precision
     pose: PoseModel  # the network with its codec, crop settings and precision: what validation runs
+    device: torch.device
 
 
 def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
@@ -309,7 +291,9 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(loader)))
     scaler = torch.amp.GradScaler(device.type, enabled=precision.grad_scaler)
-    return Setup(train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision, pose)
+    return Setup(
+        train_ds, val_ds, model, module, loss_fn, optimizer, loader, scheduler, scaler, precision, pose, device
+    )
 
 
 @dataclass
@@ -360,114 +344,173 @@ def measure_speed(recipe: Recipe, device: str = "auto", steps: int = 24, warmup:
 
 
 def _fit(
-    recipe: Recipe, out: Path | None, resume: str | None, d, device: torch.device, show: bool, overwrite: bool = False
+    recipe: Recipe,
+    out: Path | None,
+    resume: str | None,
+    d: distributed.Dist,
+    device: torch.device,
+    show: bool,
+    overwrite: bool = False,
 ) -> FitResult:
-    cfg = recipe.train
-    s = _setup(recipe, d, device)
-    train_ds, val_ds, model, module = s.train_ds, s.val_ds, s.model, s.module
-    loss_fn, optimizer, loader, scheduler, scaler = s.loss_fn, s.optimizer, s.loader, s.scheduler, s.scaler
-    precision = s.precision
-    chosen = str(make_run_dir(recipe, out, resume, overwrite=overwrite)) if d.main else ""
-    run_dir = Path(distributed.gather(chosen, d)[0])
-    start, best, rows = 0, -math.inf, []
-    if resume:
-        path = run_dir / "last.pt" if resume == "auto" else Path(resume)
-        state = load_checkpoint(path, map_location=device)
-        module.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler.is_enabled() and state["scaler"]:  # empty when the run so far was not fp16
-            scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        start, best = int(state["epoch"]), float(state["best_metric"])
-        rows = _read_rows(run_dir / "metrics.jsonl", start)
-        changes = _schedule_changes(state.get("recipe", {}), recipe)
-        if changes and d.main:
-            warn(
-                f"resuming {path} with a changed schedule ({'; '.join(changes)}): from epoch {start + 1} on the "
-                "learning rate follows the new recipe, so the result differs from a straight run of it"
-            )
-    scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
-    metric = scorer.name
+    s = _setup(recipe, d, device)  # data, model and loader first: a failure here leaves the run folder untouched
+    plan, lock, state = _open_run(recipe, out, resume, overwrite, d, device)
+    try:
+        return _run(recipe, s, plan, state, d, show)
+    finally:
+        if lock is not None:  # the OS would release it at exit too; a Python caller may train again
+            lock.release()
+
+
+def _open_run(
+    recipe: Recipe, out: Path | None, resume: str | None, overwrite: bool, d: distributed.Dist, device: torch.device
+) -> tuple[RunPlan, RunLock | None, dict | None]:
+    """Rank 0 chooses, locks and plans the run folder (clpose/engine/run_folder.py); every rank gets the plan, or rank
+    0's reason to stop (raised on every rank, so none waits for the others at a collective)."""
+    plan = lock = state = failure = None
     if d.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
-        write_text(run_dir / "recipe.yaml", note + dump_recipe(recipe))
-        write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
-    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
-    last = math.nan
-    with TrainProgress(len(loader) * cfg.epochs, len(loader) * start, enabled=show and d.main) as progress:
-        progress.log(
-            f"training {recipe.model.name} on {len(train_ds)} people ({d.world} process(es), {device}), "
-            f"validating {metric} on {len(val_ds)}; run folder {run_dir}"
+        try:
+            plan, lock, state = open_run(recipe, out, resume, overwrite, device)
+        except Exception as e:
+            failure = e
+    plan, reason = distributed.gather((plan, "" if failure is None else str(failure)), d)[0]
+    if failure is not None:
+        raise failure
+    if reason:
+        raise ClposeError(reason)
+    if plan.checkpoint is not None and state is None:  # the other ranks read the checkpoint rank 0 chose
+        state = load_checkpoint(plan.checkpoint, map_location=device)
+    return plan, lock, state
+
+
+def _restore(s: Setup, state: dict) -> None:
+    s.module.load_state_dict(state["model"])
+    s.optimizer.load_state_dict(state["optimizer"])
+    s.scheduler.load_state_dict(state["scheduler"])
+    if s.scaler.is_enabled() and state["scaler"]:  # empty when the run so far was not fp16
+        s.scaler.load_state_dict(state["scaler"])
+    torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the training device
+
+
+def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distributed.Dist, show: bool) -> FitResult:
+    cfg, precision, run_dir = recipe.train, s.precision, plan.run_dir
+    scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
+    start, best, rows = 0, -math.inf, list(plan.rows)
+    if state is not None:
+        # before anything is written: another model or optimizer would fail below with a traceback
+        check_fits(plan.checkpoint, state, recipe, s.module, s.optimizer, s.train_ds.skeleton.name)
+        _restore(s, state)
+        start = int(state["epoch"])
+        best = float(state["best_metric"]) if plan.best is None else plan.best
+    if start >= cfg.epochs:  # nothing to train: nothing in the folder is rewritten
+        where = plan.checkpoint if plan.branched_from else run_dir
+        last = next((r["value"] for r in reversed(rows) if r.get("value") is not None), math.nan)
+        message = (
+            f"{where} has already trained {_epochs(start)} (train.epochs {cfg.epochs}): nothing to train; raise "
+            "train.epochs to continue"
         )
-        progress.log(f"precision: {precision.describe()}")
-        on_device = isinstance(loader, DeviceLoader)
-        progress.log(
-            f"data pipeline: {'gpu' if on_device else 'cpu'} (data.pipeline: {recipe.data.pipeline}; "
-            + (
-                f"workers read files, {device} decodes, crops, augments and encodes)"
-                if on_device
-                else "workers decode, crop, augment and encode)"
+        return FitResult(run_dir, best, last, start, scorer.name, scorer.scale, 0, message)
+    if d.main:
+        changes = _schedule_changes(state.get("recipe", {}), recipe) if state is not None else []
+        if changes:
+            warn(
+                f"resuming {plan.checkpoint} with a changed schedule ({'; '.join(changes)}): from epoch {start + 1} "
+                "on the learning rate follows the new recipe, so the result differs from a straight run of it"
             )
-        )
-        epoch = start
-        for epoch in range(start, cfg.epochs):
-            progress.start_epoch(epoch, cfg.epochs)
-            _set_epoch(loader, cfg.seed, epoch)
-            try:
-                stats = train_one_epoch(
-                    model, loader, loss_fn, optimizer, scheduler, scaler, device, cfg, precision, progress, deadline
-                )
-            except ClposeError as e:
-                raise ClposeError(f"epoch {epoch + 1}: {e}") from None
-            out_of_time = deadline is not None and time.time() > deadline
-            table = None
-            if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs or out_of_time:
-                preds = predict(
-                    s.pose,
-                    val_ds,
-                    recipe.eval.batch_size,
-                    recipe.eval.flip,
-                    num_workers=min(2, recipe.data.num_workers),
-                    d=d,
-                )
-                options = ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval)
-                table = scorer.score_predictions(val_ds, preds, options)[0]
-                last = scorer.value(table)
-            row = {
-                "epoch": epoch + 1,
-                **stats,
-                "lr": optimizer.param_groups[0]["lr"],
-                "precision": precision.name,
-                "precision_reason": precision.reason,
-                "metric": metric,
-                "value": None if table is None else last,
-                "table": table,
-            }
-            rows.append(row)
-            improved = table is not None and last > best
-            best = max(best, last) if table is not None else best
-            if d.main:
-                state = _state(
-                    model,
-                    optimizer,
-                    scheduler,
-                    scaler,
-                    recipe,
-                    epoch + 1,
-                    best,
-                    metric,
-                    train_ds.skeleton.name,
-                    precision,
-                )
-                _write_epoch(run_dir, rows, state, improved, recipe.name)
-            progress.log(_summary(row, best))
-            if out_of_time:
-                progress.log(f"stopped after {cfg.max_minutes:g} minutes (train.max_minutes)")
-                break
+        note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
+        commit(plan, note + dump_recipe(recipe))
+    with TrainProgress(len(s.loader) * cfg.epochs, len(s.loader) * start, enabled=show and d.main) as progress:
+        for line in plan.notes:
+            progress.log(line)
+        _log_setup(progress, recipe, s, d, scorer.name, run_dir)
+        done, best, last = _epochs_loop(recipe, s, plan, scorer, rows, start, best, d, progress)
     distributed.barrier(d)
-    return FitResult(run_dir, best, last, epoch + 1, metric)
+    return FitResult(run_dir, best, last, done, scorer.name, scorer.scale, done - start)
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'' if n == 1 else 's'}"
+
+
+def _log_setup(
+    progress: TrainProgress, recipe: Recipe, s: Setup, d: distributed.Dist, metric: str, run_dir: Path
+) -> None:
+    progress.log(
+        f"training {recipe.model.name} on {len(s.train_ds)} people ({d.world} process(es), {s.device}), "
+        f"validating {metric} on {len(s.val_ds)}; run folder {run_dir}"
+    )
+    progress.log(f"precision: {s.precision.describe()}")
+    on_device = isinstance(s.loader, DeviceLoader)
+    progress.log(
+        f"data pipeline: {'gpu' if on_device else 'cpu'} (data.pipeline: {recipe.data.pipeline}; "
+        + (
+            f"workers read files, {s.device} decodes, crops, augments and encodes)"
+            if on_device
+            else "workers decode, crop, augment and encode)"
+        )
+    )
+
+
+def _epochs_loop(
+    recipe: Recipe,
+    s: Setup,
+    plan: RunPlan,
+    scorer: Metric,
+    rows: list[dict],
+    start: int,
+    best: float,
+    d: distributed.Dist,
+    progress: TrainProgress,
+) -> tuple[int, float, float]:
+    """Epochs start+1 .. train.epochs; returns (epochs done in all, best, last validation value)."""
+    cfg, device = recipe.train, s.device
+    deadline = time.time() + 60 * cfg.max_minutes if cfg.max_minutes else None
+    last, done = math.nan, start
+    for epoch in range(start, cfg.epochs):
+        progress.start_epoch(epoch, cfg.epochs)
+        _set_epoch(s.loader, cfg.seed, epoch)
+        try:
+            stats = train_one_epoch(
+                s.model, s.loader, s.loss_fn, s.optimizer, s.scheduler, s.scaler, device, cfg, s.precision, progress,
+                deadline,
+            )  # fmt: skip
+        except ClposeError as e:
+            raise ClposeError(f"epoch {epoch + 1}: {e}") from None
+        out_of_time = deadline is not None and time.time() > deadline
+        table = None
+        if (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs or out_of_time:
+            workers = min(2, recipe.data.num_workers)
+            preds = predict(s.pose, s.val_ds, recipe.eval.batch_size, recipe.eval.flip, num_workers=workers, d=d)
+            table = scorer.score_predictions(s.val_ds, preds, ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval))[0]
+            last = scorer.value(table)
+        row = {
+            "epoch": epoch + 1,
+            **stats,
+            "lr": s.optimizer.param_groups[0]["lr"],
+            "precision": s.precision.name,
+            "precision_reason": s.precision.reason,
+            "metric": scorer.name,
+            "value": None if table is None else last,  # raw, as `clpose eval --json` writes it
+            "scale": scorer.scale,  # printed value = value x scale (COCO's AP x 100), as `clpose eval` prints it
+            "table": table,
+        }
+        row["warnings"] = health_warnings([*rows, row], recipe.loss, s.pose.codec.tau, scorer.scale)
+        rows.append(row)
+        improved = table is not None and last > best
+        best = max(best, last) if table is not None else best
+        if d.main:
+            state = _state(
+                s.model, s.optimizer, s.scheduler, s.scaler, recipe, epoch + 1, best, scorer.name,
+                s.train_ds.skeleton.name, s.precision, plan,
+            )  # fmt: skip
+            _write_epoch(plan.run_dir, rows, state, improved, recipe.name)
+        progress.log(epoch_summary(row, best, scorer.scale))
+        for warning in row["warnings"] if d.main else []:  # said every epoch it holds: a run not learning is news
+            warn(f"epoch {epoch + 1}: {warning}")
+        done = epoch + 1
+        if out_of_time:
+            progress.log(f"stopped after {cfg.max_minutes:g} minutes (train.max_minutes)")
+            break
+    return done, best, last
 
 
 def _write_epoch(run_dir: Path, rows: list[dict], state: dict, improved: bool, name: str) -> None:
@@ -481,22 +524,6 @@ def _write_epoch(run_dir: Path, rows: list[dict], state: dict, improved: bool, n
     plot_curves(rows, run_dir / "curves.png", name)
 
 
-def _read_rows(path: Path, upto: int) -> list[dict]:
-    """The rows of metrics.jsonl up to epoch `upto`; a line torn by a kill while it was appended is dropped (the
-    epoch it belonged to is trained again)."""
-    if not path.is_file():
-        return []
-    rows = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            warn(f"{path}: line {number} is torn (a kill while it was written): dropped")
-    return [r for r in rows if isinstance(r, dict) and r.get("epoch", math.inf) <= upto]
-
-
 SCHEDULE_KEYS = ("epochs", "lr", "schedule", "milestones", "gamma", "warmup_epochs", "batch_size", "optimizer")
 
 
@@ -505,13 +532,3 @@ def _schedule_changes(saved: dict, recipe: Recipe) -> list[str]:
     old = saved.get("train", {}) if isinstance(saved, dict) else {}
     new = recipe_to_dict(recipe)["train"]
     return [f"train.{k} {old[k]} -> {new[k]}" for k in SCHEDULE_KEYS if k in old and old[k] != new[k]]
-
-
-def _summary(row: dict, best: float) -> str:
-    text = (
-        f"epoch {row['epoch']}: loss {row.get('loss', math.nan):.4g}, {row['samples_per_s']:.1f} samples/s, "
-        f"data wait {row['data_wait']:.0%}"
-    )
-    if row["value"] is not None:
-        text += f", {row['metric']} {row['value']:.2f} (best {best:.2f})"
-    return text

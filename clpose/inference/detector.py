@@ -4,66 +4,165 @@ local file (never downloaded)."""
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from clpose.errors import ClposeError, first_line
+from clpose.inference.video import IMAGE_SUFFIXES
 from clpose.safeload import load_tensors
 
 PERSON = 1  # COCO category id (also torchvision's detection label) of a person
 
 
 class BoxesFile:
-    """Detections in COCO results format ([{image_id, category_id, bbox, score}]), looked up by frame index
-    (an integer image_id) or by image file name (a string image_id or a `file_name` key)."""
+    """Detections in COCO results format ([{image_id, category_id, bbox, score}]), looked up per frame.
+
+    Which entries belong to a frame:
+    - a string image_id, or a `file_name` key: the image's file name, or its stem (000000397133.jpg or
+      000000397133);
+    - an integer image_id, for an image (of a folder, or alone): the COCO id in its file name, leading zeros
+      ignored (397133 for 000000397133.jpg and for COCO_val2014_000000397133.jpg); where the name holds no such
+      id, the image's position in the folder (0-based, in sorted order);
+    - an integer image_id, for a video or camera frame: the frame index (0-based).
+    Frames are told apart by their names: a folder's images always have an image suffix, video frames ("frame 3")
+    none. `unmatched_warning()` says at the end of a run when the ids and the frames did not meet.
+    """
 
     def __init__(self, path: Path, threshold: float = 0.0, num_keypoints: int | None = None) -> None:
-        if not Path(path).is_file():
+        self.path = Path(path)
+        if not self.path.is_file():
             raise ClposeError(f"boxes file {path} does not exist")
         try:
-            entries = json.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise ClposeError(f"boxes file {path} is not valid JSON ({e})") from None
+            entries = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, or UnicodeDecodeError for a binary file
+            raise ClposeError(f"boxes file {path} is not valid JSON ({first_line(e)})") from None
         if not isinstance(entries, list):
             raise ClposeError(f"boxes file {path}: expected a list of {{image_id, bbox, score}}")
         self.by_key: dict[int | str, list[tuple[list[float], float]]] = {}
+        # every entry's key, below the threshold too (a frame whose boxes all score low still matched); in file order
+        self.ids: dict[int | str, None] = {}
+        self.matched: set[int | str] = set()
+        self.frames = self.video_frames = self.frames_without_entries = 0
         for i, e in enumerate(entries):
-            if not isinstance(e, dict) or "bbox" not in e or not ({"image_id", "file_name"} & set(e)):
-                raise ClposeError(f"boxes file {path}: entry {i} needs bbox and image_id (or file_name)")
-            if e.get("category_id", PERSON) != PERSON:
-                raise ClposeError(
-                    f"boxes file {path}: entry {i} is category {e['category_id']}, not a person (1): "
-                    "pose models need person boxes"
-                )
-            if num_keypoints is not None and "keypoints" in e and len(e["keypoints"]) != 3 * num_keypoints:
-                raise ClposeError(
-                    f"boxes file {path}: entry {i} carries {len(e['keypoints']) // 3} keypoints but the "
-                    f"checkpoint's skeleton has {num_keypoints}: boxes from another skeleton"
-                )
-            if not isinstance(e["bbox"], list) or len(e["bbox"]) != 4:
-                raise ClposeError(f"boxes file {path}: entry {i} bbox must be [x, y, w, h]")
-            try:
-                box = np.asarray(e["bbox"], dtype=np.float64)
-            except (TypeError, ValueError):
-                raise ClposeError(f"boxes file {path}: entry {i} bbox must be 4 numbers, got {e['bbox']!r}") from None
-            if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
-                # a NaN or empty box would crop nothing and write NaN tokens (not JSON) into the output
-                raise ClposeError(
-                    f"boxes file {path}: entry {i} bbox {e['bbox']!r} needs finite numbers and a positive width "
-                    "and height"
-                )
-            score = float(e.get("score", 1.0))
+            key, box, score = _entry(e, i, path, num_keypoints)
+            self.ids[key] = None
             if score >= threshold:
-                key = e.get("file_name", e.get("image_id"))
-                self.by_key.setdefault(key, []).append(([float(v) for v in e["bbox"]], score))
+                self.by_key.setdefault(key, []).append((box, score))
 
     def boxes(self, index: int, name: str) -> tuple[np.ndarray, np.ndarray]:
-        found = self.by_key.get(name) or self.by_key.get(Path(name).stem) or self.by_key.get(index) or []
+        """Boxes (N, 4) [x, y, w, h] and scores (N,) of frame `index` named `name` (Frame.index, Frame.name)."""
+        video = Path(name).suffix.lower() not in IMAGE_SUFFIXES
+        keys = _frame_keys(index, name, video)
+        self.frames += 1
+        self.video_frames += video
+        key = next((k for k in keys if k in self.ids), None)  # the first convention that names this frame wins
+        if key is None:
+            self.frames_without_entries += 1
+            return np.zeros((0, 4)), np.zeros(0)
+        self.matched.add(key)
+        found = self.by_key.get(key, [])
         if not found:
             return np.zeros((0, 4)), np.zeros(0)
         return np.array([b for b, _ in found]), np.array([s for _, s in found])
+
+    def unmatched_warning(self) -> str | None:
+        """One line for the end of a run when the file's image ids and the frames seen did not meet, else None.
+
+        Warned: none of the ids matched (every frame got no boxes: ids of other images, or another naming), or
+        some ids matched nothing while some frames found no entry (part of the file named otherwise). Not warned:
+        a file that covers more frames than were seen (a subset folder, a run stopped early), or frames without
+        an entry while every id matched (images where the detector found nobody).
+        """
+        if not self.frames or not self.ids:
+            return None
+        unmatched = [k for k in self.ids if k not in self.matched]
+        noun = "frame" if self.video_frames == self.frames else "image"
+        like = ", ".join(_short_id(k) for k in unmatched[:3])
+        hint = f"ids like {like}; expected frame indices, file names or COCO ids such as 000000397133.jpg"
+        ids, seen = _count(len(self.ids), "image id"), _count(self.frames, noun)
+        if len(unmatched) == len(self.ids):
+            return f"{self.path.name}: none of its {ids} matched the {seen} ({hint})"
+        if unmatched and self.frames_without_entries:
+            return (
+                f"{self.path.name}: {len(unmatched)} of its {ids} matched none of the {seen}, and "
+                f"{_count(self.frames_without_entries, noun)} found no entry (unmatched {hint})"
+            )
+        return None
+
+
+_COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z-]+[0-9]{4}_)?([0-9]+)$")  # 000000397133, COCO_val2014_000000397133
+
+
+def _frame_keys(index: int, name: str, video: bool) -> list[int | str]:
+    """The keys that may name a frame, in order of precedence."""
+    if video:  # a video or camera frame ("frame 3"): integer ids are frame indices
+        return [name, index]
+    stem = Path(name).stem
+    number = _coco_id(stem)
+    return [name, stem, index if number is None else number]
+
+
+def _coco_id(stem: str) -> int | None:
+    """The COCO image id a file stem holds (leading zeros ignored), or None."""
+    match = _COCO_NAME.match(stem)
+    return int(match.group(1)) if match else None
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _short_id(key: int | str) -> str:
+    return str(key) if isinstance(key, int) else json.dumps(key)[:40]
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _entry(e: object, i: int, path: Path, num_keypoints: int | None) -> tuple[int | str, list[float], float]:
+    """(key, bbox, score) of entry `i` of a boxes file, or a ClposeError naming the file, the entry and the key."""
+    where = f"boxes file {path}: entry {i}"
+    if not isinstance(e, dict) or "bbox" not in e or not ({"image_id", "file_name"} & set(e)):
+        raise ClposeError(f"{where} needs bbox and image_id (or file_name)")
+    if "file_name" in e:
+        key = e["file_name"]
+        if not isinstance(key, str):
+            raise ClposeError(f"{where} file_name must be a string, got {key!r}")
+    else:
+        key = e["image_id"]
+        if isinstance(key, float) and key.is_integer():
+            key = int(key)  # 397133.0 is image 397133
+        if not isinstance(key, int | str) or isinstance(key, bool):
+            raise ClposeError(f"{where} image_id must be an integer or a file name, got {key!r}")
+    if "category_id" in e and (not _number(e["category_id"]) or e["category_id"] != PERSON):
+        raise ClposeError(f"{where} is category {e['category_id']!r}, not a person (1): pose models need person boxes")
+    if num_keypoints is not None and "keypoints" in e:
+        if not isinstance(e["keypoints"], list):
+            raise ClposeError(f"{where} keypoints must be a list [x1, y1, v1, ...], got {e['keypoints']!r}")
+        if len(e["keypoints"]) != 3 * num_keypoints:
+            raise ClposeError(
+                f"{where} carries {len(e['keypoints']) // 3} keypoints but the checkpoint's skeleton has "
+                f"{num_keypoints}: boxes from another skeleton"
+            )
+    bbox = e["bbox"]
+    if not isinstance(bbox, list) or len(bbox) != 4:
+        raise ClposeError(f"{where} bbox must be [x, y, w, h]")
+    if not all(_number(v) for v in bbox):
+        raise ClposeError(f"{where} bbox must be 4 numbers, got {bbox!r}")
+    box = np.asarray(bbox, dtype=np.float64)
+    if not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+        # a NaN or empty box would crop nothing and write NaN tokens (not JSON) into the output
+        raise ClposeError(f"{where} bbox {bbox!r} needs finite numbers and a positive width and height")
+    score = e.get("score", 1.0)
+    if not _number(score) or not math.isfinite(score):
+        # a NaN score is silently below any threshold; a string one is no score at all
+        raise ClposeError(f"{where} score must be a finite number, got {score!r}")
+    return key, [float(v) for v in bbox], float(score)
 
 
 class FasterRCNN:

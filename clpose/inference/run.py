@@ -1,14 +1,13 @@
 """The `clpose infer` loop: read frames in batches, find person boxes, predict, track and smooth, draw, write.
 
-Outputs are written atomically; Ctrl-C stops the loop and still finalises the annotated video and the JSON.
+Outputs are staged in temporary files and moved into place together once checked (all or none); Ctrl-C or SIGTERM
+stops the loop and still finalises the annotated video and the JSON.
 The time of each stage (read, boxes, crop, network, decode, track, draw/write) is measured and reported.
 """
 
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,13 +18,24 @@ import numpy as np
 import torch
 
 from clpose.config import check_option
+from clpose.console import warn
 from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, FasterRCNN
 from clpose.inference.predictor import Pose, Predictor, full_image_box
 from clpose.inference.smoothing import PoseTracker
-from clpose.inference.video import IMAGE_SUFFIXES, Frame, Source, VideoWriter, has_display
-from clpose.io import atomic_path, write_json
+from clpose.inference.video import (
+    IMAGE_SUFFIXES,
+    VIDEO_SUFFIXES,
+    Frame,
+    Source,
+    VideoWriter,
+    has_display,
+    quiet_opencv,
+    source_kind,
+)
+from clpose.io import Staged, free_space, json_text, prepare_target, sigterm_as_interrupt
+from clpose.outputs import check_outputs
 from clpose.progress import ProgressBar
 from clpose.vis import draw_pose
 
@@ -67,14 +77,19 @@ class InferReport:
         return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.seconds.items() if v > 0)
 
 
-def _box_provider(opts: InferOptions, predictor: Predictor) -> Callable[[Frame], tuple[np.ndarray, np.ndarray]]:
+BoxProvider = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
+
+
+def _box_provider(opts: InferOptions, predictor: Predictor) -> tuple[BoxProvider, BoxesFile | None]:
+    """Where each frame's person boxes come from, and the boxes file when they come from one (it says at the end
+    whether its entries matched the frames)."""
     if opts.detector is not None:
         detector = FasterRCNN(opts.detector_weights, predictor.device, opts.det_threshold)
-        return lambda f: detector.boxes(f.image)
+        return (lambda f: detector.boxes(f.image)), None
     if opts.boxes != "full":
         boxes_file = BoxesFile(Path(opts.boxes), opts.det_threshold, predictor.skeleton.num_keypoints)
-        return lambda f: boxes_file.boxes(f.index, f.name)
-    return lambda f: (full_image_box(f.image)[None], np.ones(1))
+        return (lambda f: boxes_file.boxes(f.index, f.name)), boxes_file
+    return (lambda f: (full_image_box(f.image)[None], np.ones(1))), None
 
 
 def _batches(frames: Iterator[Frame], size: int, report: InferReport) -> Iterator[list[Frame]]:
@@ -123,20 +138,59 @@ def draw(image: np.ndarray, poses: list[Pose], predictor: Predictor, threshold: 
     return image
 
 
+def check_output_kinds(source: str, opts: InferOptions) -> None:
+    """Refuse outputs that do not fit the source, before any work: a video read into x.png wrote one image for all
+    its frames, an image or a folder written to x.mp4 made a folder named x.mp4."""
+    kind, out = source_kind(source), opts.out
+    suffix = out.suffix.lower() if out is not None else ""
+    if out is not None and kind in ("video", "camera") and suffix not in VIDEO_SUFFIXES:
+        raise ClposeError(f"--out {out}: a video source is annotated as a video; give a .mp4 or .avi name")
+    if out is not None and kind in ("image", "folder") and suffix in VIDEO_SUFFIXES:
+        what = "an image" if kind == "image" else "a folder of images"
+        where = "an image name (.png, .jpg) or a folder" if kind == "image" else "a folder"
+        raise ClposeError(f"--out {out}: {what} is annotated as images, not as a video; give {where}")
+    if out is not None and kind == "folder" and suffix in IMAGE_SUFFIXES:
+        raise ClposeError(f"--out {out}: a folder of images needs a folder to write into, not an image name")
+    if opts.show and not has_display():
+        raise ClposeError("--show needs a display (no DISPLAY or WAYLAND_DISPLAY); use --out instead")
+    check_outputs(*_paths(source, kind, opts))
+    files = [opts.json_out] + ([out] if kind in ("video", "camera") or suffix in IMAGE_SUFFIXES else [])
+    for path in files:  # a folder where the file goes, or a file above it, is said now rather than after the run
+        if path is not None and kind is not None:  # (a missing source is said by Source, with no folder made)
+            prepare_target(path)
+
+
+def _paths(source: str, kind: str | None, opts: InferOptions) -> tuple[dict, dict]:
+    """(outputs, inputs) of a run for the output-path guard: the annotated files (one per image of a folder) and the
+    JSON; the source's files, the boxes file and the detector's weights."""
+    path, out = Path(source), opts.out
+    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if kind == "folder" else []
+    annotated: list[Path] = []
+    if out is not None and kind == "image":
+        annotated = [out if out.suffix.lower() in IMAGE_SUFFIXES else out / path.name]
+    elif out is not None and kind == "folder":
+        annotated = [out / image.name for image in images]
+    elif out is not None:
+        annotated = [out]
+    inputs = {
+        "the source": images if kind == "folder" else (path if kind in ("image", "video") else None),
+        "--boxes": None if opts.boxes == "full" else opts.boxes,
+        "--detector-weights": opts.detector_weights,
+    }
+    return {"--out": annotated, "--json": opts.json_out}, inputs
+
+
 class _Outputs:
-    """Annotated images or video, and the JSON records; finalised whatever happens."""
+    """Annotated images or video, and the JSON records: staged in temporary files and moved into place together
+    by `finish` once the video is checked (all or none); `abort` removes them all."""
 
     def __init__(self, source: Source, opts: InferOptions, predictor: Predictor) -> None:
         self.source, self.opts, self.predictor = source, opts, predictor
+        self.stage = Staged()
         self.writer: VideoWriter | None = None
         self.records: list[dict] = []
         self.images_written = 0
-        out = opts.out
-        self.image_out = out is not None and source.kind in ("image", "folder")
-        if self.image_out and source.kind == "folder" and out.suffix.lower() in IMAGE_SUFFIXES:
-            raise ClposeError(f"--out {out}: a folder of images needs a folder to write into, not an image name")
-        if opts.show and not has_display():
-            raise ClposeError("--show needs a display (no DISPLAY or WAYLAND_DISPLAY); use --out instead")
+        self.image_out = opts.out is not None and source.kind in ("image", "folder")
 
     def add(self, frame: Frame, poses: list[Pose]) -> None:
         key = {"frame": frame.index} if self.source.kind in ("video", "camera") else {"image": frame.name}
@@ -147,14 +201,18 @@ class _Outputs:
         if self.image_out:
             out = self.opts.out
             path = out if self.source.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES else out / frame.name
-            with atomic_path(path) as tmp:
-                if not cv2.imwrite(str(tmp), image):
-                    raise ClposeError(f"--out {path}: OpenCV cannot write this image (check the extension)")
+            with quiet_opencv():  # libpng and libjpeg report a failed write on fd 2; the error below says it once
+                ok = cv2.imwrite(str(self.stage.path(path)), image)
+            if not ok:
+                raise ClposeError(
+                    f"--out {path}: OpenCV cannot write this image (an extension it cannot write, or a full disk: "
+                    f"{free_space(path.parent)})"
+                )
             self.images_written += 1
         elif self.opts.out is not None:
             if self.writer is None:
                 h, w = image.shape[:2]
-                self.writer = VideoWriter(self.opts.out, self.source.fps or 25.0, (w, h))
+                self.writer = VideoWriter(self.opts.out, self.source.fps or 25.0, (w, h), self.stage)
             self.writer.write(image)
         if self.opts.show:
             cv2.imshow("clpose", image)
@@ -162,38 +220,56 @@ class _Outputs:
                 raise KeyboardInterrupt
 
     def abort(self) -> None:
-        """A run that failed leaves nothing that looks finished: the partial video is deleted, no JSON is written
-        (annotated images already written are complete files, each written atomically)."""
+        """A run that failed leaves nothing that looks finished: no video, no annotated image, no JSON (earlier
+        files of the same names are untouched)."""
         if self.writer is not None:
             self.writer.abort()
             self.writer = None
+        self.stage.discard()
 
     def finish(self, report: InferReport) -> None:
+        """Check the video, write the JSON, then move every output into place; on any failure none is."""
+        try:
+            written = self._stage_all(report)
+            self.stage.commit()
+        except BaseException:
+            self.abort()
+            raise
+        report.outputs.extend(written)
+
+    def _stage_all(self, report: InferReport) -> list[str]:
+        if report.frames == 0 and not report.interrupted and self.source.kind in ("video", "camera"):
+            # a video OpenCV opens but cannot decode: an empty JSON and no video would look like a finished run
+            if self.source.kind == "camera":
+                problem = f"camera {self.source.spec} gave no frame"
+            else:
+                announced = f" of its {self.source.count} frames" if self.source.count else ""
+                problem = f"{self.source.spec}: none{announced} could be read (damaged, or a codec OpenCV lacks)"
+            raise ClposeError(f"{problem}; nothing was written")
+        written = []
         if self.writer is not None:
             self.writer.close()
-            report.outputs.append(f"{self.opts.out} ({self.writer.frames} frames, {self.source.fps:g} fps)")
+            written.append(f"{self.opts.out} ({self.writer.frames} frames, {self.source.fps:g} fps)")
         elif self.image_out and self.images_written:
-            report.outputs.append(f"{self.opts.out} ({self.images_written} annotated images)")
+            written.append(f"{self.opts.out} ({self.images_written} annotated images)")
         if self.opts.json_out is not None:
-            write_json(
-                self.opts.json_out,
-                {
-                    "format": "clpose-infer",
-                    "version": 1,
-                    "source": self.source.spec,
-                    "kind": self.source.kind,
-                    "fps": self.source.fps,
-                    "skeleton": self.predictor.skeleton.name,
-                    "keypoints": list(self.predictor.skeleton.keypoints),
-                    "coordinates": "0-based image pixels",
-                    "frames": self.records,
-                    "failed_frames": report.failed,
-                    "failed_files": report.failed_files,  # a folder's images that could not be read
-                    "interrupted": report.interrupted,
-                },
-                indent=None,
-            )
-            report.outputs.append(f"{self.opts.json_out} ({len(self.records)} records)")
+            record = {
+                "format": "clpose-infer",
+                "version": 1,
+                "source": self.source.spec,
+                "kind": self.source.kind,
+                "fps": self.source.fps,
+                "skeleton": self.predictor.skeleton.name,
+                "keypoints": list(self.predictor.skeleton.keypoints),
+                "coordinates": "0-based image pixels",
+                "frames": self.records,
+                "failed_frames": report.failed,
+                "failed_files": report.failed_files,  # a folder's images that could not be read
+                "interrupted": report.interrupted,
+            }
+            self.stage.write_text(self.opts.json_out, json_text(record, indent=None))
+            written.append(f"{self.opts.json_out} ({len(self.records)} records)")
+        return written
 
 
 def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progress: bool = True) -> InferReport:
@@ -203,8 +279,9 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     check_option("--kpt-threshold", opts.kpt_threshold, "[0, 1]")
     check_option("--min-cutoff", opts.min_cutoff, "> 0")
     check_option("--beta", opts.beta, ">= 0")
+    check_output_kinds(source, opts)
     src = Source(source)
-    boxes_of = _box_provider(opts, predictor)
+    boxes_of, boxes_file = _box_provider(opts, predictor)
     tracker = (
         PoseTracker(
             smooth=opts.smooth == "oneeuro",
@@ -221,7 +298,7 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     failed = True
     try:
         with (
-            _sigterm_as_interrupt(),
+            sigterm_as_interrupt(),
             ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress,
         ):
             for batch in _batches(iter(src), opts.batch, report):
@@ -233,31 +310,17 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     finally:
         report.failed, report.failed_files = src.failed, src.failed_files
         src.close()
-        if failed:
-            outputs.abort()
-        else:
-            outputs.finish(report)
-        if opts.show:
-            cv2.destroyAllWindows()
+        try:
+            if failed:
+                outputs.abort()
+            else:
+                outputs.finish(report)
+        finally:
+            if opts.show:
+                cv2.destroyAllWindows()
+    if boxes_file is not None and (text := boxes_file.unmatched_warning()):
+        warn(text)  # a boxes file keyed to other frames finds nobody: say so rather than report 0 people quietly
     return report
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM ends the run like Ctrl-C does (outputs finalised, exit 130); restored afterwards. Only the main
-    thread may set signal handlers: elsewhere (a library caller's thread) SIGTERM keeps its handler."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _predict_batch(

@@ -1,21 +1,114 @@
-"""Where frames come from (an image, a folder of images, a video file, a camera) and how annotated video is
-written (atomically: the file appears complete, or not at all)."""
+"""Where frames come from (an image, a folder of images, a video file, an animated GIF or a camera) and how
+annotated video is written (atomically and checked: the file appears complete, or not at all)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image, ImageSequence
 
 from clpose.data.dataset import load_image
-from clpose.errors import ClposeError
-from clpose.io import atomic_path
+from clpose.errors import ClposeError, first_line
+from clpose.io import Staged, free_space
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # what VideoWriter writes, and the codec of each
+GIF_DEFAULT_MS = 100  # browsers show GIF frames of 0 or 10 ms for 100 ms; so do we
+
+
+def source_kind(spec: str) -> str | None:
+    """What `Source(spec)` reads, judged from the path alone ("camera", "folder", "image" or "video"; None when
+    nothing is there), so that outputs can be checked before any work."""
+    path = Path(spec)
+    if spec.isdigit() and not path.exists():
+        return "camera"
+    if path.is_dir():
+        return "folder"
+    if not path.exists():
+        return None
+    return "image" if path.suffix.lower() in IMAGE_SUFFIXES else "video"
+
+
+class _Muted:
+    """A process-wide mute (a log level, a file descriptor) for the length of a block. Counted: the first of blocks
+    that overlap (nested, or in other threads) mutes, the last one restores, so none restores the muted state."""
+
+    def __init__(self, mute: Callable[[], Any], restore: Callable[[Any], None]) -> None:
+        self._mute, self._restore = mute, restore
+        self._lock, self._depth, self._saved = threading.Lock(), 0, None
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        with self._lock:
+            if self._depth == 0:
+                self._saved = self._mute()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0:
+                    self._restore(self._saved)
+
+
+def _opencv_log() -> Any:
+    return getattr(getattr(cv2, "utils", None), "logging", None)  # absent from some builds
+
+
+def _log_off() -> int | None:
+    logging = _opencv_log()
+    if logging is None:
+        return None
+    level = logging.getLogLevel()
+    logging.setLogLevel(logging.LOG_LEVEL_SILENT)
+    return level
+
+
+def _log_restore(level: int | None) -> None:
+    if level is not None:
+        _opencv_log().setLogLevel(level)
+
+
+def _stderr_off() -> int | None:
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):  # no fd 2 (a service, pythonw): nothing to hide
+        return None
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
+    return saved
+
+
+def _stderr_restore(saved: int | None) -> None:
+    if saved is not None:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+opencv_log_off = _Muted(_log_off, _log_restore)  # `with opencv_log_off():` OpenCV's own log silenced
+_stderr_muted = _Muted(_stderr_off, _stderr_restore)
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's log off and file descriptor 2 pointed at /dev/null: probing a missing camera or opening a broken
+    video otherwise prints a dozen lines of backend noise before clpose's one-line error (FFmpeg and some capture
+    backends write to fd 2 directly, past OpenCV's log level). Whatever another thread writes to stderr meanwhile
+    is lost too, so keep the block short."""
+    with _stderr_muted(), opencv_log_off():
+        yield
 
 
 @dataclass
@@ -26,7 +119,7 @@ class Frame:
 
 
 class Source:
-    """Frames of an image, a folder, a video file or a camera.
+    """Frames of an image, a folder, a video file (an animated GIF is one, read by Pillow) or a camera.
 
     Attributes:
         kind: "image", "folder", "video" or "camera".
@@ -40,10 +133,13 @@ class Source:
         self.spec, self.fps, self.failed = spec, 0.0, 0
         self.failed_files: list[str] = []
         self._cap: cv2.VideoCapture | None = None
+        self._gif: Image.Image | None = None
         path = Path(spec)
         if spec.isdigit() and not path.exists():
-            self.kind, self._cap = "camera", cv2.VideoCapture(int(spec))
-            if not self._cap.isOpened():
+            with quiet_opencv():  # every backend tried says why it failed, at length, on stderr
+                self.kind, self._cap = "camera", cv2.VideoCapture(int(spec))
+                opened = self._cap.isOpened()
+            if not opened:
                 raise ClposeError(f"camera {spec} cannot be opened")
             self.fps, self.count = self._cap.get(cv2.CAP_PROP_FPS) or 30.0, 0
         elif path.is_dir():
@@ -63,14 +159,24 @@ class Source:
             raise ClposeError(f"{path} is empty (0 bytes)")
         elif path.suffix.lower() in IMAGE_SUFFIXES:
             self.kind, self.files, self.count = "image", [path], 1
+        elif path.suffix.lower() == ".gif":
+            # Pillow, not OpenCV: builds without FFmpeg cannot open GIFs, and older ones announce a frame count from
+            # the duration x the shortest frame's rate, so an animation read whole was reported as a damaged video
+            self.kind = "video"
+            self._gif, self.count, self.fps = _open_gif(path)
         else:
-            self.kind, self._cap = "video", cv2.VideoCapture(str(path))
-            if not self._cap.isOpened():
+            with quiet_opencv():  # FFmpeg's own account of a broken file ("moov atom not found") goes to fd 2
+                self.kind, self._cap = "video", cv2.VideoCapture(str(path))
+                opened = self._cap.isOpened()
+            if not opened:
                 raise ClposeError(f"{path} cannot be opened as a video")
             self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 25.0
             self.count = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
 
     def __iter__(self) -> Iterator[Frame]:
+        if self._gif is not None:
+            yield from self._gif_frames()
+            return
         if self._cap is None:
             for i, path in enumerate(self.files):
                 image = load_image(path)
@@ -84,7 +190,8 @@ class Source:
             return
         i = 0
         while True:
-            ok, image = self._cap.read()
+            with quiet_opencv():  # a damaged frame is counted and reported once, not logged by FFmpeg per frame
+                ok, image = self._cap.read()
             if not ok:
                 break
             yield Frame(i, f"frame {i}", image)
@@ -92,36 +199,121 @@ class Source:
         if self.kind == "video" and self.count > i:
             self.failed = self.count - i  # announced but unreadable: a truncated or damaged file
 
+    def _gif_frames(self) -> Iterator[Frame]:
+        frames, i = ImageSequence.Iterator(self._gif), 0
+        while True:
+            try:
+                image = next(frames).convert("RGB")  # each frame composed with the ones it draws over
+            except StopIteration:
+                break
+            except (OSError, EOFError, ValueError, SyntaxError):  # a truncated or damaged frame ends the animation
+                break
+            yield Frame(i, f"frame {i}", np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))  # RGB -> BGR
+            i += 1
+        self.failed = max(0, self.count - i)
+
     def close(self) -> None:
         if self._cap is not None:
             self._cap.release()
+        if self._gif is not None:
+            self._gif.close()
+
+
+def _open_gif(path: Path) -> tuple[Image.Image, int, float]:
+    """The GIF, its frame count and its mean frame rate (frames / the sum of the frame durations)."""
+    try:
+        gif = Image.open(path)
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        raise ClposeError(f"{path} cannot be opened as a GIF ({first_line(e)})") from None
+    durations: list[int] = []
+    damaged = False
+    try:
+        for frame in ImageSequence.Iterator(gif):
+            duration = frame.info.get("duration") or 0
+            durations.append(duration if duration > 10 else GIF_DEFAULT_MS)
+        gif.seek(0)
+    except (OSError, EOFError, ValueError, SyntaxError):  # truncated: the frames before the damage are read
+        damaged = True
+        gif.close()
+        gif = Image.open(path)
+    if not durations:
+        gif.close()
+        raise ClposeError(f"{path}: no frame of this GIF can be decoded (truncated or damaged)")
+    # a damaged GIF counts one frame more than it can show, so the run reports unreadable frames
+    return gif, len(durations) + damaged, 1000.0 * len(durations) / sum(durations)
 
 
 class VideoWriter:
-    """An annotated video written to a temporary file and moved into place by `close` (also after Ctrl-C)."""
+    """An annotated video written to a temporary file of `stage` and checked by `close`.
 
-    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int]) -> None:
+    Without a caller's stage, `close` also moves the video into place. OpenCV's writes report nothing (a full disk
+    leaves a file without its index that no player opens), so `close` reads the file back.
+    """
+
+    def __init__(self, path: Path, fps: float, size_wh: tuple[int, int], stage: Staged | None = None) -> None:
         self.path = Path(path)
-        fourcc = "MJPG" if self.path.suffix.lower() == ".avi" else "mp4v"
-        self._ctx = atomic_path(self.path)
-        self._tmp = self._ctx.__enter__()
-        self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+        fourcc = VIDEO_SUFFIXES.get(self.path.suffix.lower())
+        if fourcc is None:
+            raise ClposeError(f"--out {self.path}: a video is written as {' or '.join(VIDEO_SUFFIXES)}")
+        self._own = stage is None
+        self._stage = Staged() if stage is None else stage
+        self._tmp = self._stage.path(self.path)
+        with quiet_opencv():
+            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
         if not self._writer.isOpened():
-            self._ctx.__exit__(OSError, OSError("cannot write"), None)
+            if self._own:
+                self._stage.discard()
             raise ClposeError(f"OpenCV cannot write the video {self.path} ({fourcc}); try a .avi or .mp4 name")
         self.frames = 0
 
     def write(self, image: np.ndarray) -> None:
-        self._writer.write(image)
+        with opencv_log_off():  # not "Failed to write frame" per frame: close() finds the failure and says it once
+            self._writer.write(image)
         self.frames += 1
 
     def close(self) -> None:
+        """Finish the file and check it; a file that does not hold every frame is removed with a ClposeError."""
         self._writer.release()
-        self._ctx.__exit__(None, None, None)
+        problem = video_problem(self._tmp, self.frames)
+        if problem is not None:
+            self.abort()
+            raise ClposeError(
+                f"cannot write the video {self.path}: {problem} ({self.frames} frames written; a full disk or a "
+                f"file-size limit? {free_space(self.path.parent)}); nothing was written"
+            )
+        if self._own:
+            self._stage.commit()
 
     def abort(self) -> None:
         self._writer.release()
-        self._ctx.__exit__(RuntimeError, RuntimeError("aborted"), None)
+        if self._own:
+            self._stage.discard()
+
+
+def video_problem(path: Path, frames: int) -> str | None:
+    """What is wrong with the video file at `path` that should hold `frames` frames, or None: it opens, announces
+    that many frames, and its first and last frames decode."""
+    if frames == 0:
+        return "no frame was written"
+    if not path.is_file() or path.stat().st_size == 0:
+        return "the file is empty"
+    with quiet_opencv():  # FFmpeg reports a broken file on fd 2 ("moov atom not found"); the message says it once
+        cap = cv2.VideoCapture(str(path))
+        try:
+            if not cap.isOpened():
+                return "the file cannot be opened"
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+            if count != frames:
+                return f"the file announces {count} frames"
+            if not cap.read()[0]:
+                return "its first frame cannot be decoded"
+            if frames > 1:  # the end of a file cut short by a full disk (the frame count is in its header)
+                cap.set(cv2.CAP_PROP_POS_FRAMES, frames - 1)
+                if not cap.read()[0]:
+                    return "its last frame cannot be decoded"
+        finally:
+            cap.release()
+    return None
 
 
 def has_display() -> bool:

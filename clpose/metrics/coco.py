@@ -1,5 +1,9 @@
 """COCO keypoints: instance rescoring, OKS-NMS and scoring with pycocotools' COCOeval (never re-implemented).
 
+A result whose keypoint coordinates are not all finite (NaN or inf) is a miss: its OKS with every ground-truth person
+is 0, so it can only be a false positive (pycocotools itself would count a NaN OKS as a match, since `NaN < t` is
+False). A result with a non-finite score is refused: the score ranks the results, and NaN has no rank.
+
 Rescoring and OKS-NMS follow the SimpleBaseline/HRNet evaluation: instance score = box score x the mean of the
 keypoint scores above 0.2 (0 if none); greedy NMS per image by score, suppressing candidates whose OKS to a kept
 instance exceeds 0.9, with OKS computed on the COCO sigmas and the area of the padded crop box.
@@ -22,9 +26,9 @@ COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
 def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
     """(N,) instance scores: box score x mean of the keypoint scores above `threshold` (0 where none is)."""
     s = np.asarray(keypoint_scores, dtype=np.float64)
-    above = s > threshold
+    above = s > threshold  # False for NaN: a non-finite keypoint score adds nothing
     count = above.sum(axis=1)
-    mean = np.where(count > 0, (s * above).sum(axis=1) / np.maximum(count, 1), 0.0)
+    mean = np.where(count > 0, np.where(above, s, 0.0).sum(axis=1) / np.maximum(count, 1), 0.0)
     return np.asarray(box_scores, dtype=np.float64) * mean
 
 
@@ -111,24 +115,75 @@ def load_ground_truth(path: str | Path):
     return gt
 
 
-def evaluate_oks(gt, results: list[dict[str, Any]], sigmas: np.ndarray | None = None) -> dict[str, float]:
-    """COCOeval(gt, results, 'keypoints'): AP, AP50, AP75, APM, APL, AR (0..1, as pycocotools gives them)."""
+def nonfinite_results(results: list[dict[str, Any]]) -> list[int]:
+    """Indices of the results whose keypoint coordinates (x, y of each triplet) are not all finite."""
+    bad = []
+    for i, r in enumerate(results):
+        xy = np.asarray(r["keypoints"], dtype=np.float64).reshape(-1, 3)[:, :2]
+        if not np.isfinite(xy).all():
+            bad.append(i)
+    return bad
+
+
+def _finite_cocoeval():
+    """COCOeval whose OKS of a non-finite prediction is 0 (a miss) instead of NaN (which it matches)."""
     from pycocotools.cocoeval import COCOeval
 
+    class FiniteCOCOeval(COCOeval):
+        def computeOks(self, imgId: int, catId: int):  # pycocotools' name and signature
+            ious = super().computeOks(imgId, catId)
+            if isinstance(ious, np.ndarray):
+                ious = np.where(np.isfinite(ious), ious, 0.0)
+            return ious
+
+    return FiniteCOCOeval
+
+
+def evaluate_oks(
+    gt,
+    results: list[dict[str, Any]],
+    sigmas: np.ndarray | None = None,
+    source: str = "the predictions",
+    image_ids: list[int] | None = None,
+) -> dict[str, float]:
+    """COCOeval(gt, results, 'keypoints'): AP, AP50, AP75, APM, APL, AR (0..1, as pycocotools gives them), and
+    "nonfinite": how many results were scored as misses because their keypoints are not finite. `image_ids` limits
+    the evaluation to those images (a part of the split, e.g. data.val_limit); None scores every image of `gt`."""
     if not results:
         raise ClposeError("there are no predictions to score")
     known = set(gt.getImgIds())
     unknown = {r["image_id"] for r in results} - known
     if unknown:
         raise ClposeError(f"{len(unknown)} predicted image ids are not in the annotations (e.g. {sorted(unknown)[:3]})")
-    with contextlib.redirect_stdout(io.StringIO()):
+    for i, r in enumerate(results):
+        if not np.isfinite(float(r["score"])):
+            raise ClposeError(f"{source}: result {i} has score {r['score']}: a COCO result needs a finite score")
+    if sigmas is not None:
+        sigmas = check_sigmas(sigmas, "sigmas")
+    nonfinite = nonfinite_results(results)
+    with contextlib.redirect_stdout(io.StringIO()), np.errstate(invalid="ignore"):
         dt = gt.loadRes(results)
-        ev = COCOeval(gt, dt, "keypoints")
+        ev = _finite_cocoeval()(gt, dt, "keypoints")
         if sigmas is not None:
-            ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+            ev.params.kpt_oks_sigmas = sigmas
         ev.params.useSegm = None
+        if image_ids is not None:
+            ev.params.imgIds = sorted(image_ids)
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
     stats = ev.stats
-    return {"AP": stats[0], "AP50": stats[1], "AP75": stats[2], "APM": stats[3], "APL": stats[4], "AR": stats[5]}
+    table = {"AP": stats[0], "AP50": stats[1], "AP75": stats[2], "APM": stats[3], "APL": stats[4], "AR": stats[5]}
+    return {**table, "nonfinite": len(nonfinite)}
+
+
+def check_sigmas(sigmas: Any, what: str = "--sigmas") -> np.ndarray:
+    """OKS sigmas as a float array: each finite and > 0 (a zero divides by zero, a negative or NaN one turns every
+    OKS into a match or a miss)."""
+    values = np.asarray(sigmas, dtype=np.float64).reshape(-1)
+    bad = np.flatnonzero(~(np.isfinite(values) & (values > 0)))
+    if len(bad):
+        raise ClposeError(
+            f"{what}: every OKS sigma must be a finite number > 0, got {values[bad[0]]:g} (entry {bad[0] + 1})"
+        )
+    return values

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from clpose.data.prepare.common import Report, drop_unusable, print_summary, summarize, write_all
+from clpose.data.records import records_path
 from clpose.errors import ClposeError
+from clpose.outputs import check_outputs
 
 DATASETS = ("lsp", "mpii", "coco", "synthetic")
 
@@ -89,6 +91,11 @@ def run_prepare(
         raise ClposeError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     splits = {split: drop_unusable(records, split, report) for split, records in splits.items()}
     summary = summarize(splits, tables, report)
+    outputs: dict[str, Path] = {f"the {split} records": records_path(out, split) for split in splits}
+    check_outputs(
+        {**outputs, "the summary": out / "summary.json"},
+        {"a source file": sorted({src for r in splits.values() for src in r.sources if Path(src).is_file()})},
+    )
     write_all(out, dataset, splits, summary)
     if show:
         print_summary(dataset, out, summary)

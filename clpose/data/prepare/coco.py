@@ -5,6 +5,9 @@ once clipped to the image, at least one labelled keypoint (v = 1 or 2). Boxes ar
 ([x, y, w, h] with x2 = min(width - 1, x + w - 1)); centre = box centre, scale = box size / 200 (the data
 pipeline fits the input aspect ratio and pads by `box_padding`, 1.25).
 
+`--annotations SPLIT=FILE` adds a split, or replaces the default file of that split; the default splits whose files
+are on disk are prepared as well (the summary names each split's source file).
+
 With `--detections FILE` or `--detections val=FILE` (COCO results format, e.g.
 COCO_val2017_detections_AP_H_56_person.json) the `val` records are the detected person boxes (category 1, every
 score, box_score = the detection score) and the ground-truth-box records are written as `val_gt`.
@@ -164,9 +167,14 @@ def prepare_coco(
     unknown = set(detections) - {"val", "test-dev"}
     if unknown:
         raise ClposeError(f"--detections {sorted(unknown)[0]}=FILE: detections are for the val or test-dev split")
-    labelled = {s: p for s, p in annotations.items() if s != "test-dev"}
-    files = dict(labelled) or {s: root / "annotations" / f for s, f in SPLITS.items()}
-    files = {s: p for s, p in files.items() if p.is_file() or labelled}
+    # given splits join the default ones found on disk (a given file replaces only its own split): giving a
+    # small train file for a quick trial must not drop the val split that scores it
+    defaults = {s: root / "annotations" / f for s, f in SPLITS.items()}
+    given = {s: p for s, p in annotations.items() if s != "test-dev"}
+    files = {s: p for s, p in defaults.items() if p.is_file()} | given
+    for path in given.values():  # before the long conversion of the other splits
+        if not path.is_file():
+            raise ClposeError(f"COCO annotations {path} does not exist")
     if not files and "test-dev" not in detections:
         raise ClposeError(
             f"{root}/annotations holds neither {SPLITS['train']} nor {SPLITS['val']} (or pass --annotations SPLIT=FILE)"

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import math
 
 import numpy as np
 import scipy.io
@@ -178,6 +177,7 @@ def summarize(splits: dict[str, Records], tables: dict[str, ImageTable], report:
             "images_missing": len(used & table.missing) if table else 0,
             "images_unreadable": len(used & table.unreadable) if table else 0,
             "unreadable_files": sorted(table.images[j]["file"] for j in used & table.unreadable) if table else [],
+            "sources": [str(source) for source in records.sources],  # which file each split came from
             "warnings": dict(report.warnings.get(split, {})),
         }
     return out
@@ -215,8 +215,14 @@ def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
         )
     console.print(table)
     for split, s in summary.items():
+        if s.get("sources"):
+            # a path is not markup (brackets in a folder name print as they are) and is never folded
+            console.print(f"{split}: from {', '.join(s['sources'])}", markup=False, soft_wrap=True)
+    for split, s in summary.items():
         files = s.get("unreadable_files", [])
         if files:
             more = f" and {len(files) - 5} more (all in summary.json)" if len(files) > 5 else ""
-            console.print(f"[yellow]{split}: unreadable images (empty, truncated or not an image):[/yellow] "
-                          f"{', '.join(files[:5])}{more}")
+            console.print(
+                f"[yellow]{split}: unreadable images (empty, truncated or not an image):[/yellow] "
+                f"{', '.join(files[:5])}{more}"
+            )
