@@ -266,6 +266,41 @@ def sigterm_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+class StopRequest:
+    """Set by Ctrl-C or SIGTERM inside `stop_requested()`: a loop checks `requested` between units of work."""
+
+    requested: bool = False
+
+
+@contextlib.contextmanager
+def stop_requested() -> Iterator[StopRequest]:
+    """Ctrl-C and SIGTERM ask a loop to stop at its next check instead of raising wherever the code happens to be: an
+    interrupt between writing a video frame and counting it would leave a file whose frames disagree with the count.
+    A second signal raises KeyboardInterrupt at once (an impatient user). Only in the main thread (elsewhere the
+    handlers stay as they are); the previous handlers are restored afterwards."""
+    stop = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    owner = os.getpid()
+
+    def request(signum: int, frame: object) -> None:
+        if os.getpid() != owner:  # a forked worker: end it as the signal would
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        if stop.requested:
+            raise KeyboardInterrupt
+        stop.requested = True
+
+    previous = {sig: signal.signal(sig, request) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_open(path, "w", encoding="utf-8") as f:
         f.write(text)

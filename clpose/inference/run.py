@@ -34,7 +34,7 @@ from clpose.inference.video import (
     quiet_opencv,
     source_kind,
 )
-from clpose.io import Staged, free_space, json_text, prepare_target, sigterm_as_interrupt
+from clpose.io import Staged, free_space, json_text, prepare_target, stop_requested
 from clpose.outputs import check_outputs
 from clpose.progress import ProgressBar
 from clpose.vis import draw_pose
@@ -297,15 +297,18 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     start = time.perf_counter()
     failed = True
     try:
+        # Ctrl-C and SIGTERM (docker stop, systemd, Slurm) stop the loop between batches, so no frame is half-written
         with (
-            sigterm_as_interrupt(),
+            stop_requested() as stop,
             ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress,
         ):
             for batch in _batches(iter(src), opts.batch, report):
                 _predict_batch(batch, predictor, boxes_of, tracker, outputs, report)
                 progress.update(len(batch), fps=report.frames / (time.perf_counter() - start))
-        failed = False
-    except KeyboardInterrupt:  # Ctrl-C, `q` in the window, or SIGTERM (docker stop, systemd, Slurm): finalise
+                if stop.requested:
+                    break
+        report.interrupted, failed = stop.requested, False
+    except KeyboardInterrupt:  # `q` in the window, or a second Ctrl-C: finalise what was done
         report.interrupted, failed = True, False
     finally:
         report.failed, report.failed_files = src.failed, src.failed_files
