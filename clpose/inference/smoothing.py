@@ -35,26 +35,33 @@ class OneEuro:
         if min_cutoff <= 0 or d_cutoff <= 0 or beta < 0:
             raise ValueError("min_cutoff and d_cutoff must be > 0 and beta >= 0")
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
-        self.x: np.ndarray | None = None
-        self.dx: np.ndarray | None = None
-        self.t: float | None = None
+        self.x: np.ndarray | None = None  # filtered value
+        self.dx: np.ndarray | None = None  # filtered speed
+        self.t: np.ndarray | None = None  # time of each element's last measurement fed to the filter
+        self.started: np.ndarray | None = None  # elements that have had a valid measurement
 
     def __call__(self, x: np.ndarray, t: float, valid: np.ndarray | None = None) -> np.ndarray:
-        """Filtered value of measurement `x` at time `t` (s). Elements where `valid` is False keep their previous
-        filtered value (or the measurement, before the first valid one)."""
+        """Filtered value of measurement `x` at time `t` (s). Elements where `valid` is False are not fed to the
+        filter (value, speed and time stay as they were) and keep their previous filtered value, or show the
+        measurement before their first valid one. Each element is the paper's filter of one signal: the period is
+        the time since that element's last valid measurement."""
         x = np.asarray(x, dtype=np.float64)
-        valid = np.ones(x.shape, dtype=bool) if valid is None else np.broadcast_to(valid, x.shape)
-        if self.x is None or self.t is None:
-            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), t
+        valid = np.ones(x.shape, dtype=bool) if valid is None else np.broadcast_to(np.asarray(valid, bool), x.shape)
+        if self.x is None or self.dx is None or self.t is None or self.started is None:
+            self.x, self.dx, self.t = x.copy(), np.zeros_like(x), np.full(x.shape, float(t))
+            self.started = valid.copy()
             return self.x.copy()
-        dt = max(t - self.t, 1e-6)
-        self.t = t
-        dx = (x - self.x) / dt
-        dx_hat = self.dx + _alpha(self.d_cutoff, dt) * (dx - self.dx)
+        update = valid & self.started
+        restart = ~self.started  # not yet a valid measurement: take this one as it is
+        te = np.maximum(t - self.t, 1e-6)
+        dx = (x - self.x) / te
+        dx_hat = self.dx + _alpha(self.d_cutoff, te) * (dx - self.dx)
         cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)
-        x_hat = self.x + _alpha(cutoff, dt) * (x - self.x)
-        self.x = np.where(valid, x_hat, self.x)
-        self.dx = np.where(valid, dx_hat, self.dx)
+        x_hat = self.x + _alpha(cutoff, te) * (x - self.x)
+        self.x = np.where(update, x_hat, np.where(restart, x, self.x))
+        self.dx = np.where(update, dx_hat, np.where(restart, 0.0, self.dx))
+        self.t = np.where(update | restart, float(t), self.t)
+        self.started = self.started | valid
         return self.x.copy()
 
 

@@ -1,0 +1,210 @@
+"""Plant realistic one-line bugs, one at a time, and check that the test suite catches each.
+
+    python dev/mutate.py                      # every mutant, with and without ../shared/realdata
+    python dev/mutate.py --only oks           # the mutants whose name contains "oks"
+    python dev/mutate.py --list               # the catalogue
+
+A mutant is (name, file, the exact line(s) it replaces, the replacement, the test files to run). The runner
+applies it, runs those tests with `pytest -x -q` (first with the real sample data, then with
+CLPOSE_NO_REALDATA=1, which makes the `realdata` fixture skip as on a machine without ../shared), and restores the
+file whatever happens. A mutant is *caught* when pytest fails. The tests listed per mutant are those that mirror the
+module plus the cross-cutting ones (tests/test_conventions.py, tests/test_flip.py, tests/test_trust.py): if they
+miss it, the suite misses it too, since nothing else imports the planted line more directly.
+
+To add a mutant when you fix a bug or add a formula: write the one-line slip someone could make (a sign, a factor,
+a comparison, a missing step), add it below, run `python dev/mutate.py --only NAME`, and make sure it is caught
+without the real data as well. docs/reliability.md ("Keeping the suite honest") says more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    file: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+CONV, FLIP, TRUST = "tests/test_conventions.py", "tests/test_flip.py", "tests/test_trust.py"
+EVAL, PREP = "tests/test_eval.py", "tests/test_prepare.py"
+
+MUTANTS = [
+    # the flip test
+    Mutant("flip: raw flipped maps averaged", "clpose/engine/posemodel.py",
+           "(o.float() + self.codec.flip_back(f.float(), flip_index)) / 2", "(o.float() + f.float()) / 2",
+           (FLIP, "tests/test_posemodel.py")),
+    Mutant("flip: composite channels not swapped", "clpose/codecs/composite.py",
+           "heat = mirrored[:, :k][:, idx]\n        off_y = mirrored[:, k : 2 * k][:, idx]",
+           "heat = mirrored[:, :k]\n        off_y = mirrored[:, k : 2 * k]", (FLIP, "tests/test_codecs.py")),
+    Mutant("flip: composite x offsets not negated", "clpose/codecs/composite.py",
+           "off_x = shift - mirrored[:, 2 * k :][:, idx]", "off_x = mirrored[:, 2 * k :][:, idx]",
+           (FLIP, "tests/test_codecs.py")),
+    Mutant("flip: heatmap channels not swapped", "clpose/codecs/heatmap.py",
+           "back = output.flip(-1)[:, torch.as_tensor(flip_index, device=output.device)]",
+           "back = output.flip(-1)", (FLIP, "tests/test_codecs.py")),
+    Mutant("flip: heatmap column shift missing", "clpose/codecs/heatmap.py",
+           "shifted[..., 1:] = back[..., :-1]", "pass", (FLIP, "tests/test_codecs.py")),
+    # OKS, OKS-NMS and COCO rescoring
+    Mutant("oks: variance sigma^2 instead of (2 sigma)^2", "clpose/metrics/coco.py",
+           "variances = (2 * np.asarray(sigmas)) ** 2", "variances = np.asarray(sigmas) ** 2", (CONV, EVAL)),
+    Mutant("oks: scale from one box, not the mean of the two areas", "clpose/metrics/coco.py",
+           "scale = (area_a + np.asarray(areas)) / 2 + np.spacing(1)", "scale = np.asarray(areas) + np.spacing(1)",
+           (CONV, EVAL)),
+    Mutant("oks-nms: suppress at the threshold itself", "clpose/metrics/coco.py",
+           "order = list(rest[overlap <= threshold])", "order = list(rest[overlap < threshold])", (CONV, EVAL)),
+    Mutant("rescoring: box score left out", "clpose/metrics/coco.py",
+           "return np.asarray(box_scores, dtype=np.float64) * mean", "return mean + 0 * np.asarray(box_scores)",
+           (CONV, EVAL, "tests/test_eval_checkpoint.py")),
+    Mutant("rescoring: keypoint scores below the threshold kept", "clpose/metrics/coco.py",
+           "above = s > threshold  #", "above = s > -1  #", (CONV, EVAL, "tests/test_eval_checkpoint.py")),
+    Mutant("oks: a NaN prediction scored by plain COCOeval", "clpose/metrics/coco.py",
+           "ev = _finite_cocoeval()(gt, dt", "ev = __import__('pycocotools.cocoeval').cocoeval.COCOeval(gt, dt",
+           (TRUST, EVAL)),
+    # PCK / PCKh
+    Mutant("pck: threshold not inclusive", "clpose/metrics/pck.py",
+           "correct = (err <= alpha", "correct = (err < alpha", (EVAL, CONV)),
+    Mutant("pckh: head size 0.5 of the diagonal", "clpose/metrics/pck.py", "HEAD_SCALE = 0.6", "HEAD_SCALE = 0.5",
+           (EVAL, CONV)),
+    Mutant("pckh: Mean@0.1 at another alpha", "clpose/engine/scoring.py",
+           "pck_correct(pred, gt, labelled, norm, 0.1)", "pck_correct(pred, gt, labelled, norm, 0.15)", (EVAL, CONV)),
+    Mutant("pckh: the official Head column from other joints", "clpose/metrics/pck.py",
+           'columns["Head"] = (8, 9)', 'columns["Head"] = (9, 9)', (EVAL, CONV)),
+    Mutant("pck: a bounding-box normaliser from the shorter side", "clpose/metrics/pck.py",
+           "side = (hi - lo).max(axis=-1)", "side = (hi - lo).min(axis=-1)", (EVAL, CONV)),
+    Mutant("torso: LSP normalised by other joints", "clpose/skeletons.py",
+           "torso_joints=(9, 2),", "torso_joints=(8, 3),", (CONV, EVAL, "tests/test_skeletons.py")),
+    Mutant("oks-nms: areas of the unpadded box", "clpose/engine/scoring.py",
+           "box_size(records.scales[i], dataset.input_hw, dataset.box_padding)",
+           "box_size(records.scales[i], dataset.input_hw, 1.0)", (CONV, EVAL, "tests/test_eval_checkpoint.py")),
+    Mutant("lsp: the test set is the first 1000 people", "clpose/engine/scoring.py",
+           "keypoints=gt.keypoints[-LSP_TEST:], labelled=gt.labelled[-LSP_TEST:]",
+           "keypoints=gt.keypoints[:LSP_TEST], labelled=gt.labelled[:LSP_TEST]", (EVAL, CONV)),
+    Mutant("conventions: align shifts the wrong way", "clpose/metrics/files.py",
+           "return pred + (float(gt.one_based) - float(pred_one_based))",
+           "return pred - (float(gt.one_based) - float(pred_one_based))",
+           (EVAL, CONV, "tests/test_prediction_files.py")),
+    Mutant("torso: synthetic skeleton normalised by other joints", "clpose/skeletons.py",
+           "torso_joints=(13, 2)", "torso_joints=(12, 3)", (CONV, "tests/test_skeletons.py")),
+    # writers of prediction files
+    Mutant("submission: MPII preds written 0-based", "clpose/engine/submission.py",
+           'scipy.io.savemat(str(tmp), {"preds": kpts + 1.0})', 'scipy.io.savemat(str(tmp), {"preds": kpts})',
+           ("tests/test_submission.py", "tests/test_eval_checkpoint.py")),
+    Mutant("submission: LSP joints written 0-based", "clpose/engine/submission.py",
+           "joints = np.concatenate([kpts + 1.0, scores[..., None]], axis=2)",
+           "joints = np.concatenate([kpts, scores[..., None]], axis=2)",
+           ("tests/test_submission.py", "tests/test_eval_checkpoint.py")),
+    # geometry
+    Mutant("affine: crop centre at W / 2, not (W - 1) / 2", "clpose/data/transforms.py",
+           "shift = np.array([(w_out - 1) / 2, (h_out - 1) / 2])", "shift = np.array([w_out / 2, h_out / 2])",
+           ("tests/test_data_pipeline.py", CONV, FLIP)),
+    Mutant("predictions mapped back with the affine, not its inverse", "clpose/engine/posemodel.py",
+           "return apply_affine(keypoints, invert_affine(affines))", "return apply_affine(keypoints, affines)",
+           ("tests/test_posemodel.py", FLIP)),
+    Mutant("encode: y offsets with the wrong sign", "clpose/codecs/composite.py",
+           "offsets[:k] = (-dy / self.stride)", "offsets[:k] = (dy / self.stride)", ("tests/test_codecs.py",)),
+    Mutant("schedule: warm-up a step late", "clpose/engine/train.py",
+           "min(1.0, (step + 1) / warmup)", "min(1.0, step / warmup)",
+           ("tests/test_engine_units.py", "tests/test_train.py")),
+    # data: crops and dataset conversions
+    Mutant("crop: training box not padded", "clpose/data/dataset.py",
+           "size = box_size(self.records.scales[i], self.input_hw, self.box_padding)",
+           "size = box_size(self.records.scales[i], self.input_hw, 1.0)", (CONV, "tests/test_data_pipeline.py")),
+    Mutant("prepare: LSP left 1-based", "clpose/data/prepare/lsp.py",
+           "kpts = arr.transpose(2, 1, 0).copy()\n    kpts[:, :, :2] -= 1.0",
+           "kpts = arr.transpose(2, 1, 0).copy()\n    kpts[:, :, :2] -= 0.0", (PREP,)),
+    Mutant("prepare: LSP occlusion flag inverted", "clpose/data/prepare/lsp.py",
+           "np.where(arr[2].T > 0.5, 1.0, 2.0)", "np.where(arr[2].T > 0.5, 2.0, 1.0)", (PREP,)),
+    Mutant("prepare: MPII centre not moved down 15 x scale", "clpose/data/prepare/mpii.py",
+           "c[1] += 15 * scale", "c[1] += 0 * scale", (PREP,)),
+    Mutant("prepare: MPII joints left 1-based", "clpose/data/prepare/mpii.py",
+           "keypoints[labelled, :2] = joints[labelled] - 1.0", "keypoints[labelled, :2] = joints[labelled]", (PREP,)),
+    Mutant("prepare: MPII head boxes left 1-based", "clpose/data/prepare/mpii.py",
+           "self.boxes = boxes.reshape(-1, 4) - 1.0", "self.boxes = boxes.reshape(-1, 4)", (PREP,)),
+    Mutant("prepare: COCO box clipped without HRNet's -1", "clpose/data/prepare/coco.py",
+           "x2 = min(width - 1.0, x1 + max(0.0, w - 1.0))", "x2 = min(width - 1.0, x1 + max(0.0, w))", (PREP,)),
+    # losses and codecs
+    Mutant("loss: offsets pooled over every cell (Eq. 5 per keypoint)", "clpose/losses.py",
+           "per_keypoint = per_cell.sum(dim=(2, 3)) / count.clamp_min(1)\n    return per_keypoint.mean()",
+           "return per_cell.sum() / count.sum().clamp_min(1) / per_cell.shape[0]", (CONV, "tests/test_losses.py")),
+    Mutant("decode: heatmap quarter shift at column 1", "clpose/codecs/heatmap.py",
+           "inner = (px > 1) & (px < wp - 1) & (py > 1) & (py < hp - 1)",
+           "inner = (px >= 1) & (px < wp - 1) & (py >= 1) & (py < hp - 1)", (CONV, "tests/test_codecs.py")),
+    Mutant("decode: composite votes strictly above tau", "clpose/codecs/composite.py",
+           "votes = F.threshold(hm, self._below_tau, 0.0)", "votes = F.threshold(hm, self.tau, 0.0)",
+           ("tests/test_codecs.py",)),
+    # One-Euro
+    Mutant("one-euro: tau without its 2", "clpose/inference/smoothing.py",
+           "tau = 1.0 / (2 * math.pi * np.asarray(cutoff, dtype=np.float64))",
+           "tau = 1.0 / (math.pi * np.asarray(cutoff, dtype=np.float64))", (CONV, "tests/test_inference.py")),
+    Mutant("one-euro: cutoff from the raw speed", "clpose/inference/smoothing.py",
+           "cutoff = self.min_cutoff + self.beta * np.abs(dx_hat)", "cutoff = self.min_cutoff + self.beta * np.abs(dx)",
+           (CONV, "tests/test_inference.py")),
+    Mutant("one-euro: speed updated on invalid points", "clpose/inference/smoothing.py",
+           "self.dx = np.where(update, dx_hat,", "self.dx = np.where(self.started, dx_hat,",
+           (CONV, "tests/test_inference.py")),
+]  # fmt: skip
+
+
+def run(mutant: Mutant, realdata: bool) -> str | None:
+    """The first test that failed (None where none did): apply the mutant, run its tests, restore the file. A run
+    where pytest itself failed (a collection error) is an error here, not a catch."""
+    path = REPO / mutant.file
+    original = path.read_text(encoding="utf-8")
+    if original.count(mutant.old) != 1:
+        raise SystemExit(f"{mutant.name}: the planted text occurs {original.count(mutant.old)} times in {path}")
+    env = {**os.environ, "CLPOSE_NO_REALDATA": "0" if realdata else "1"}
+    try:
+        path.write_text(original.replace(mutant.old, mutant.new), encoding="utf-8")
+        argv = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", *mutant.tests]
+        result = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True)
+    finally:
+        path.write_text(original, encoding="utf-8")
+    failed = [line.split()[1] for line in result.stdout.splitlines() if line.startswith(("FAILED ", "ERROR "))]
+    if result.returncode not in (0, 1) or (result.returncode == 1 and not failed):
+        raise SystemExit(f"{mutant.name}: pytest did not run the tests (exit {result.returncode}):\n{result.stdout}")
+    return failed[0] if failed else None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", help="run the mutants whose name contains this text")
+    parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
+    parser.add_argument("--no-realdata-only", action="store_true", help="skip the run with the real sample data")
+    args = parser.parse_args()
+    chosen = [m for m in MUTANTS if not args.only or args.only in m.name]
+    if args.list:
+        for m in chosen:
+            print(f"{m.name}  ({m.file}; {', '.join(m.tests)})")
+        return 0
+    modes = [False] if args.no_realdata_only else [True, False]
+    missed = []
+    print("| mutant | with ../shared/realdata | without |\n|---|---|---|")
+    for m in chosen:
+        cells = []
+        for realdata in (True, False):
+            if realdata not in modes:
+                cells.append("-")
+                continue
+            caught = run(m, realdata)
+            cells.append(f"caught by {caught.split('/')[-1]}" if caught else "**missed**")
+            if not caught:
+                missed.append(f"{m.name} ({'with' if realdata else 'without'} realdata)")
+        print(f"| {m.name} | {cells[0]} | {cells[1]} |", flush=True)
+    print(f"{len(chosen)} mutants, {len(missed)} missed" + (": " + "; ".join(missed) if missed else ""))
+    return 1 if missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
