@@ -13,29 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from clpose.engine.timing import cpu_description
 from clpose.models import build_model
 from clpose.precision import FP32, Precision, bf16_speedup, cpu_bf16_flags, onednn_bf16, resolve_precision
-
-
-def cpu_description() -> str:
-    """The CPU's model name and its vector-extension flags (Linux /proc/cpuinfo; the platform elsewhere)."""
-    try:
-        info = Path("/proc/cpuinfo").read_text(encoding="utf-8")
-    except OSError:
-        return platform.processor() or platform.machine()
-    fields = dict(line.split(":", 1) for line in info.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set(fields.get("flags", "").split())
-    vector = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16") if f in flags]
-    family = f"family {fields.get('cpu family', '?')} model {fields.get('model', '?')}"
-    return f"{fields.get('model name', '?')} ({family}; {' '.join(vector)})"
 
 
 def step_time(model: torch.nn.Module, optimizer, x: torch.Tensor, precision: Precision) -> float:

@@ -102,7 +102,12 @@ def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: s
 @dataclass
 class ModelConfig:
     name: str = _opt(help="model name, e.g. clnet_resnet50, clnet_hourglass, simplebaseline_resnet50")
-    pretrained: str | None = _opt(None, "local torchvision ImageNet state dict for the ResNet trunk")
+    pretrained: str | None = _opt(
+        None,
+        "the trunk's torchvision ImageNet weights: imagenet (its reference weights, e.g. "
+        "ResNet50_Weights.IMAGENET1K_V1, fetched once and cached), a torchvision weights name "
+        "(ResNet50_Weights.IMAGENET1K_V2, torchvision://resnet50) or a local state dict file; null: from scratch",
+    )
     stride: int | None = _opt(None, "CLNet-ResNet output stride: 4, 8, 16 (default) or 32", check="{4, 8, 16, 32}")
     stacks: int | None = _opt(None, "number of hourglass stacks (default 8)", check=">= 1")
 

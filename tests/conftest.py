@@ -32,6 +32,16 @@ def fp32_unless_asked(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(clpose.precision, "cpu_native_bf16", lambda: (False, "tests run in fp32 (tests/conftest.py)"))
 
 
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+    """No test touches the network: clpose.weights is offline (tests that download serve the files from 127.0.0.1
+    and turn this off), and torch.hub's cache is an empty folder of the test session, so that weights a developer
+    has cached change no result. Subprocesses inherit both."""
+    monkeypatch.setenv("CLPOSE_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+    monkeypatch.delenv("CLPOSE_WEIGHTS_MIRROR", raising=False)
+
+
 @pytest.fixture
 def one_torch_thread():
     """For tests of tiny tensors: one intra-op thread costs little on an idle machine and avoids OpenMP's spinning

@@ -216,7 +216,13 @@ def test_infer_bad_input(tmp_path: Path, clip: Path) -> None:
         (["infer", str(tmp_path / "empty"), "--checkpoint", str(ckpt)], "holds no images"),
         (["infer", str(clip), "--checkpoint", str(tmp_path / "missing.pt")], "missing.pt does not exist"),
         (["infer", str(tmp_path / "nope.mp4"), "--checkpoint", str(ckpt)], "nope.mp4 does not exist"),
-        (["infer", str(clip), "--checkpoint", str(ckpt), "--detector", "torchvision-fasterrcnn"], "--detector-weights"),
+        (
+            ["infer", str(clip), "--checkpoint", str(ckpt), "--detector", "torchvision-fasterrcnn"],
+            "FasterRCNN_ResNet50_FPN_Weights.COCO_V1 is not in the cache and CLPOSE_OFFLINE=1: download "
+            "https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth to ",
+        ),
+        (["infer", str(clip), "--checkpoint", str(ckpt), "--detector", "yolo"], "--detector 'yolo': unknown detector"),
+        (["infer", str(clip), "--checkpoint", str(ckpt), "--detector-weights", "w.pth"], "needs --detector NAME"),
         (
             [
                 "infer",
@@ -228,7 +234,7 @@ def test_infer_bad_input(tmp_path: Path, clip: Path) -> None:
                 "--detector-weights",
                 str(tmp_path / "w.pth"),
             ],
-            "never downloads",
+            "detector weights " + str(tmp_path / "w.pth") + " do not exist",
         ),
     ]
     (tmp_path / "coco_dets.json").write_text(

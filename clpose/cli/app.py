@@ -16,7 +16,7 @@ import typer
 from typer.core import TyperGroup
 
 from clpose import __version__
-from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis
+from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis, weights
 from clpose.console import print_error
 from clpose.errors import ClposeError, first_line
 from clpose.io import free_space, sigterm_as_interrupt
@@ -114,6 +114,7 @@ app.command("bench")(bench.bench)
 app.command("infer")(infer.infer)
 app.command("export")(export.export)
 app.command("demo")(demo.demo)
+app.add_typer(weights.app, name="weights")
 
 
 def main() -> None:

@@ -36,6 +36,7 @@ from clpose.engine.run_folder import RunLock, RunPlan, check_fits, commit, open_
 from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.losses import build_loss
+from clpose.models import load_trunk_weights
 from clpose.precision import Precision, resolve_precision
 from clpose.skeletons import get_skeleton
 
@@ -195,6 +196,7 @@ def _state(
 ) -> dict:
     module = model.module if hasattr(model, "module") else model
     state = {
+        "pretrained": getattr(module, "pretrained_weights", None),  # the trunk's starting weights: name, file, hash
         "run_id": plan.run_id,  # which run wrote it: only that run's folder may be continued from it
         "branched_from": plan.branched_from,
         "model": module.state_dict(),
@@ -258,7 +260,10 @@ def _setup(recipe: Recipe, d, device: torch.device) -> Setup:
     torch.manual_seed(cfg.seed)
     precision = resolve_precision(cfg.amp, device)
     train_records = load_split(recipe, recipe.data.train_split)
-    pose = PoseModel.from_recipe(recipe, get_skeleton(train_records.skeleton), device=device, amp=precision)
+    # the trunk's pretrained weights are loaded once the run folder says this is a fresh start (_run): a resumed run
+    # takes every weight from its checkpoint and needs neither the file nor the network
+    skeleton = get_skeleton(train_records.skeleton)
+    pose = PoseModel.from_recipe(recipe, skeleton, device=device, amp=precision, pretrained=False)
     codec = pose.codec
     train_ds = dataset_from_records(recipe, train_records, train=True, codec=codec)
     val_ds = build_dataset(recipe, recipe.data.val_split, train=False, codec=codec)
@@ -409,6 +414,10 @@ def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distrib
             "train.epochs to continue"
         )
         return FitResult(run_dir, best, last, start, scorer.name, scorer.scale, 0, message)
+    if state is None and recipe.model.pretrained:  # a fresh start: the trunk's ImageNet weights (fetched by name)
+        s.module.pretrained_weights = load_trunk_weights(s.module, recipe.model.pretrained).to_json()
+    elif state is not None:
+        s.module.pretrained_weights = state.get("pretrained")  # what the run started from, kept in every checkpoint
     if d.main:
         changes = _schedule_changes(state.get("recipe", {}), recipe) if state is not None else []
         if changes:
@@ -417,6 +426,11 @@ def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distrib
                 "on the learning rate follows the new recipe, so the result differs from a straight run of it"
             )
         note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
+        if weights := getattr(s.module, "pretrained_weights", None):
+            note += (
+                f"# model.pretrained {recipe.model.pretrained} loaded {weights['name']}: {weights['file']} "
+                f"(sha256 {weights['sha256']}, from {weights['source']})\n"
+            )
         commit(plan, note + dump_recipe(recipe))
     with TrainProgress(len(s.loader) * cfg.epochs, len(s.loader) * start, enabled=show and d.main) as progress:
         for line in plan.notes:

@@ -1,5 +1,5 @@
-"""Person boxes: from a detections file (COCO results format) or torchvision's Faster R-CNN with weights from a
-local file (never downloaded)."""
+"""Person boxes: from a detections file (COCO results format) or a torchvision COCO detector whose weights come by
+name (clpose.weights) or from a local file."""
 
 from __future__ import annotations
 
@@ -165,26 +165,26 @@ def _entry(e: object, i: int, path: Path, num_keypoints: int | None) -> tuple[in
     return key, [float(v) for v in bbox], float(score)
 
 
-class FasterRCNN:
-    """torchvision's fasterrcnn_resnet50_fpn, person boxes only."""
+class PersonDetector:
+    """A torchvision detector trained on COCO, person boxes only: `fasterrcnn_resnet50_fpn_v2` (accurate),
+    `fasterrcnn_mobilenet_v3_large_fpn` (fast) or `fasterrcnn_resnet50_fpn`. Its weights come by name through
+    clpose.weights (fetched once, verified, cached) or from a local file. The network is built without weights and
+    without its ImageNet backbone (`weights_backbone=None`): nothing else is ever downloaded."""
 
-    def __init__(self, weights: Path | None, device: torch.device, threshold: float = 0.5) -> None:
-        if weights is None:
-            raise ClposeError(
-                "--detector torchvision-fasterrcnn needs --detector-weights FILE (a local copy of "
-                "torchvision's fasterrcnn_resnet50_fpn state dict; clpose never downloads weights)"
-            )
-        if not Path(weights).is_file():
-            raise ClposeError(f"detector weights {weights} do not exist (clpose never downloads weights)")
-        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+    def __init__(self, name: str, weights: Path | None, device: torch.device, threshold: float = 0.5) -> None:
+        import torchvision.models.detection as detection
 
-        self.model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
-        state = load_tensors(weights, "detector weights")
+        from clpose.weights import resolve_detector
+
+        builder, resolved = resolve_detector(name, weights)
+        self.name, self.weights = builder, resolved
+        self.model = getattr(detection, builder)(weights=None, weights_backbone=None)
+        state = load_tensors(resolved.path, "detector weights")
         try:
             self.model.load_state_dict(state)
         except Exception as e:  # a corrupt file, or a state dict of another network
             raise ClposeError(
-                f"detector weights {weights} do not fit fasterrcnn_resnet50_fpn ({type(e).__name__}: {first_line(e)})"
+                f"detector weights {resolved.path} do not fit {builder} ({type(e).__name__}: {first_line(e)})"
             ) from None
         self.model.to(device).eval()
         self.device, self.threshold = device, threshold

@@ -21,7 +21,7 @@ from clpose.config import check_option
 from clpose.console import warn
 from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
-from clpose.inference.detector import BoxesFile, FasterRCNN
+from clpose.inference.detector import BoxesFile, PersonDetector
 from clpose.inference.predictor import Pose, Predictor, full_image_box
 from clpose.inference.smoothing import PoseTracker
 from clpose.inference.video import (
@@ -84,7 +84,7 @@ def _box_provider(opts: InferOptions, predictor: Predictor) -> tuple[BoxProvider
     """Where each frame's person boxes come from, and the boxes file when they come from one (it says at the end
     whether its entries matched the frames)."""
     if opts.detector is not None:
-        detector = FasterRCNN(opts.detector_weights, predictor.device, opts.det_threshold)
+        detector = PersonDetector(opts.detector, opts.detector_weights, predictor.device, opts.det_threshold)
         return (lambda f: detector.boxes(f.image)), None
     if opts.boxes != "full":
         boxes_file = BoxesFile(Path(opts.boxes), opts.det_threshold, predictor.skeleton.num_keypoints)

@@ -19,10 +19,11 @@ from torch import nn
 
 from clpose.config import ModelConfig, format_hw
 from clpose.errors import ClposeError
-from clpose.models.backbones import LIGHT_TRUNKS
+from clpose.models.backbones import LIGHT_TRUNKS, load_pretrained
 from clpose.models.clnet import CLNetLight, CLNetResNet
 from clpose.models.hourglass import CLNetHourglass, StackedHourglass
 from clpose.models.simplebaseline import SimpleBaseline
+from clpose.weights import Resolved
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,17 @@ def build_model(name: str, num_keypoints: int, **options: Any) -> nn.Module:
     return model
 
 
+def load_trunk_weights(model: nn.Module, spec: str) -> Resolved:
+    """Load a trunk's torchvision ImageNet weights into a built model (`imagenet`, a weights name or a local file:
+    clpose.models.backbones.load_pretrained); what was loaded is returned and kept as `model.pretrained_weights`."""
+    name = getattr(model, "name", type(model).__name__)
+    if "pretrained" not in get_entry(name).options or not hasattr(model, "trunk"):
+        raise ClposeError(f"model {name} has no ImageNet trunk: model.pretrained must be null for it")
+    resolved = load_pretrained(model.trunk, spec)
+    model.pretrained_weights = resolved.to_json()
+    return resolved
+
+
 def final_output(output: torch.Tensor | list[torch.Tensor]) -> torch.Tensor:
     """The last stage's output of a (possibly multi-stage) model."""
     return output[-1] if isinstance(output, (list, tuple)) else output
@@ -133,6 +145,7 @@ __all__ = [
     "check_input_size",
     "final_output",
     "get_entry",
+    "load_trunk_weights",
     "model_options",
     "output_stride",
 ]

@@ -1,5 +1,6 @@
-"""Trunks cut from torchvision classifiers (ResNets, and light ones for CPUs), and loading torchvision ImageNet
-weights from a local file (never downloaded)."""
+"""Trunks cut from torchvision classifiers (ResNets, and light ones for CPUs), and loading their torchvision ImageNet
+weights: by name (`imagenet`, `ResNet50_Weights.IMAGENET1K_V1`: clpose.weights fetches and verifies them) or from a
+local file."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from torchvision.models import resnet
 from clpose.console import console
 from clpose.errors import ClposeError
 from clpose.safeload import load_tensors
+from clpose.weights import Resolved, resolve_pretrained
 
 
 def resnet10(weights: None = None) -> resnet.ResNet:
@@ -44,7 +46,7 @@ class ResNetTrunk(nn.Module):
             raise ClposeError(f"ResNet depth {depth} is not available; valid: {', '.join(map(str, _RESNETS))}")
         full = _RESNETS[depth](weights=None)
         self.depth = depth
-        self.label, self.weights_file = f"ResNet-{depth}", f"resnet{depth}-*.pth"
+        self.label, self.builder = f"ResNet-{depth}", f"resnet{depth}"  # builder: torchvision's name of the model
         self.conv1, self.bn1, self.relu, self.maxpool = full.conv1, full.bn1, full.relu, full.maxpool
         self.layer1, self.layer2, self.layer3 = full.layer1, full.layer2, full.layer3
         self.num_layers = num_layers
@@ -88,7 +90,7 @@ class LightTrunk(nn.Module):
         if arch not in LIGHT_TRUNKS:
             raise ClposeError(f"unknown light trunk {arch!r}; valid: {', '.join(LIGHT_TRUNKS)}")
         build, self.label, self.order, keep, self.out_channels = LIGHT_TRUNKS[arch]
-        self.weights_file = f"{arch}-*.pth"
+        self.builder = arch
         device = torch.get_default_device()
         with torch.device("cpu"):  # torchvision sizes RegNet's stages with tensor arithmetic, which meta cannot run
             full = build(weights=None).to(device)
@@ -103,18 +105,16 @@ class LightTrunk(nn.Module):
         return x
 
 
-def load_pretrained(trunk: ResNetTrunk | LightTrunk, path: str | Path) -> None:
-    """Load a torchvision ImageNet state dict (e.g. resnet50-0676ba61.pth) from a local file into `trunk`.
+def load_pretrained(trunk: ResNetTrunk | LightTrunk, spec: str | Path) -> Resolved:
+    """Load torchvision ImageNet weights into `trunk`: `imagenet`, a weights name (ResNet50_Weights.IMAGENET1K_V2,
+    torchvision://resnet50) fetched and verified by clpose.weights, or a local state dict file. Returns what was
+    loaded (name, file, SHA-256, source), which training records in the run folder and the checkpoint.
 
-    Keys the trunk does not have (fc.*, and layer4.* for a stride-16 trunk) are expected and reported; a
-    missing file, a file that is not a state dict, or tensors whose shapes do not fit are ClposeErrors.
+    Keys the trunk does not have (fc.*, and layer4.* for a stride-16 trunk) are expected and reported; a missing
+    file, a file that is not a state dict, or tensors whose shapes do not fit are ClposeErrors.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ClposeError(
-            f"pretrained weights {path} do not exist (clpose never downloads weights: pass a local "
-            f"torchvision state dict, e.g. {trunk.weights_file})"
-        )
+    resolved = resolve_pretrained(str(spec), trunk.builder)
+    path = resolved.path
     state = load_tensors(path, "pretrained weights")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -143,7 +143,8 @@ def load_pretrained(trunk: ResNetTrunk | LightTrunk, path: str | Path) -> None:
     ignored = sorted({k.split(".")[0] for k in unexpected})
     loaded = sum(k in own for k in state)
     console.print(
-        f"loaded {path}: {loaded} trunk tensors; "
+        f"pretrained: {resolved.describe()}: {loaded} trunk tensors; "
         f"missing {len(missing)}{' (' + ', '.join(missing[:3]) + ')' if missing else ''}; "
         f"unused {len(unexpected)}{' (' + ', '.join(ignored) + ')' if ignored else ''}"
     )
+    return resolved

@@ -96,7 +96,7 @@ class CLNetResNet(nn.Module):
         depth: ResNet depth.
         num_keypoints: K.
         stride: output stride S of the maps: 4, 8, 16 (the paper's CLNet) or 32.
-        pretrained: local torchvision ImageNet state dict for the trunk.
+        pretrained: the trunk's torchvision ImageNet weights: `imagenet`, a weights name or a local file.
 
     forward: images (N, 3, H, W) -> maps (N, 3K, H/S, W/S).
     """
@@ -112,8 +112,7 @@ class CLNetResNet(nn.Module):
         self.stride = stride
         self.trunk = ResNetTrunk(depth, num_layers=4 if stride == 32 else 3)
         self.size_divisor = self.trunk.stride
-        if pretrained:
-            load_pretrained(self.trunk, pretrained)
+        self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         cin = self.trunk.out_channels
         width = cin if stride != 32 else cin // 2  # stride 32: 2048 -> 1024 in the first head block
         mid = width // 4
@@ -136,7 +135,7 @@ class CLNetLight(nn.Module):
     Args:
         arch: a key of clpose.models.backbones.LIGHT_TRUNKS, e.g. "regnet_x_400mf".
         num_keypoints: K.
-        pretrained: local torchvision ImageNet state dict of that classifier.
+        pretrained: that classifier's torchvision ImageNet weights: `imagenet`, a weights name or a local file.
 
     forward: images (N, 3, H, W) -> maps (N, 3K, H/16, W/16).
     """
@@ -150,8 +149,7 @@ class CLNetLight(nn.Module):
         self.num_keypoints = num_keypoints
         self.trunk = LightTrunk(arch)
         self.size_divisor = self.trunk.stride
-        if pretrained:
-            load_pretrained(self.trunk, pretrained)
+        self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         width = max(256, self.trunk.out_channels)
         self.head = composite_head(self.trunk.out_channels, width // 4, width)
         self.predict = nn.Conv2d(width, 3 * num_keypoints, 3, padding=1)

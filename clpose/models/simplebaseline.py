@@ -22,8 +22,7 @@ class SimpleBaseline(nn.Module):
         self.num_keypoints = num_keypoints
         self.trunk = ResNetTrunk(depth, num_layers=4)
         self.size_divisor = self.trunk.stride
-        if pretrained:
-            load_pretrained(self.trunk, pretrained)
+        self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         layers: list[nn.Module] = []
         cin = self.trunk.out_channels
         for _ in range(3):
