@@ -278,8 +278,6 @@ def test_clpose_weights_lists_and_fetches(server, monkeypatch) -> None:
 
 def test_a_detector_by_name_from_the_cache(server, monkeypatch, tmp_path) -> None:
     """`--detector NAME` builds torchvision's detector without any weights and loads its COCO weights by name."""
-    import cv2
-    import numpy as np
     from test_inference import make_checkpoint
     from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_fpn
 
@@ -288,12 +286,13 @@ def test_a_detector_by_name_from_the_cache(server, monkeypatch, tmp_path) -> Non
     torch.save(fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None).state_dict(), buffer)
     entry = _register(monkeypatch, server, buffer.getvalue(), builder="fasterrcnn_mobilenet_v3_large_fpn",
                       name="FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1")  # fmt: skip
-    image = tmp_path / "a.jpg"
-    cv2.imwrite(str(image), np.full((64, 96, 3), 128, np.uint8))
+    from clpose.data.prepare.synthetic import write_video
+
+    clip = write_video(tmp_path / "clip.mp4", frames=2, seed=4, width=96, height=64)
     js = tmp_path / "a.json"
-    argv = ["infer", str(image), "--checkpoint", str(make_checkpoint(tmp_path / "c.pt")), "--detector",
+    argv = ["infer", str(clip), "--checkpoint", str(make_checkpoint(tmp_path / "c.pt")), "--detector",
             "fasterrcnn_mobilenet_v3_large_fpn", "--det-threshold", "0", "--json", str(js)]  # fmt: skip
     result = runner.invoke(app, argv)
     assert result.exit_code == 0, result.output
-    assert server.requests == {entry.filename: 1} and json.loads(js.read_text())["frames"][0]["image"] == "a.jpg"
+    assert server.requests == {entry.filename: 1} and len(json.loads(js.read_text())["frames"]) == 2
     assert runner.invoke(app, argv).exit_code == 0 and server.requests == {entry.filename: 1}  # from the cache
