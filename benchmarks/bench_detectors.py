@@ -33,8 +33,8 @@ def main() -> None:
     import torchvision.models.detection as detection
 
     from clpose.data.synthetic import render_sample
-    from clpose.engine.timing import cpu_description
     from clpose.inference.detector import PERSON, PersonDetector
+    from clpose.speed.timing import cpu_description
     from clpose.weights import DETECTORS
 
     image, _ = render_sample(np.random.default_rng(0), 720)

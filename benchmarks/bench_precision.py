@@ -18,9 +18,9 @@ import time
 
 import torch
 
-from clpose.engine.timing import cpu_description
 from clpose.models import build_model
 from clpose.precision import FP32, Precision, bf16_speedup, cpu_bf16_flags, onednn_bf16, resolve_precision
+from clpose.speed.timing import cpu_description
 
 
 def step_time(model: torch.nn.Module, optimizer, x: torch.Tensor, precision: Precision) -> float:

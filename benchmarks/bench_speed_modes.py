@@ -14,7 +14,7 @@ import argparse
 
 import torch
 
-from clpose.bench import BenchSettings, run_bench
+from clpose.speed.bench import BenchSettings, run_bench
 
 MODES = [  # explicit precisions: the table shows what each knob gives, whatever `auto` picks on this machine
     ("eager fp32, autograd recording", dict(amp="off", inference_mode=False)),

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clpose.engine.curves import _panel
 from clpose.io import atomic_path
+from clpose.training.curves import _panel
 
 PALETTE = [(200, 90, 30), (40, 120, 230), (60, 160, 60), (170, 60, 200)]
 

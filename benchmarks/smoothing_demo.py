@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 
 from clpose.data.prepare.synthetic import write_video
-from clpose.engine.curves import _panel
 from clpose.inference.predictor import Predictor
 from clpose.inference.run import InferOptions, run_infer
 from clpose.io import atomic_path
+from clpose.training.curves import _panel
 
 
 def trajectories(path: Path, people: int) -> np.ndarray:

@@ -120,8 +120,8 @@ def _plan(out: Path, recipe: Recipe, minutes: float, n_train: int, n_val: int) -
     The plan belongs to the budget and the data, not to the precision: `amp: auto` is a property of the machine
     (under load or after an upgrade it may resolve differently), and a changed precision must never discard a
     finished training. Only another budget is another schedule, whose training `_train` replaces."""
-    from clpose.engine.train import measure_speed
     from clpose.precision import resolve_precision
+    from clpose.training.loop import measure_speed
 
     precision = resolve_precision(recipe.train.amp, "cpu")  # recorded; training prints it
     plan_path = out / "plan.json"
@@ -242,10 +242,10 @@ PLAN_KEYS = (("train", "epochs"), ("train", "max_minutes"), ("data", "train_limi
 def _train(out: Path, recipe: Recipe) -> Path:
     """Train in out/train, or reuse (continue) what an earlier run left there. A training of another plan (another
     budget) is replaced by `clpose train --overwrite`: after this run's setup has succeeded and under the run folder's
-    lock (clpose/engine/run_folder.py), never deleted up front. The precision is no part of the plan."""
+    lock (clpose/training/run_folder.py), never deleted up front. The precision is no part of the plan."""
     from clpose.config import recipe_to_dict
     from clpose.engine.checkpoint import load_checkpoint
-    from clpose.engine.train import fit
+    from clpose.training.loop import fit
 
     run_dir = out / "train"
     if (run_dir / "last.pt").is_file():
@@ -263,8 +263,8 @@ def _train(out: Path, recipe: Recipe) -> Path:
 
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
-    from clpose.engine.eval_checkpoint import evaluate_checkpoint
-    from clpose.engine.metrics import print_tables
+    from clpose.engine.evaluate import evaluate_checkpoint
+    from clpose.evaluation.metrics import print_tables
 
     run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
     print_tables(run.tables)
@@ -299,7 +299,7 @@ def _video(out: Path, predictor: Predictor, data_dir: Path) -> dict[str, str]:
 
 
 def _bench(recipe: Recipe) -> dict[str, float]:
-    from clpose.bench import BenchSettings, run_bench
+    from clpose.speed.bench import BenchSettings, run_bench
 
     h, w = recipe.data.input_size
     settings = BenchSettings(input_hw=(h, w), num_keypoints=16, batches=[1], runs=20, warmup=3)

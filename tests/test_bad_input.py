@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
-from clpose.engine import train as train_module
 from clpose.engine.checkpoint import load_checkpoint
+from clpose.training import loop as train_module
 
 runner = CliRunner()
 
@@ -83,7 +83,8 @@ _KILL_AT_BEST = """
 import os, signal, sys
 from pathlib import Path
 import torch
-from clpose.engine import metrics, train
+from clpose.evaluation import metrics
+from clpose.training import loop as train
 
 # Every epoch improves (a tiny run's PCK can tie), so the epoch-2 best.pt write happens.
 metrics.Metric.value = lambda self, table: 1e6 * (1 + len(Path(sys.argv[-1], "metrics.jsonl").read_text().splitlines()))
@@ -103,7 +104,7 @@ main()
 
 def test_a_real_kill_during_the_best_pt_write_loses_no_model(tmp_path: Path, data: Path, monkeypatch) -> None:
     """Issue 16 B: SIGKILL while best.pt of epoch 2 is written; `--resume auto` must end with best.pt = epoch 2."""
-    from clpose.engine.metrics import Metric
+    from clpose.evaluation.metrics import Metric
 
     recipe, out = _recipe(tmp_path, data, epochs=2), tmp_path / "run"
     argv = ["train", str(recipe), "--out", str(out)]
@@ -132,7 +133,7 @@ def test_a_full_disk_at_the_best_pt_write_keeps_the_previous_checkpoints(
 ) -> None:
     import torch
 
-    from clpose.engine.metrics import Metric
+    from clpose.evaluation.metrics import Metric
 
     recipe, out = _recipe(tmp_path, data, epochs=1), tmp_path / "run"
     assert runner.invoke(app, ["train", str(recipe), "--out", str(out)]).exit_code == 0

@@ -22,9 +22,9 @@ from clpose.codecs import CompositeCodec, HeatmapCodec
 from clpose.config import AugmentConfig, EvalConfig, recipe_from_dict
 from clpose.data.dataset import TopDownDataset
 from clpose.data.records import new_records
+from clpose.evaluation import coco as coco_metric
 from clpose.inference.smoothing import OneEuro
 from clpose.losses import CompositeLoss
-from clpose.metrics import coco as coco_metric
 from clpose.skeletons import LSP, MPII, SYNTHETIC
 
 runner = CliRunner()
@@ -99,9 +99,9 @@ def test_coco_rescoring_ranks_by_box_score_times_the_mean_keypoint_score_above_0
     the 0.2 threshold (0.9 x 0.31 = 0.28 < 0.285), the right one ranks first: AP = 51/101."""
     from clpose.data import dataset_from_records, load_split
     from clpose.data.prepare import run_prepare
-    from clpose.engine.evaluate import Predictions
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.scoring import score_oks_records
+    from clpose.engine.predict import Predictions
+    from clpose.evaluation.scoring import score_oks_records
 
     root, people = _coco_root(tmp_path)
     run_prepare("coco", root, root, show=False)
@@ -127,9 +127,9 @@ def test_oks_nms_areas_are_those_of_the_padded_crop_box(tmp_path: Path) -> None:
     from clpose.data import dataset_from_records, load_split
     from clpose.data.prepare import run_prepare
     from clpose.data.transforms import box_size
-    from clpose.engine.evaluate import Predictions
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.scoring import coco_results
+    from clpose.engine.predict import Predictions
+    from clpose.evaluation.scoring import coco_results
     from clpose.skeletons import COCO
 
     root, people = _coco_root(tmp_path)
@@ -155,7 +155,7 @@ def test_oks_nms_areas_are_those_of_the_padded_crop_box(tmp_path: Path) -> None:
 def test_pckh_head_columns_and_the_bbox_normaliser() -> None:
     """The papers' Head column is head-top alone; the official toolkit's is the mean of upper neck and head top.
     A skeleton without a torso (COCO) normalises PCK by the larger side of the labelled joints' bounding box."""
-    from clpose.metrics.pck import pck_from_records, pck_table
+    from clpose.evaluation.pck import pck_from_records, pck_table
     from clpose.skeletons import COCO
 
     correct = np.zeros((1, 16), bool)

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from clpose.cli.app import app
 from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
-from clpose.engine.train import fit
-from clpose.metrics.files import read_predictions
+from clpose.evaluation.files import read_predictions
+from clpose.training.loop import fit
 
 runner = CliRunner()
 

@@ -18,8 +18,8 @@ from clpose.config import recipe_from_dict
 from clpose.data import build_dataset
 from clpose.data.dataset import load_image
 from clpose.data.prepare import run_prepare
-from clpose.engine.evaluate import predict
 from clpose.engine.posemodel import PoseModel
+from clpose.engine.predict import predict
 from clpose.inference.predictor import Predictor
 from clpose.skeletons import get_skeleton
 
@@ -173,7 +173,7 @@ def _loaded_after_import(module: str, candidates: list[str]) -> list[str]:
     [
         (
             "clpose.inference.predictor",
-            ["clpose.engine.evaluate", "clpose.engine.scoring", "clpose.engine.eval_checkpoint", "clpose.cli"],
+            ["clpose.engine.predict", "clpose.evaluation.scoring", "clpose.engine.evaluate", "clpose.cli"],
         ),
         ("clpose.data", ["clpose.models", "torchvision"]),
         ("clpose.demo", ["clpose.cli"]),

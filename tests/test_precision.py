@@ -201,9 +201,9 @@ def test_fp16_training_goes_through_the_grad_scaler() -> None:
     """The fp16 path of train_step (autocast + GradScaler), on CUDA where there is one, else on the CPU's fp16
     autocast with a CPU GradScaler: the scaler scales the loss and the weights still move."""
     from clpose.config import recipe_from_dict
-    from clpose.engine.train import train_step
     from clpose.losses import build_loss
     from clpose.models import build_model
+    from clpose.training.loop import train_step
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

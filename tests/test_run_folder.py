@@ -1,4 +1,4 @@
-"""The run folder (clpose/engine/run_folder.py): runs are never mixed or destroyed. Issue 23, class 4: a checkpoint of
+"""The run folder (clpose/training/run_folder.py): runs are never mixed or destroyed. Issue 23, class 4: a checkpoint of
 another run, two trainings at once, a run killed in epoch 1, a finished run resumed with fewer epochs, a checkpoint
 that does not fit, --overwrite followed by a failure, and the demo under another precision. Each runs through the
 real CLI on tiny synthetic data."""
@@ -25,10 +25,10 @@ import clpose.demo as demo
 from clpose.cli.app import app
 from clpose.config import recipe_from_dict
 from clpose.data.prepare import run_prepare
-from clpose.engine import train as train_module
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
-from clpose.engine.metrics import Metric
 from clpose.errors import ClposeError
+from clpose.evaluation.metrics import Metric
+from clpose.training import loop as train_module
 
 runner = CliRunner()
 CHECKPOINTS = ("last.pt", "best.pt")
@@ -155,7 +155,7 @@ def test_checkpoints_without_a_run_id_resume_only_in_their_own_folder(runs: dict
 _STUCK_IN_EPOCH_1 = """
 import sys, time
 from pathlib import Path
-from clpose.engine import train
+from clpose.training import loop as train
 
 marker = Path(sys.argv[1])
 
@@ -212,8 +212,8 @@ def test_a_second_training_is_refused_and_a_run_killed_in_epoch_1_starts_again(
 def test_the_lock_falls_back_to_msvcrt_without_fcntl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
-    from clpose.engine import run_folder
-    from clpose.engine.run_folder import RunLock
+    from clpose.training import run_folder
+    from clpose.training.run_folder import RunLock
 
     class FakeMsvcrt:  # Windows' byte-range lock, played by flock on this machine
         LK_NBLCK = 2
@@ -324,7 +324,7 @@ def test_the_demo_keeps_its_finished_training_when_the_precision_changes(
 
 
 def test_resume_auto_without_out_finds_a_run_to_continue_else_one_to_start_again(tmp_path: Path) -> None:
-    from clpose.engine.run_folder import make_run_dir
+    from clpose.training.run_folder import make_run_dir
 
     recipe = recipe_from_dict({"model": {"name": "clnet_resnet10"}, "data": {"dataset": "synthetic", "root": "x"}})
     recipe.name, runs = "demo", tmp_path / "runs"

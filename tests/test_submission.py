@@ -15,11 +15,11 @@ from clpose.cli.app import app
 from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.data.records import load_records
-from clpose.engine.evaluate import Predictions
-from clpose.engine.submission import choose_format, write_mpii_submission, write_predictions
-from clpose.engine.train import fit
+from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
+from clpose.evaluation.submission import choose_format, write_mpii_submission, write_predictions
 from clpose.skeletons import get_skeleton
+from clpose.training.loop import fit
 
 runner = CliRunner()
 

@@ -20,10 +20,10 @@ from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.posemodel import PoseModel, recipe_codec
-from clpose.engine.train import fit
 from clpose.errors import ClposeError
 from clpose.losses import build_loss
 from clpose.models import build_model, model_options
+from clpose.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").rglob("*.yaml"))
@@ -72,7 +72,7 @@ def test_one_epoch_of_each_model_family(model: str, tiny_data: Path, tmp_path: P
     result = fit(recipe, out=tmp_path / "run", device="cpu", show_progress=False)
     (row,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert row["steps"] == 2 and row["loss"] > 0
-    from clpose.engine.eval_checkpoint import evaluate_checkpoint
+    from clpose.engine.evaluate import evaluate_checkpoint
 
     assert row["value"] == evaluate_checkpoint(result.run_dir / "best.pt", device="cpu").tables[-1]["Mean"]
     state = load_checkpoint(result.run_dir / "last.pt")
@@ -92,7 +92,7 @@ def test_loss_falls_clearly_on_a_tiny_set(tiny_data: Path, tmp_path: Path) -> No
 
 
 def test_resume_is_bit_identical(tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from clpose.engine import train as engine
+    from clpose.training import loop as engine
 
     recipe = load_recipe(_recipe(tmp_path, tiny_data, epochs=2), ["data.train_limit=24"])
     straight = fit(recipe, out=tmp_path / "straight", device="cpu", show_progress=False)
@@ -143,7 +143,7 @@ def test_sigkill_while_writing_a_checkpoint_leaves_the_previous_one_loadable(tmp
 def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     tiny_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from clpose.engine import train as engine
+    from clpose.training import loop as engine
 
     recipe = load_recipe(_recipe(tmp_path, tiny_data, epochs=3), ["data.train_limit=16"])
     real = engine.train_one_epoch
@@ -204,8 +204,8 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
     assert row["steps"] == 4  # global batch 8 = 2 processes x 4 images; 32 people = 4 steps, each process 4 x 4
     # the gathered, sharded validation equals one process evaluating the saved weights
     from clpose.data import build_dataset
-    from clpose.engine.evaluate import predict
-    from clpose.engine.metrics import METRICS, ScoreOptions
+    from clpose.engine.predict import predict
+    from clpose.evaluation.metrics import METRICS, ScoreOptions
 
     pose = PoseModel.from_checkpoint(out / "last.pt", "cpu", amp="off")
     val = build_dataset(load_recipe(out / "recipe.yaml"), "valid", train=False, codec=pose.codec)
@@ -215,7 +215,7 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
 
 def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Path) -> None:
     from clpose.config import recipe_from_dict
-    from clpose.engine.run_folder import make_run_dir
+    from clpose.training.run_folder import make_run_dir
 
     recipe = recipe_from_dict(
         {"model": {"name": "clnet_resnet18"}, "data": {"dataset": "synthetic", "root": "x"}}, name="demo"

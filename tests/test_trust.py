@@ -21,7 +21,7 @@ from clpose.cli.app import app
 from clpose.config import load_recipe, recipe_from_dict
 from clpose.data.prepare import run_prepare
 from clpose.errors import ClposeError
-from clpose.metrics import coco as coco_metric
+from clpose.evaluation import coco as coco_metric
 from clpose.models import build_model
 from clpose.outputs import check_outputs
 
@@ -218,8 +218,8 @@ def test_a_network_output_that_is_not_finite_is_an_error_not_a_prediction(tmp_pa
 
 
 def test_a_submission_is_never_written_with_nan(tmp_path: Path) -> None:
-    from clpose.engine.evaluate import Predictions
-    from clpose.engine.submission import write_predictions
+    from clpose.engine.predict import Predictions
+    from clpose.evaluation.submission import write_predictions
 
     kpts = np.zeros((1, 2, 16, 2))
     kpts[0, 1, 3] = np.nan
@@ -340,9 +340,9 @@ def test_coco_ap_of_a_val_limit_counts_only_the_kept_images(tmp_path: Path) -> N
     for the kept people read low (AP 0.089 on the real 4-image sample). Now whole images are kept and scored."""
     from clpose.config import EvalConfig
     from clpose.data import dataset_from_records, load_split
-    from clpose.engine.evaluate import Predictions
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.scoring import score_oks_records
+    from clpose.engine.predict import Predictions
+    from clpose.evaluation.scoring import score_oks_records
 
     root = tmp_path / "coco"
     (root / "val2017").mkdir(parents=True)

@@ -61,9 +61,9 @@ def bench(
     """
     import torch
 
-    from clpose.bench import BenchSettings, run_bench
     from clpose.io import write_json
     from clpose.outputs import check_outputs
+    from clpose.speed.bench import BenchSettings, run_bench
 
     check_outputs({"--json": json_out})
     check_option("--max-batch-seconds", max_batch_seconds, "> 0")

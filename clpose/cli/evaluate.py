@@ -77,8 +77,8 @@ def evaluate(
     run over its recipe's validation split. docs/evaluation.md describes the formats and conventions.
     """
     from clpose.config import check_option
-    from clpose.engine.scoring import sha256, versions
     from clpose.errors import ClposeError
+    from clpose.evaluation.scoring import sha256, versions
     from clpose.outputs import check_outputs
 
     if batch is not None:
@@ -100,7 +100,7 @@ def evaluate(
     else:
         from clpose.console import console
         from clpose.engine.checkpoint import latest_checkpoint
-        from clpose.engine.eval_checkpoint import evaluate_checkpoint
+        from clpose.engine.evaluate import evaluate_checkpoint
 
         if target is None:
             target = latest_checkpoint()
@@ -129,7 +129,7 @@ def evaluate(
                 f"the {settings['split']} split has no labels: nothing was scored; wrote {save_predictions} "
                 f"({settings['predictions_format']} format; docs/evaluation.md says how to submit it)"
             )
-    from clpose.engine.metrics import print_tables
+    from clpose.evaluation.metrics import print_tables
 
     if tables:
         print_tables(tables)
@@ -145,9 +145,9 @@ def evaluate(
 def _score_file(
     metric: str, predictions: Path, annotations: Path, alpha: float | None, head: str, sigmas: str | None
 ) -> dict[str, Any]:
-    from clpose.engine.metrics import ScoreOptions, get_metric
     from clpose.errors import ClposeError
-    from clpose.metrics.coco import check_sigmas
+    from clpose.evaluation.coco import check_sigmas
+    from clpose.evaluation.metrics import ScoreOptions, get_metric
 
     values = None
     if sigmas:

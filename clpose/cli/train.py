@@ -39,7 +39,7 @@ def train(
     """
     from clpose.config import load_recipe
     from clpose.console import console
-    from clpose.engine.train import fit
+    from clpose.training.loop import fit
 
     result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device, overwrite=overwrite)
     if result.message:  # nothing was trained: say what is there

@@ -1,77 +1,163 @@
-"""Predict over a dataset (batched, flip test, every stage on request); clpose.engine.metrics scores the result.
+"""Evaluate a checkpoint: rebuild its model and codec from the recipe it holds, predict the split, score it.
 
-The forward pass, flip test and decode are the PoseModel's (clpose.engine.posemodel); predictions are mapped
-back to image pixels through the inverse of each sample's affine matrix, the same matrix that cropped it. Under
-torchrun each rank predicts every world-th sample and the ranks' results are gathered and put back in dataset
-order, so the metric equals the single-process one."""
+Used by `clpose eval RUN_DIR_OR_CHECKPOINT` (also under torchrun: prediction is sharded and gathered).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import numpy as np
-from torch.utils.data import Subset
-
-from clpose.data.dataset import TopDownDataset, WorkerLoader, worker_init
-from clpose.engine.distributed import Dist, gather
-from clpose.engine.posemodel import PoseModel
+from clpose.console import console
+from clpose.data import check_images, dataset_from_records, load_split
+from clpose.data.records import Records, new_records
+from clpose.engine import distributed
+from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
+from clpose.engine.predict import predict
 from clpose.errors import ClposeError
+from clpose.evaluation.metrics import ScoreOptions, dataset_metric
+from clpose.evaluation.scoring import coco_annotations, coco_results, sha256
+from clpose.evaluation.submission import choose_format, write_predictions
+from clpose.outputs import check_outputs
+from clpose.precision import resolve_precision
+
+_SUBMISSION_HINT = {
+    "coco": "person_keypoints_test-dev2017_NAME_results.json for the evaluation server",
+    "mpii": "pred_keypoints_mpii.mat for the MPII authors",
+    "lsp": "a .mat in the joints.mat layout",
+}
 
 
 @dataclass
-class Predictions:
-    """Keypoints of every person of a dataset, in image pixels (0-based).
-
-    Attributes:
-        indices: (N,) record indices.
-        keypoints: (S, N, K, 2) per stage (S = 1 unless every stage was asked for).
-        scores: (S, N, K).
-    """
-
-    indices: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
+class EvalRun:
+    tables: list[dict[str, Any]]  # one per stage (one unless every stage was asked for)
+    settings: dict[str, Any] = field(default_factory=dict)
 
 
-def predict(
-    pose: PoseModel,
-    dataset: TopDownDataset,
-    batch_size: int = 64,
-    flip: bool = True,
-    stages: bool = False,
-    num_workers: int = 0,
-    d: Dist | None = None,
-    on_batch: Callable[[int], None] | None = None,
-) -> Predictions:
-    """Keypoints of every sample of `dataset` (evaluation mode, no augmentation), in image pixels: the dataset's
-    crops through `pose` (clpose.engine.posemodel), mapped back with each crop's own affine."""
-    d = d or Dist()
-    if tuple(dataset.input_hw) != pose.input_hw:
-        raise ClposeError(f"the dataset makes {dataset.input_hw} (HxW) crops but the model runs {pose.input_hw}")
-    shard = list(range(d.rank, len(dataset), d.world))
-    loader = WorkerLoader(
-        Subset(dataset, shard),
-        batch_size=batch_size,
-        shuffle=False,
-        num_workers=num_workers,
-        worker_init_fn=worker_init,
-        pin_memory=pose.device.type == "cuda",
+def detection_records(base: Records, path: Path, annotations: Path) -> Records:
+    """Records of COCO detections (results format) for the images of `annotations` (--boxes FILE)."""
+    from clpose.data.prepare.coco import detected_people, load_coco
+    from clpose.data.prepare.common import ImageTable, Report
+
+    data = load_coco(annotations)
+    table = ImageTable(base.image_dir)
+    people = detected_people(path, data, table, Report())
+    records = new_records(
+        base.dataset, base.skeleton, base.split, table.images, people, base.image_dir, [str(annotations), str(path)]
     )
-    idx, kpts, scores = [], [], []
-    for batch in loader:
-        k, s = pose.keypoints(batch["image"], batch["meta"]["affine"].numpy(), flip, stages)
-        kpts.append(k)
-        scores.append(s)
-        idx.append(batch["meta"]["index"].numpy())
-        if on_batch is not None:
-            on_batch(len(batch["image"]))
-    local = (np.concatenate(idx), np.concatenate(kpts, axis=1), np.concatenate(scores, axis=1)) if idx else (None,) * 3
-    parts = [p for p in gather(local, d) if p[0] is not None]
-    indices = np.concatenate([p[0] for p in parts])
-    order = np.argsort(indices, kind="stable")
-    return Predictions(
-        indices[order],
-        np.concatenate([p[1] for p in parts], axis=1)[:, order],
-        np.concatenate([p[2] for p in parts], axis=1)[:, order],
-    )
+    records.path = path
+    return records
+
+
+def evaluate_checkpoint(
+    checkpoint: Path,
+    recipe_path: Path | None = None,
+    split: str | None = None,
+    flip: bool | None = None,
+    boxes: str | None = None,
+    batch: int | None = None,
+    stages: str = "last",
+    device: str = "auto",
+    metric: str | None = None,
+    alpha: float | None = None,
+    head_official: bool = False,
+    annotations: Path | None = None,
+    save_predictions: Path | None = None,
+    amp: str = "auto",
+    save_format: str = "auto",
+    json_out: Path | None = None,
+) -> EvalRun:
+    """Predict a split with a checkpoint and score it with the dataset's metric.
+
+    `amp` is resolved on this machine (auto: clpose.precision); the recipe's train.amp is how it was trained,
+    not how it must run."""
+    state, recipe = load_trained(checkpoint, recipe_path)
+    cfg = recipe.eval
+    split = split or recipe.data.val_split
+    flip = cfg.flip if flip is None else flip
+    boxes = boxes or cfg.boxes
+    d, dev = distributed.setup(device)
+    try:
+        precision = resolve_precision(amp, dev)
+        if d.main:
+            console.print(f"precision: {precision.describe()}")
+        pose = PoseModel.from_recipe(
+            recipe,
+            checkpoint_skeleton(state, recipe, checkpoint),
+            state,
+            dev,
+            precision,
+            source=f"checkpoint {checkpoint}",
+        )
+        records = load_split(recipe, split)
+        if boxes != "gt":
+            records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
+        check_outputs(
+            {"--save-predictions": save_predictions, "--json": json_out},
+            {
+                "the checkpoint": checkpoint,
+                "--recipe": recipe_path,
+                "--annotations": annotations,
+                "--boxes": None if boxes == "gt" else boxes,
+                f"the {split} records": records.path,
+                f"a source of the {split} records": [s for s in records.sources if Path(s).is_file()],
+            },
+        )
+        dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
+        if records.skeleton != pose.skeleton.name:
+            raise ClposeError(
+                f"{records.path} holds {records.skeleton} people but {checkpoint} predicts "
+                f"{pose.skeleton.name} keypoints"
+            )
+        # COCO people from detections carry no keypoints but are scored against the annotation file: only test-dev
+        # (image info, no annotations) is unlabelled there
+        labelled = bool((records.keypoints[..., 2] > 0).any()) or (
+            records.dataset == "coco" and records.split != "test-dev"
+        )
+        fmt = "none"
+        if save_predictions is not None:
+            fmt = choose_format(Path(save_predictions), save_format, records.dataset, split, labelled)
+        elif not labelled:
+            raise ClposeError(
+                f"the {split} split of {records.path} has no labels, so nothing can be scored: write its predictions "
+                f"with --save-predictions FILE ({_SUBMISSION_HINT.get(records.dataset, 'e.g. predictions.json')})"
+            )
+        check_images(dataset.records)
+        scorer = dataset_metric(recipe.data.dataset, metric or cfg.metric)
+        preds = predict(
+            pose,
+            dataset,
+            batch or cfg.batch_size,
+            flip,
+            stages == "all",
+            num_workers=min(4, recipe.data.num_workers),
+            d=d,
+        )
+        tables, results = [], None
+        if labelled:
+            for s in range(preds.keypoints.shape[0]):
+                options = ScoreOptions(alpha if alpha is not None else cfg.alpha, s, head_official, cfg, annotations)
+                table, results = scorer.score_predictions(dataset, preds, options)
+                tables.append(table)
+        elif fmt == "coco":
+            results = coco_results(dataset, preds, cfg)
+        if save_predictions is not None and d.main:
+            write_predictions(Path(save_predictions), fmt, dataset, preds, results, annotations)
+    finally:
+        distributed.teardown(d)
+    settings = {
+        "labelled": labelled,
+        "predictions": None if save_predictions is None else str(save_predictions),
+        "predictions_format": None if save_predictions is None else fmt,
+        "checkpoint": str(checkpoint),
+        "split": split,
+        "records": str(dataset.records.path),
+        "flip": flip,
+        "precision": precision.name,
+        "boxes": boxes,
+        "oks_nms_thr": cfg.oks_nms_thr if scorer.name == "oks" else None,
+    }
+    if boxes != "gt":
+        settings["boxes_sha256"] = sha256(boxes)
+    return EvalRun(tables, settings)

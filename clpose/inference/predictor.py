@@ -15,7 +15,7 @@ import torch
 from clpose.engine.distributed import resolve_device
 from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
-from clpose.metrics.coco import rescore
+from clpose.evaluation.coco import rescore
 from clpose.precision import Precision
 from clpose.skeletons import Skeleton
 

@@ -19,7 +19,6 @@ import torch
 
 from clpose.config import check_option
 from clpose.console import warn
-from clpose.engine.timing import synchronize
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, PersonDetector
 from clpose.inference.predictor import Pose, Predictor, full_image_box
@@ -37,6 +36,7 @@ from clpose.inference.video import (
 from clpose.io import Staged, free_space, json_text, prepare_target, stop_requested
 from clpose.outputs import check_outputs
 from clpose.progress import ProgressBar
+from clpose.speed.timing import synchronize
 from clpose.vis import draw_pose
 
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")

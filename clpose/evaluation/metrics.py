@@ -16,10 +16,10 @@ import numpy as np
 
 from clpose.config import EvalConfig
 from clpose.data.dataset import TopDownDataset
-from clpose.engine import scoring
-from clpose.engine.evaluate import Predictions
+from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
-from clpose.metrics.pck import pck_from_records, pck_table
+from clpose.evaluation import scoring
+from clpose.evaluation.pck import pck_from_records, pck_table
 
 
 @dataclass(frozen=True)

@@ -25,11 +25,11 @@ from clpose.config import format_hw
 from clpose.console import console, warn
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.engine.posemodel import PoseModel, any_skeleton, model_recipe
-from clpose.engine.timing import synchronize, time_once
 from clpose.errors import ClposeError, first_line
 from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
 from clpose.progress import ProgressBar
+from clpose.speed.timing import synchronize, time_once
 
 
 @dataclass

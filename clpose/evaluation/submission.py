@@ -22,10 +22,10 @@ import scipy.io
 
 from clpose.console import warn
 from clpose.data.dataset import TopDownDataset
-from clpose.engine.evaluate import Predictions
+from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
+from clpose.evaluation.files import PREDICTIONS_FORMAT
 from clpose.io import atomic_path, write_json
-from clpose.metrics.files import PREDICTIONS_FORMAT
 
 FORMATS = ("auto", "coco", "mpii-submission", "mpii-preds", "lsp-joints", "npy", "clpose")
 COCO_RESULTS_NAME = re.compile(r"^person_keypoints_(test-dev|val|test-challenge)2017_[A-Za-z0-9-]+_results\.json$")
@@ -98,7 +98,7 @@ def check_finite_predictions(
     """A ClposeError (nothing written) where a predicted keypoint, keypoint score or COCO result is not finite."""
     bad = ~(np.isfinite(keypoints).all(axis=(-1, -2)) & np.isfinite(scores).all(axis=-1))
     if coco_results is not None:
-        from clpose.metrics.coco import nonfinite_results
+        from clpose.evaluation.coco import nonfinite_results
 
         bad_results = set(nonfinite_results(coco_results))
         bad_results |= {i for i, r in enumerate(coco_results) if not np.isfinite(r["score"])}

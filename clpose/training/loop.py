@@ -2,7 +2,7 @@
 
 Single process or under torchrun (DistributedDataParallel, DistributedSampler; the recipe's batch size is the
 global batch). Only rank 0 writes the run folder (run.json, recipe.yaml, metrics.jsonl, curves.png, last.pt,
-best.pt); which folder, who may write it and what may continue it is decided in clpose/engine/run_folder.py.
+best.pt); which folder, who may write it and what may continue it is decided in clpose/training/run_folder.py.
 """
 
 from __future__ import annotations
@@ -27,18 +27,18 @@ from clpose.data.dataset import WorkerLoader, worker_init
 from clpose.data.device_pipeline import DeviceLoader, DevicePipeline, RawSamples, collate_raw, resolve_pipeline
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
-from clpose.engine.curves import plot_curves
-from clpose.engine.evaluate import predict
-from clpose.engine.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.engine.posemodel import PoseModel
-from clpose.engine.progress import TrainProgress, epoch_summary, health_warnings
-from clpose.engine.run_folder import RunLock, RunPlan, check_fits, commit, open_run
-from clpose.engine.timing import synchronize
+from clpose.engine.predict import predict
 from clpose.errors import ClposeError
+from clpose.evaluation.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.losses import build_loss
 from clpose.models import load_trunk_weights
 from clpose.precision import Precision, resolve_precision
 from clpose.skeletons import get_skeleton
+from clpose.speed.timing import synchronize
+from clpose.training.curves import plot_curves
+from clpose.training.progress import TrainProgress, epoch_summary, health_warnings
+from clpose.training.run_folder import RunLock, RunPlan, check_fits, commit, open_run
 
 
 @dataclass
@@ -228,7 +228,7 @@ def fit(
     overwrite: bool = False,
 ) -> FitResult:
     """Train `recipe`; under torchrun every rank calls this and rank 0 locks and writes the run folder. An `out` that
-    holds a run needs `resume` (continue it) or `overwrite` (replace it); clpose/engine/run_folder.py has the rule.
+    holds a run needs `resume` (continue it) or `overwrite` (replace it); clpose/training/run_folder.py has the rule.
     A run that has already trained `train.epochs` writes nothing: the result's `message` says so."""
     d, dev = distributed.setup(device)
     try:
@@ -369,7 +369,7 @@ def _fit(
 def _open_run(
     recipe: Recipe, out: Path | None, resume: str | None, overwrite: bool, d: distributed.Dist, device: torch.device
 ) -> tuple[RunPlan, RunLock | None, dict | None]:
-    """Rank 0 chooses, locks and plans the run folder (clpose/engine/run_folder.py); every rank gets the plan, or rank
+    """Rank 0 chooses, locks and plans the run folder (clpose/training/run_folder.py); every rank gets the plan, or rank
     0's reason to stop (raised on every rank, so none waits for the others at a collective)."""
     plan = lock = state = failure = None
     if d.main:

@@ -1,1 +1,0 @@
-"""Metrics: pure functions on numpy arrays (PCK, PCKh, COCO OKS AP through pycocotools)."""
