@@ -22,7 +22,7 @@ from bench_data import make_records
 
 from clpose.config import AMP_CHOICES, recipe_from_dict
 from clpose.data.records import records_path, save_records
-from clpose.training.loop import measure_training
+from clpose.speed.training import measure_training
 
 
 def main() -> None:

@@ -121,7 +121,7 @@ def _plan(out: Path, recipe: Recipe, minutes: float, n_train: int, n_val: int) -
     (under load or after an upgrade it may resolve differently), and a changed precision must never discard a
     finished training. Only another budget is another schedule, whose training `_train` replaces."""
     from clpose.precision import resolve_precision
-    from clpose.training.loop import measure_speed
+    from clpose.speed.training import measure_speed
 
     precision = resolve_precision(recipe.train.amp, "cpu")  # recorded; training prints it
     plan_path = out / "plan.json"
@@ -264,7 +264,7 @@ def _train(out: Path, recipe: Recipe) -> Path:
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
     from clpose.engine.evaluate import evaluate_checkpoint
-    from clpose.evaluation.metrics import print_tables
+    from clpose.evaluation.tables import print_tables
 
     run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
     print_tables(run.tables)

@@ -3,15 +3,21 @@ heatmap MSE of the baselines.
 
 Every loss takes the network output (one tensor, or a list of tensors for multi-stage models: intermediate
 supervision sums the stages) and the batched targets of the codec, and returns a dict with "loss" (the total
-to back-propagate) and its parts (summed over stages) for logging.
+to back-propagate) and its parts (summed over stages) for logging. `LOSSES` registers each with the codecs it fits:
+adding a loss is one class and one entry (or `LOSSES[name] = LossEntry(...)` from outside the package).
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clpose.codecs.composite import split_channels
 from clpose.config import LossConfig
 from clpose.errors import ClposeError
 
@@ -23,6 +29,8 @@ def _stages(output: torch.Tensor | list[torch.Tensor] | tuple[torch.Tensor, ...]
 
 
 def _split_composite(out: torch.Tensor, targets: Targets) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(heatmaps, y-offsets, x-offsets) of a composite output, checked against the targets' shape; the channel layout
+    is the codec's (clpose.codecs.composite.split_channels)."""
     gt = targets["heatmaps"]
     n, k, hp, wp = gt.shape
     if tuple(out.shape) != (n, 3 * k, hp, wp):
@@ -30,8 +38,7 @@ def _split_composite(out: torch.Tensor, targets: Targets) -> tuple[torch.Tensor,
             f"composite output has shape {tuple(out.shape)}, expected {(n, 3 * k, hp, wp)} "
             f"for targets of shape {tuple(gt.shape)}"
         )
-    out = out.float()
-    return out[:, :k], out[:, k : 2 * k], out[:, 2 * k :]
+    return split_channels(out.float())
 
 
 def weighted_heatmap_mse(pred: torch.Tensor, gt: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -153,19 +160,52 @@ class HeatmapMSELoss(nn.Module):
         return {"loss": self.w_h * total_mse, "heatmap": total_mse}
 
 
-LOSSES = {"composite": CompositeLoss, "peak_mse": PeakMSELoss, "grmi": GRMILoss, "heatmap_mse": HeatmapMSELoss}
+@dataclass(frozen=True)
+class LossEntry:
+    """A registered loss: everything clpose needs to know about it.
+
+    Attributes:
+        build: (loss section of the recipe, the codec's tau or None) -> the loss module, whose forward takes the
+            network output and the batched targets and returns {"loss": total, part: value, ...}.
+        codecs: the codecs whose targets it trains on (recipe validation refuses another pairing).
+        weights: loss part -> the LossConfig weight that scales it (training warns when a weighted part is 0 for a
+            whole epoch: that part trained nothing).
+        check: a further rule on the recipe, returning what is wrong or None (e.g. grmi needs codec.target disk).
+    """
+
+    build: Callable[[LossConfig, float | None], nn.Module]
+    codecs: tuple[str, ...]
+    weights: dict[str, str] = field(default_factory=dict)
+    check: Callable[[Any], str | None] | None = None
+
+
+def _composite(cfg: LossConfig, tau: float | None) -> nn.Module:
+    if tau is None:
+        raise ClposeError("loss.name composite needs a codec with an activation threshold: codec.name composite")
+    return CompositeLoss(cfg.w_h, cfg.w_o, tau, cfg.region)
+
+
+def _grmi_needs_a_disk(recipe: Any) -> str | None:
+    if recipe.codec.target != "disk":
+        return f"loss.name grmi and codec.target disk go together (got codec.target {recipe.codec.target!r})"
+    return None
+
+
+_PARTS = {"heatmap": "w_h", "offset_y": "w_o", "offset_x": "w_o"}
+LOSSES: dict[str, LossEntry] = {
+    "composite": LossEntry(_composite, ("composite",), _PARTS),
+    "peak_mse": LossEntry(lambda cfg, tau: PeakMSELoss(cfg.w_h, cfg.w_o), ("composite",), _PARTS),
+    "grmi": LossEntry(lambda cfg, tau: GRMILoss(cfg.w_h, cfg.w_o), ("composite",), _PARTS, _grmi_needs_a_disk),
+    "heatmap_mse": LossEntry(lambda cfg, tau: HeatmapMSELoss(cfg.w_h), ("heatmap",), {"heatmap": "w_h"}),
+}
+
+
+def get_loss(name: str) -> LossEntry:
+    if name not in LOSSES:
+        raise ClposeError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    return LOSSES[name]
 
 
 def build_loss(cfg: LossConfig, tau: float | None = 0.6) -> nn.Module:
     """The recipe's loss; `tau` is the codec's (Codec.tau) so training and decoding share one threshold."""
-    if cfg.name == "composite":
-        if tau is None:
-            raise ClposeError("loss.name composite needs a codec with an activation threshold: codec.name composite")
-        return CompositeLoss(cfg.w_h, cfg.w_o, tau, cfg.region)
-    if cfg.name == "peak_mse":
-        return PeakMSELoss(cfg.w_h, cfg.w_o)
-    if cfg.name == "grmi":
-        return GRMILoss(cfg.w_h, cfg.w_o)
-    if cfg.name == "heatmap_mse":
-        return HeatmapMSELoss(cfg.w_h)
-    raise ClposeError(f"unknown loss {cfg.name!r}; valid: {', '.join(LOSSES)}")
+    return get_loss(cfg.name).build(cfg, tau)

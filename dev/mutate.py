@@ -91,7 +91,7 @@ MUTANTS = [
     Mutant("lsp: the test set is the first 1000 people", "clpose/evaluation/scoring.py",
            "keypoints=gt.keypoints[-LSP_TEST:], labelled=gt.labelled[-LSP_TEST:]",
            "keypoints=gt.keypoints[:LSP_TEST], labelled=gt.labelled[:LSP_TEST]", (EVAL, CONV)),
-    Mutant("conventions: align shifts the wrong way", "clpose/evaluation/files.py",
+    Mutant("conventions: align shifts the wrong way", "clpose/evaluation/ground_truth.py",
            "return pred + (float(gt.one_based) - float(pred_one_based))",
            "return pred - (float(gt.one_based) - float(pred_one_based))",
            (EVAL, CONV, "tests/test_prediction_files.py")),

@@ -100,7 +100,7 @@ def test_coco_rescoring_ranks_by_box_score_times_the_mean_keypoint_score_above_0
     from clpose.data import dataset_from_records, load_split
     from clpose.data.prepare import run_prepare
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.predict import Predictions
+    from clpose.evaluation.metrics import Predictions
     from clpose.evaluation.scoring import score_oks_records
 
     root, people = _coco_root(tmp_path)
@@ -128,7 +128,7 @@ def test_oks_nms_areas_are_those_of_the_padded_crop_box(tmp_path: Path) -> None:
     from clpose.data.prepare import run_prepare
     from clpose.data.transforms import box_size
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.predict import Predictions
+    from clpose.evaluation.metrics import Predictions
     from clpose.evaluation.scoring import coco_results
     from clpose.skeletons import COCO
 

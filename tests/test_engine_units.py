@@ -14,7 +14,7 @@ from clpose.codecs import CompositeCodec, HeatmapCodec
 from clpose.config import TrainConfig
 from clpose.models import MODELS, build_model, check_input_size
 from clpose.skeletons import get_skeleton
-from clpose.training.loop import build_optimizer, lr_factor
+from clpose.training.setup import build_optimizer, lr_factor
 
 SKELETON = get_skeleton("synthetic")  # MPII layout: 6 flip pairs, 4 joints on the axis
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

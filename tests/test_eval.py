@@ -230,8 +230,7 @@ def test_pck_on_mpii_records_uses_their_head_boxes_and_every_metric_has_a_comple
     """`clpose eval RUN --metric pck` on an MPII run: PCK with the skeleton's normaliser (the head box) works."""
     from types import SimpleNamespace
 
-    from clpose.engine.predict import Predictions
-    from clpose.evaluation.metrics import METRICS, ScoreOptions, dataset_metric
+    from clpose.evaluation.metrics import METRICS, Predictions, ScoreOptions, dataset_metric
     from clpose.skeletons import get_skeleton
 
     mpii = get_skeleton("mpii")
@@ -270,7 +269,7 @@ def _write_h5(path: Path, **datasets: np.ndarray) -> Path:
 
 
 def test_h5_preds_in_either_layout_read_as_the_same_1_based_array(tmp_path: Path) -> None:
-    from clpose.evaluation.files import read_predictions
+    from clpose.evaluation.prediction_files import read_predictions
 
     pytest.importorskip("h5py", reason=H5PY_REASON)
     kpts = np.random.default_rng(0).uniform(1, 500, (5, 16, 2))
@@ -311,7 +310,7 @@ def test_h5_and_mat_preds_give_the_same_pckh_table(realdata: Path, tmp_path: Pat
 def test_h5_errors_name_the_file_and_what_is_wrong(tmp_path: Path) -> None:
     import re
 
-    from clpose.evaluation.files import read_predictions
+    from clpose.evaluation.prediction_files import read_predictions
 
     pytest.importorskip("h5py", reason=H5PY_REASON)
     expected = "expected Nx16x2 or 2x16xN (Nx16x3 / 3x16xN with scores)"
@@ -346,7 +345,7 @@ def test_h5_without_h5py_says_which_extra_to_install(tmp_path: Path, monkeypatch
     import re
     import sys
 
-    from clpose.evaluation.files import read_predictions
+    from clpose.evaluation.prediction_files import read_predictions
 
     path = tmp_path / "pred.h5"
     path.write_bytes(b"\x89HDF\r\n\x1a\n")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from clpose.cli.app import app
 from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
-from clpose.evaluation.files import read_predictions
+from clpose.evaluation.prediction_files import read_predictions
 from clpose.training.loop import fit
 
 runner = CliRunner()

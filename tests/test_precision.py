@@ -204,6 +204,7 @@ def test_fp16_training_goes_through_the_grad_scaler() -> None:
     from clpose.losses import build_loss
     from clpose.models import build_model
     from clpose.training.loop import train_step
+    from clpose.training.setup import Step
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -225,7 +226,9 @@ def test_fp16_training_goes_through_the_grad_scaler() -> None:
     }
     before = model.predict.weight.detach().clone()
     fp16 = Precision("fp16", "fp16", "test")
-    parts = train_step(model, batch, build_loss(recipe.loss, 0.6), optimizer, scaler, device, recipe.train, fp16)
+    keys = ("heatmaps", "offsets", "keypoint_weights")
+    step = Step(model, build_loss(recipe.loss, 0.6), optimizer, scaler, device, fp16, keys)
+    parts = train_step(step, batch, recipe.train)
     assert torch.isfinite(parts["loss"]) and scaler.is_enabled()
     assert scaler.get_scale() in (1024.0, 512.0)  # kept, or halved once after an overflow
     assert scaler.state_dict()["scale"] == scaler.get_scale()

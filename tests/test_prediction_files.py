@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.data.records import new_records, save_records
-from clpose.evaluation.files import read_predictions
+from clpose.evaluation.prediction_files import read_predictions
 from clpose.evaluation.scoring import score_oks_file, score_pck_file
 
 runner = CliRunner()
@@ -372,7 +372,7 @@ def test_a_binary_results_file_is_one_line(tmp_path: Path) -> None:
 def test_coco_results_variants_read_as_numbers_and_score_exactly(tmp_path: Path) -> None:
     """What the format allows is read as it is: int keypoints, an integral float image id, extra keys, a null
     (clpose's strict JSON for a NaN) and NaN itself stay numbers for the scorer's finite check."""
-    from clpose.evaluation.files import read_coco_results
+    from clpose.evaluation.prediction_files import read_coco_results
 
     perfect = _perfect(tmp_path)
     variant = {**perfect, "image_id": 1.0, "keypoints": [round(v) for v in perfect["keypoints"]], "id": 7}

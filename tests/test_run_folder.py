@@ -28,6 +28,7 @@ from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Metric
+from clpose.speed import training as speed_training
 from clpose.training import loop as train_module
 
 runner = CliRunner()
@@ -313,7 +314,7 @@ def test_the_demo_keeps_its_finished_training_when_the_precision_changes(
     recipe = recipe_from_dict(load_checkpoint(train / "last.pt")["recipe"], name="demo")
     plan = {"minutes": 0.5, "train": 16, "val": 8, "precision": "bf16", "samples_per_s": 9.0, "epochs": 2}
     (out / "plan.json").write_text(json.dumps({**plan, "train_per_epoch": 16}))
-    monkeypatch.setattr(train_module, "measure_speed", lambda *a, **k: pytest.fail("the plan was measured again"))
+    monkeypatch.setattr(speed_training, "measure_speed", lambda *a, **k: pytest.fail("the plan was measured again"))
     before = _snapshot(train)
     assert demo._plan(out, recipe, 0.5, 16, 8) == (2, 16)
     assert demo._train(out, recipe) == train

@@ -15,8 +15,8 @@ from clpose.cli.app import app
 from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.data.records import load_records
-from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
+from clpose.evaluation.metrics import Predictions
 from clpose.evaluation.submission import choose_format, write_mpii_submission, write_predictions
 from clpose.skeletons import get_skeleton
 from clpose.training.loop import fit

@@ -149,11 +149,11 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_checkpoint(
     real = engine.train_one_epoch
     calls = {"n": 0}
 
-    def poisoned(model, loader, loss_fn, *args, **kwargs):
+    def poisoned(step, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
-            loss_fn.w_h = float("nan")
-        return real(model, loader, loss_fn, *args, **kwargs)
+            step.loss_fn.w_h = float("nan")
+        return real(step, *args, **kwargs)
 
     monkeypatch.setattr(engine, "train_one_epoch", poisoned)
     with pytest.raises(

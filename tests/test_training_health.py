@@ -82,7 +82,7 @@ def _row(epoch: int, value: float | None, loss: float, metric: str = "pck", **pa
 
 
 def test_a_zero_part_is_named_with_its_weight_and_a_zero_weight_is_not_a_warning() -> None:
-    from clpose.training.progress import health_warnings
+    from clpose.training.health import health_warnings
 
     heatmaps = LossConfig(name="heatmap_mse", w_h=0.5)
     assert health_warnings([_row(1, 50.0, 0.1, heatmap=0.0)], heatmaps, None, 1.0) == [
@@ -99,7 +99,7 @@ def test_a_zero_part_is_named_with_its_weight_and_a_zero_weight_is_not_a_warning
 
 
 def test_a_metric_at_zero_while_the_loss_falls_is_warned_only_after_three_validations() -> None:
-    from clpose.training.progress import health_warnings
+    from clpose.training.health import health_warnings
 
     loss = LossConfig(name="heatmap_mse", w_h=0.5)
     rows = [_row(1, 0.2, 0.9), _row(2, None, 0.8), _row(3, 0.0, 0.5), _row(4, 0.9, 0.3)]  # val_every 2 on epoch 2

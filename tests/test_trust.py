@@ -218,7 +218,7 @@ def test_a_network_output_that_is_not_finite_is_an_error_not_a_prediction(tmp_pa
 
 
 def test_a_submission_is_never_written_with_nan(tmp_path: Path) -> None:
-    from clpose.engine.predict import Predictions
+    from clpose.evaluation.metrics import Predictions
     from clpose.evaluation.submission import write_predictions
 
     kpts = np.zeros((1, 2, 16, 2))
@@ -341,7 +341,7 @@ def test_coco_ap_of_a_val_limit_counts_only_the_kept_images(tmp_path: Path) -> N
     from clpose.config import EvalConfig
     from clpose.data import dataset_from_records, load_split
     from clpose.engine.posemodel import recipe_codec
-    from clpose.engine.predict import Predictions
+    from clpose.evaluation.metrics import Predictions
     from clpose.evaluation.scoring import score_oks_records
 
     root = tmp_path / "coco"

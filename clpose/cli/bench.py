@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
-from clpose.config import AMP_HELP, check_option, parse_hw
+from clpose.cli.options import Amp
+from clpose.config import check_option, parse_hw
 from clpose.errors import ClposeError
 
 DEFAULT_MODELS = ["clnet_resnet50", "simplebaseline_resnet50"]
@@ -28,10 +29,7 @@ def bench(
         ),
     ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda or cuda:N.")] = "cpu",
-    amp: Annotated[
-        Literal["auto", "off", "bf16", "fp16"],
-        typer.Option(help=AMP_HELP),
-    ] = "auto",
+    amp: Amp = "auto",
     channels_last: Annotated[bool, typer.Option(help="channels_last memory format for model and input.")] = False,
     compile_: Annotated[bool, typer.Option("--compile", help="torch.compile each model before timing.")] = False,
     cuda_graphs: Annotated[

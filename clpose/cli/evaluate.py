@@ -7,7 +7,9 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.config import ALPHA_RANGE, AMP_HELP
+from clpose.cli.options import Amp, Device, metric_names, registered
+from clpose.config import ALPHA_RANGE
+from clpose.evaluation.formats import SaveFormat
 
 
 def evaluate(
@@ -16,8 +18,13 @@ def evaluate(
         typer.Argument(help="Run folder or checkpoint to evaluate (default: the latest best.pt under runs/)."),
     ] = None,
     metric: Annotated[
-        Literal["pck", "pckh", "oks"] | None,
-        typer.Option(help="pck (LSP, PCK@0.2), pckh (MPII, PCKh@0.5) or oks (COCO AP). Default: the dataset's."),
+        str | None,
+        typer.Option(
+            help="pck (LSP, PCK@0.2), pckh (MPII, PCKh@0.5), oks (COCO AP) or another metric registered in "
+            "clpose.evaluation.metrics.METRICS. Default: the dataset's.",
+            callback=registered("--metric", metric_names),
+            metavar="METRIC",
+        ),
     ] = None,
     predictions: Annotated[
         Path | None,
@@ -61,15 +68,12 @@ def evaluate(
         ),
     ] = None,
     format_: Annotated[
-        Literal["auto", "coco", "mpii-submission", "mpii-preds", "lsp-joints", "npy", "clpose"],
+        SaveFormat,
         typer.Option("--format", help="Format of --save-predictions (auto: from the file name and the dataset)."),
     ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[
-        Literal["auto", "off", "bf16", "fp16"],
-        typer.Option(help=AMP_HELP),
-    ] = "auto",
+    device: Device = "auto",
+    amp: Amp = "auto",
 ) -> None:
     """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol.
 
@@ -129,7 +133,7 @@ def evaluate(
                 f"the {settings['split']} split has no labels: nothing was scored; wrote {save_predictions} "
                 f"({settings['predictions_format']} format; docs/evaluation.md says how to submit it)"
             )
-    from clpose.evaluation.metrics import print_tables
+    from clpose.evaluation.tables import print_tables
 
     if tables:
         print_tables(tables)

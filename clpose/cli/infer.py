@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.config import AMP_HELP
+from clpose.cli.options import Amp, Device
 
 
 def infer(
@@ -60,11 +60,8 @@ def infer(
         bool,
         typer.Option(help="On a GPU, replay the network from CUDA graphs (one per batch shape; no effect elsewhere)."),
     ] = True,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[
-        Literal["auto", "off", "bf16", "fp16"],
-        typer.Option(help=AMP_HELP),
-    ] = "auto",
+    device: Device = "auto",
+    amp: Amp = "auto",
 ) -> None:
     """Predict keypoints and write an annotated image/video and a JSON file.
 

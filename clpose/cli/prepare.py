@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
+
+from clpose.cli.options import dataset_names, registered
 
 
 def prepare(
     dataset: Annotated[
-        Literal["lsp", "mpii", "coco", "synthetic"], typer.Argument(help="Dataset to convert (or generate).")
+        str,
+        typer.Argument(
+            help="Dataset to convert (or generate): lsp, mpii, coco, synthetic, or another registered in "
+            "clpose.data.prepare.DATASETS.",
+            callback=registered("dataset", dataset_names),
+            metavar="DATASET",
+        ),
     ],
     root: Annotated[
         Path | None, typer.Option(help="Folder with the files as downloaded (default: data/DATASET).")

@@ -1,19 +1,42 @@
 """Codecs: keypoints -> training targets (encode) and network outputs -> keypoints (decode).
 
 A codec is built once from the recipe and used in two places: the dataset encodes, inference decodes. Every codec
-follows the `Codec` protocol (clpose.codecs.base); `CODECS` maps a recipe's codec.name to its builder, so a new
-codec is one class and one entry here.
+follows the `Codec` protocol (clpose.codecs.base; its `votes` is how `clpose vis` draws a codec's cells). `CODECS`
+holds one `CodecEntry` per recipe codec.name with everything the rest of clpose needs to know about the codec:
+adding a codec is one class and one entry (`CODECS[name] = CodecEntry(...)`, also from outside the package).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from clpose.codecs.base import Codec
 from clpose.codecs.composite import CompositeCodec
 from clpose.codecs.heatmap import HeatmapCodec
 from clpose.config import CodecConfig
 from clpose.errors import ClposeError
+
+
+@dataclass(frozen=True)
+class CodecEntry:
+    """A registered codec.
+
+    Attributes:
+        build: (codec section of the recipe, crop size (H, W), the model's output stride) -> the codec.
+        channels_per_keypoint: what a network must output per keypoint for it (a model fits the codec when its own
+            codec has as many).
+        target_keys: what `encode` produces and the loss reads: the trainer moves exactly these to the device.
+        default_loss: the loss a recipe of this codec trains with unless it says otherwise (bench, `model_recipe`).
+        check: a further rule on the recipe, returning what is wrong or None.
+    """
+
+    build: Callable[[CodecConfig, tuple[int, int], int], Codec]
+    channels_per_keypoint: int
+    target_keys: tuple[str, ...]
+    default_loss: str
+    check: Callable[[Any], str | None] | None = None
 
 
 def _composite(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
@@ -35,17 +58,27 @@ def _heatmap(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
     return HeatmapCodec(input_hw, stride=stride, sigma=cfg.sigma or 2.0, dark=cfg.dark)
 
 
-CODECS: dict[str, Callable[[CodecConfig, tuple[int, int], int], Codec]] = {
-    "composite": _composite,
-    "heatmap": _heatmap,
+def _disk_needs_grmi(recipe: Any) -> str | None:
+    if recipe.codec.target == "disk" and recipe.loss.name != "grmi":
+        return f"loss.name grmi and codec.target disk go together (got loss.name {recipe.loss.name!r})"
+    return None
+
+
+CODECS: dict[str, CodecEntry] = {
+    "composite": CodecEntry(_composite, 3, ("heatmaps", "offsets", "keypoint_weights"), "composite", _disk_needs_grmi),
+    "heatmap": CodecEntry(_heatmap, 1, ("heatmaps", "keypoint_weights"), "heatmap_mse"),
 }
+
+
+def get_codec(name: str) -> CodecEntry:
+    if name not in CODECS:
+        raise ClposeError(f"unknown codec {name!r}; valid: {', '.join(CODECS)}")
+    return CODECS[name]
 
 
 def build_codec(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
     """Build the recipe's codec for a crop size (H, W) and the model's output stride."""
-    if cfg.name not in CODECS:
-        raise ClposeError(f"unknown codec {cfg.name!r}; valid: {', '.join(CODECS)}")
-    return CODECS[cfg.name](cfg, input_hw, stride)
+    return get_codec(cfg.name).build(cfg, input_hw, stride)
 
 
-__all__ = ["CODECS", "Codec", "CompositeCodec", "HeatmapCodec", "build_codec"]
+__all__ = ["CODECS", "Codec", "CodecEntry", "CompositeCodec", "HeatmapCodec", "build_codec", "get_codec"]

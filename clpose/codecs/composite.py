@@ -24,6 +24,15 @@ from clpose.codecs.base import check_keypoints, check_size
 from clpose.errors import ClposeError
 
 
+def split_channels(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The composite output layout, (N, 3K, H', W') = [K heatmaps, K y-offsets, K x-offsets] -> the three (N, K, H',
+    W') parts. The one place that knows the layout: the codec's decode and the losses both split through here."""
+    if output.ndim != 4 or output.shape[1] % 3:
+        raise ClposeError(f"composite output must be (N, 3K, H', W'), got {tuple(output.shape)}")
+    k = output.shape[1] // 3
+    return output[:, :k], output[:, k : 2 * k], output[:, 2 * k :]
+
+
 class CompositeCodec:
     """Encode keypoints into sparse heatmaps + short-distance offsets, and decode them back.
 
@@ -155,13 +164,10 @@ class CompositeCodec:
 
     def split(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Split a network output (N, 3K, H', W') into heatmaps (N, K, H', W') and offsets (N, 2K, H', W')."""
-        if output.ndim != 4 or output.shape[1] % 3:
-            raise ClposeError(f"composite output must be (N, 3K, H', W'), got {tuple(output.shape)}")
-        k = output.shape[1] // 3
-        heatmaps = output[:, :k]
+        heatmaps, _, _ = split_channels(output)
         if self.target == "disk":
             heatmaps = heatmaps.sigmoid()
-        return heatmaps, output[:, k:]
+        return heatmaps, output[:, heatmaps.shape[1] :]
 
     def decode(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The three steps of section 3.4, batched, on the tensors' device.
@@ -251,10 +257,7 @@ class CompositeCodec:
         k = output.shape[1] // 3
         if output.ndim != 4 or output.shape[1] != 3 * k or len(flip_index) != k:
             raise ClposeError(f"flip_back needs (N, 3K, H', W') with K = {len(flip_index)}, got {tuple(output.shape)}")
-        mirrored = output.flip(-1)
         idx = torch.as_tensor(flip_index, device=output.device)
-        heat = mirrored[:, :k][:, idx]
-        off_y = mirrored[:, k : 2 * k][:, idx]
+        heat, off_y, off_x = (part[:, idx] for part in split_channels(output.flip(-1)))
         shift = (self.input_hw[1] - 1 - self.heatmap_hw[1] * self.stride) / self.stride
-        off_x = shift - mirrored[:, 2 * k :][:, idx]
-        return torch.cat([heat, off_y, off_x], dim=1)
+        return torch.cat([heat, off_y, shift - off_x], dim=1)

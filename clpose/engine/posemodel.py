@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clpose.codecs import Codec, build_codec
+from clpose.codecs import Codec, build_codec, get_codec
 from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.data.dataset import normalize
 from clpose.data.device_pipeline import normalize_batch, warp_batch
@@ -46,7 +46,7 @@ def recipe_codec(recipe: Recipe, input_hw: tuple[int, int] | None = None) -> Cod
 def model_recipe(name: str, input_hw: tuple[int, int]) -> Recipe:
     """The recipe of a registered model at its defaults (its own codec), for measuring a model by name (`bench`)."""
     codec = get_entry(name).codec
-    loss = "composite" if codec == "composite" else "heatmap_mse"
+    loss = get_codec(codec).default_loss
     raw = {
         "model": {"name": name},
         "codec": {"name": codec},
@@ -55,6 +55,16 @@ def model_recipe(name: str, input_hw: tuple[int, int]) -> Recipe:
     }
     raw["data"]["input_size"] = f"{input_hw[0]}x{input_hw[1]}"
     return recipe_from_dict(raw, f"model {name}")
+
+
+def check_model_fits_codec(model: str, codec: str) -> None:
+    """A model fits a codec whose maps have as many channels per keypoint as those of the model's own codec."""
+    own = get_entry(model).codec
+    if get_codec(own).channels_per_keypoint != get_codec(codec).channels_per_keypoint:
+        raise ClposeError(
+            f"model {model} predicts {own} maps ({get_codec(own).channels_per_keypoint} per keypoint) but codec.name "
+            f"{codec} decodes {get_codec(codec).channels_per_keypoint} per keypoint"
+        )
 
 
 def any_skeleton(num_keypoints: int) -> Skeleton:
@@ -155,11 +165,7 @@ class PoseModel:
         `pretrained` trunk where `pretrained`), its codec and crop settings."""
         hw = tuple(input_hw or recipe.data.input_size)
         codec = recipe_codec(recipe, hw)
-        entry = get_entry(recipe.model.name)
-        if entry.codec != recipe.codec.name:
-            raise ClposeError(
-                f"model {recipe.model.name} predicts {entry.codec} maps but codec.name is {recipe.codec.name}"
-            )
+        check_model_fits_codec(recipe.model.name, recipe.codec.name)
         options = model_options(recipe.model, pretrained=pretrained and state is None)
         model = build_model(recipe.model.name, skeleton.num_keypoints, **options)
         if state is not None:

@@ -8,7 +8,6 @@ order, so the metric equals the single-process one."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 from torch.utils.data import Subset
@@ -17,21 +16,7 @@ from clpose.data.dataset import TopDownDataset, WorkerLoader, worker_init
 from clpose.engine.distributed import Dist, gather
 from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
-
-
-@dataclass
-class Predictions:
-    """Keypoints of every person of a dataset, in image pixels (0-based).
-
-    Attributes:
-        indices: (N,) record indices.
-        keypoints: (S, N, K, 2) per stage (S = 1 unless every stage was asked for).
-        scores: (S, N, K).
-    """
-
-    indices: np.ndarray
-    keypoints: np.ndarray
-    scores: np.ndarray
+from clpose.evaluation.metrics import Predictions
 
 
 def predict(

@@ -1,8 +1,10 @@
 """The metric registry: what each metric is called, which columns its table has, the one number a run is judged by,
-its default threshold and how it scores a model's predictions or a predictions file.
+its default threshold and printed scale, and how it scores a model's predictions or a predictions file; and the types
+its scorers take (Predictions, ScoreOptions).
 
-Evaluation of checkpoints (`eval_checkpoint`), of files (`clpose eval --predictions`), training's validation and the
-table printer all read this table: adding a metric is one entry here.
+Checkpoint evaluation (clpose.engine.evaluate), file scoring (`clpose eval --predictions`), training's validation,
+the recipe's eval.metric, the CLI's --metric and the table printer all read `METRICS`: adding a metric is one entry
+(`METRICS[name] = Metric(...)`, also from outside the package).
 """
 
 from __future__ import annotations
@@ -16,10 +18,24 @@ import numpy as np
 
 from clpose.config import EvalConfig
 from clpose.data.dataset import TopDownDataset
-from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
 from clpose.evaluation import scoring
 from clpose.evaluation.pck import pck_from_records, pck_table
+
+
+@dataclass
+class Predictions:
+    """Keypoints of every person of a dataset, in image pixels (0-based).
+
+    Attributes:
+        indices: (N,) record indices.
+        keypoints: (S, N, K, 2) per stage (S = 1 unless every stage was asked for).
+        scores: (S, N, K).
+    """
+
+    indices: np.ndarray
+    keypoints: np.ndarray
+    scores: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -121,8 +137,6 @@ METRICS: dict[str, Metric] = {
     ),
 }
 
-DATASET_METRICS = {"mpii": "pckh", "coco": "oks"}  # every other dataset (LSP, synthetic): pck
-
 
 def get_metric(name: str) -> Metric:
     if name not in METRICS:
@@ -131,27 +145,11 @@ def get_metric(name: str) -> Metric:
 
 
 def dataset_metric(dataset_name: str, choice: str | None = "auto") -> Metric:
-    """The metric asked for, or with "auto"/None the dataset's: PCKh for MPII, OKS for COCO, PCK otherwise."""
+    """The metric asked for, or with "auto"/None the dataset's (clpose.data.prepare.DATASETS: PCKh for MPII, OKS for
+    COCO, PCK for LSP and synthetic); PCK for records of a dataset clpose does not prepare."""
+    from clpose.data.prepare import DATASETS
+
     if choice and choice != "auto":
         return get_metric(choice)
-    return METRICS[DATASET_METRICS.get(dataset_name, "pck")]
-
-
-def print_tables(tables: list[Table]) -> None:
-    """One result table (a row per stage when there are several), then its counts."""
-    from rich.table import Table as RichTable
-
-    from clpose.console import console
-
-    metric = get_metric(tables[0]["metric"])
-    table = RichTable(title=metric.title.format(alpha=f"{tables[0].get('alpha') or 0:g}"))
-    if len(tables) > 1:
-        table.add_column("stage", justify="right")
-    for column in metric.columns:
-        table.add_column(column, justify="right")
-    for i, t in enumerate(tables):
-        cells = [f"{t[c] * metric.scale:.1f}" for c in metric.columns]
-        table.add_row(*([str(i + 1)] if len(tables) > 1 else []), *cells)
-    console.print(table)
-    counts = {k: tables[-1][k] for k in ("people", "joints_counted", "instances", "images") if k in tables[-1]}
-    console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    entry = DATASETS.get(dataset_name)
+    return get_metric(entry.metric if entry is not None else "pck")

@@ -19,14 +19,9 @@ from clpose import __version__
 from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.evaluation import coco as coco_metric
-from clpose.evaluation.files import (
-    align,
-    read_coco_results,
-    read_lsp_ground_truth,
-    read_mpii_ground_truth,
-    read_predictions,
-)
+from clpose.evaluation.ground_truth import align, read_lsp_ground_truth, read_mpii_ground_truth
 from clpose.evaluation.pck import head_size, pck_correct, pck_table, torso_size
+from clpose.evaluation.prediction_files import read_coco_results, read_predictions
 from clpose.skeletons import COCO, LSP, MPII
 
 LSP_TEST = 1000  # the LSP test set: the last 1000 people of joints.mat

@@ -22,12 +22,12 @@ import scipy.io
 
 from clpose.console import warn
 from clpose.data.dataset import TopDownDataset
-from clpose.engine.predict import Predictions
 from clpose.errors import ClposeError
-from clpose.evaluation.files import PREDICTIONS_FORMAT
+from clpose.evaluation.formats import FORMATS
+from clpose.evaluation.metrics import Predictions
+from clpose.evaluation.prediction_files import PREDICTIONS_FORMAT
 from clpose.io import atomic_path, write_json
 
-FORMATS = ("auto", "coco", "mpii-submission", "mpii-preds", "lsp-joints", "npy", "clpose")
 COCO_RESULTS_NAME = re.compile(r"^person_keypoints_(test-dev|val|test-challenge)2017_[A-Za-z0-9-]+_results\.json$")
 MPII_SUBMISSION_NAME = "pred_keypoints_mpii.mat"
 

@@ -1,16 +1,85 @@
-"""`clpose prepare`: raw dataset files as downloaded -> one records file per split + summary.json."""
+"""`clpose prepare`: raw dataset files as downloaded -> one records file per split + summary.json.
+
+`DATASETS` holds one `DatasetEntry` per dataset: its converter (one module per dataset here) and the metric its
+validation is scored with. Adding a dataset is its converter module and one entry (plus its keypoint table in
+clpose/skeletons.py when its skeleton is new).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from clpose.data.prepare.common import Report, drop_unusable, print_summary, summarize, write_all
-from clpose.data.records import records_path
+from clpose.data.prepare.common import ImageTable, Report, drop_unusable, print_summary, summarize, write_all
+from clpose.data.records import Records, records_path
 from clpose.errors import ClposeError
 from clpose.outputs import check_outputs
 
-DATASETS = ("lsp", "mpii", "coco", "synthetic")
+
+@dataclass(frozen=True)
+class PrepareArgs:
+    """What `clpose prepare` was given: the download's folder, where the records go, and the SPLIT=FILE options."""
+
+    root: Path
+    out: Path
+    annotations: dict[str, Path] = field(default_factory=dict)  # "*" for a bare FILE
+    images: dict[str, Path] = field(default_factory=dict)
+    detections: dict[str, Path] = field(default_factory=dict)
+    synthetic: dict[str, Any] = field(default_factory=dict)  # the generator's options
+
+
+Converted = tuple[dict[str, Records], dict[str, ImageTable]]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """A dataset clpose prepares: `convert` makes its splits' records (and image tables, for the summary); `metric`
+    is what its validation is scored with (clpose.evaluation.metrics); `download` whether it reads files as
+    downloaded (the synthetic set is generated)."""
+
+    convert: Callable[[PrepareArgs, Report], Converted]
+    metric: str
+    download: bool = True
+
+
+def _lsp(args: PrepareArgs, report: Report) -> Converted:
+    from clpose.data.prepare.lsp import prepare_lsp
+
+    return prepare_lsp(args.root, report)
+
+
+def _mpii(args: PrepareArgs, report: Report) -> Converted:
+    from clpose.data.prepare.mpii import prepare_mpii
+
+    if "*" in args.annotations:
+        raise ClposeError("--annotations for mpii needs SPLIT=FILE (train, valid, trainval, test, release, gt_valid)")
+    return prepare_mpii(args.root, report, dict(args.annotations), args.images.get("*"))
+
+
+def _coco(args: PrepareArgs, report: Report) -> Converted:
+    from clpose.data.prepare.coco import prepare_coco
+
+    if "*" in args.annotations:
+        raise ClposeError("--annotations for coco needs SPLIT=FILE, e.g. val=person_keypoints_val2017.json")
+    return prepare_coco(args.root, report, dict(args.annotations), dict(args.images), dict(args.detections))
+
+
+def _synthetic(args: PrepareArgs, report: Report) -> Converted:
+    from clpose.data.prepare.synthetic import prepare_synthetic
+
+    options = dict(args.synthetic)
+    counts = {"train": options.pop("train", 4000), "valid": options.pop("val", 500)}
+    return prepare_synthetic(args.out, report, counts, **options)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "lsp": DatasetEntry(_lsp, "pck"),
+    "mpii": DatasetEntry(_mpii, "pckh"),
+    "coco": DatasetEntry(_coco, "oks"),
+    "synthetic": DatasetEntry(_synthetic, "pck", download=False),
+}
 
 
 def _resolve(value: str, root: Path) -> Path:
@@ -58,37 +127,21 @@ def run_prepare(
     show: bool = True,
 ) -> dict[str, Any]:
     """Convert (or generate) a dataset; returns the summary that is also written to OUT/summary.json."""
-    report = Report()
-    ann = parse_assignments(annotations or [], root, "--annotations")
-    imgs = parse_assignments(images or [], root, "--images")
-    if dataset != "synthetic" and not root.is_dir():
-        raise ClposeError(f"--root {root} is not a folder (expected the {dataset} files as downloaded)")
-    if dataset == "lsp":
-        from clpose.data.prepare.lsp import prepare_lsp
-
-        splits, tables = prepare_lsp(root, report)
-    elif dataset == "mpii":
-        from clpose.data.prepare.mpii import prepare_mpii
-
-        if "*" in ann:
-            raise ClposeError(
-                "--annotations for mpii needs SPLIT=FILE (train, valid, trainval, test, release, gt_valid)"
-            )
-        splits, tables = prepare_mpii(root, report, ann, imgs.get("*"))
-    elif dataset == "coco":
-        from clpose.data.prepare.coco import prepare_coco
-
-        if "*" in ann:
-            raise ClposeError("--annotations for coco needs SPLIT=FILE, e.g. val=person_keypoints_val2017.json")
-        splits, tables = prepare_coco(root, report, ann, imgs, parse_detections(detections, root))
-    elif dataset == "synthetic":
-        from clpose.data.prepare.synthetic import prepare_synthetic
-
-        options = dict(synthetic or {})
-        counts = {"train": options.pop("train", 4000), "valid": options.pop("val", 500)}
-        splits, tables = prepare_synthetic(out, report, counts, **options)
-    else:
+    if dataset not in DATASETS:
         raise ClposeError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    entry = DATASETS[dataset]
+    if entry.download and not root.is_dir():
+        raise ClposeError(f"--root {root} is not a folder (expected the {dataset} files as downloaded)")
+    args = PrepareArgs(
+        root,
+        out,
+        parse_assignments(annotations or [], root, "--annotations"),
+        parse_assignments(images or [], root, "--images"),
+        parse_detections(detections, root),
+        dict(synthetic or {}),
+    )
+    report = Report()
+    splits, tables = entry.convert(args, report)
     splits = {split: drop_unusable(records, split, report) for split, records in splits.items()}
     summary = summarize(splits, tables, report)
     outputs: dict[str, Path] = {f"the {split} records": records_path(out, split) for split in splits}

@@ -1,4 +1,5 @@
-"""Reading ground truth and prediction files for PCK / PCKh scoring, in the layouts the literature publishes.
+"""Reading prediction files, in the layouts the literature publishes: for PCK / PCKh (.mat, .h5, .npy, clpose JSON)
+and COCO results (JSON).
 
 Coordinate conventions: MATLAB files (.mat) and HDF5 prediction files (.h5, `preds`) hold 1-based pixels, as the
 datasets' own files and the published prediction files do; numpy files (.npy) and clpose records hold 0-based
@@ -13,140 +14,19 @@ type, and an error names the file, the entry and the key. Suffixes are matched w
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 
-from clpose.data.records import load_records
 from clpose.errors import ClposeError, first_line
+from clpose.evaluation.arrays import is_number, load_mat, numeric_array, one_person, read_json, shape_text, short
 
 PREDICTIONS_FORMAT = "clpose-predictions"
 H5_SUFFIXES = (".h5", ".hdf5")
 COCO_RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 PERSON = 1  # the COCO category id of a person: keypoint results are of people
-# what a non-numeric array holds, by numpy dtype kind, for the error message
-_KINDS = {
-    "O": "cells or objects (a MATLAB cell array?)",
-    "V": "records (a structured dtype or a MATLAB struct)",
-    "U": "text",
-    "S": "text",
-    "b": "true/false values",
-    "c": "complex numbers",
-    "M": "dates",
-    "m": "time spans",
-}
-
-
-@dataclass
-class GroundTruth:
-    """N people: keypoints (N, K, 2), labelled (N, K), head boxes (N, 4) or None, one_based convention."""
-
-    keypoints: np.ndarray
-    labelled: np.ndarray
-    head_boxes: np.ndarray | None
-    one_based: bool
-    source: str
-
-
-def _mat(path: Path) -> dict:
-    if not path.is_file():
-        raise ClposeError(f"{path} does not exist")
-    try:
-        return {k: v for k, v in scipy.io.loadmat(str(path)).items() if not k.startswith("__")}
-    except (ValueError, OSError, NotImplementedError, TypeError, scipy.io.matlab.MatReadError) as e:
-        hint = "" if path.suffix.lower() == ".mat" else "; prediction files are .mat, .h5/.hdf5, .npy or .json"
-        raise ClposeError(f"{path} could not be read as a MATLAB file ({first_line(e)}){hint}") from None
-
-
-def _shape(arr: np.ndarray) -> str:
-    return "x".join(map(str, arr.shape)) or "scalar"
-
-
-def _numeric(arr: Any, path: Path, what: str) -> np.ndarray:
-    """`arr` as float64, or one line saying what it holds instead of numbers.
-
-    The cast alone would be wrong both ways: text such as "1.5" and a one-field structured array cast silently
-    (into numbers nobody predicted), while a cell array or a multi-field struct raises a traceback.
-    """
-    if not isinstance(arr, np.ndarray):  # e.g. a MATLAB sparse matrix
-        raise ClposeError(f"{path}: {what} is a {type(arr).__name__}, expected a numeric array")
-    if arr.dtype.kind not in "iuf":
-        held = _KINDS.get(arr.dtype.kind, "values that are not numbers")
-        raise ClposeError(f"{path}: {what} holds {held} ({arr.dtype}), expected numbers")
-    return arr.astype(np.float64)
-
-
-def _one_person(arr: np.ndarray, ndim: int) -> np.ndarray:
-    """`arr` with its last (people) axis restored where it is missing: MATLAB drops trailing singleton
-    dimensions, so one person's 3 x 14 x 1 joints are saved as 3 x 14."""
-    return arr[..., None] if arr.ndim == ndim - 1 else arr
-
-
-def _from_records(path: Path, k: int) -> GroundTruth:
-    records = load_records(path)
-    if records.keypoints.shape[1] != k:
-        raise ClposeError(f"{path} holds {records.keypoints.shape[1]} keypoints per person, expected {k}")
-    return GroundTruth(
-        records.keypoints[..., :2], records.keypoints[..., 2] > 0, _head_boxes(records.extras, path), False, str(path)
-    )
-
-
-def _head_boxes(extras: list[Any], path: Path) -> np.ndarray | None:
-    """(N, 4) extras.head_box of every person, None where one has none; a hand-edited box that is not 4 numbers
-    is an error (cast, "12" would pass and a ragged list would crash)."""
-    boxes = [e.get("head_box") if isinstance(e, dict) else None for e in extras]
-    if any(b is None for b in boxes):
-        return None
-    for i, box in enumerate(boxes):
-        if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
-            raise ClposeError(
-                f"{path}: people[{i}] extras.head_box is {_short(box)}, expected [x1, y1, x2, y2] numbers"
-            )
-    return np.array(boxes, dtype=np.float64)
-
-
-def read_lsp_ground_truth(path: str | Path) -> GroundTruth:
-    """LSP joints.mat (3 x 14 x N, every joint labelled, 1-based) or clpose test records."""
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        return _from_records(path, 14)
-    arr = _mat(path).get("joints")
-    if arr is None:
-        raise ClposeError(f"{path}: expected LSP joints.mat with joints 3x14xN, got no 'joints' array")
-    arr = _one_person(_numeric(arr, path, "joints"), 3)
-    if arr.ndim != 3 or arr.shape[:2] != (3, 14):
-        raise ClposeError(f"{path}: expected LSP joints.mat with joints 3x14xN, got joints {_shape(arr)}")
-    kpts = arr[:2].transpose(2, 1, 0)
-    return GroundTruth(kpts, np.ones(kpts.shape[:2], dtype=bool), None, True, str(path))
-
-
-def read_mpii_ground_truth(path: str | Path) -> GroundTruth:
-    """gt_valid.mat (pos_gt_src 16x2xN, jnt_missing 16xN, headboxes_src 2x2xN; 1-based) or valid records."""
-    path = Path(path)
-    if path.suffix.lower() == ".json":
-        gt = _from_records(path, 16)
-        if gt.head_boxes is None:
-            raise ClposeError(f"{path}: PCKh needs extras.head_box for every person (prepare MPII with gt_valid.mat)")
-        return gt
-    mat = _mat(path)
-    arrays = {}
-    for key, shape in (("pos_gt_src", (16, 2)), ("jnt_missing", (16,)), ("headboxes_src", (2, 2))):
-        if key not in mat:
-            raise ClposeError(f"{path} has no {key} (expected gt_valid.mat: pos_gt_src, jnt_missing, headboxes_src)")
-        arr = arrays[key] = _one_person(_numeric(mat[key], path, key), len(shape) + 1)
-        if arr.ndim != len(shape) + 1 or arr.shape[: len(shape)] != shape:
-            raise ClposeError(f"{path}: {key} has shape {_shape(arr)}, expected {'x'.join(map(str, shape))}xN")
-    pos = arrays["pos_gt_src"].transpose(2, 0, 1)
-    missing = arrays["jnt_missing"].T > 0
-    boxes = arrays["headboxes_src"].transpose(2, 0, 1).reshape(-1, 4)
-    if not (len(pos) == len(missing) == len(boxes)):
-        raise ClposeError(f"{path}: pos_gt_src, jnt_missing and headboxes_src disagree on the number of people")
-    return GroundTruth(pos, ~missing, boxes, True, str(path))
 
 
 def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
@@ -180,7 +60,7 @@ def _npy_predictions(path: Path, k: int) -> np.ndarray:
     if not isinstance(arr, np.ndarray):  # np.load opens a zip (.npz) archive whatever the suffix says
         arr.close()
         raise ClposeError(f"{path} is an .npz archive of several arrays; expected one array (M, {k}, 2) (np.save)")
-    arr = _numeric(arr, path, "the array")
+    arr = numeric_array(arr, path, "the array")
     if arr.ndim != 3 or arr.shape[1:2] != (k,) or arr.shape[2] not in (2, 3):
         raise ClposeError(f"{path}: expected an array (M, {k}, 2), got {arr.shape}")
     return arr[..., :2]
@@ -189,22 +69,22 @@ def _npy_predictions(path: Path, k: int) -> np.ndarray:
 def _mat_predictions(path: Path, k: int) -> np.ndarray:
     if _matlab_v73(path):  # MATLAB's `save -v7.3` writes HDF5, which scipy cannot read: `preds` as in an .h5 file
         return _h5_predictions(path, k)[0]
-    mat = _mat(path)
+    mat = load_mat(path)
     if "preds" in mat:
-        arr = _numeric(mat["preds"], path, "preds")
+        arr = numeric_array(mat["preds"], path, "preds")
         if arr.ndim != 3 or arr.shape[1:] not in ((k, 2), (k, 3)):
-            raise ClposeError(f"{path}: preds has shape {_shape(arr)}, expected Mx{k}x2")
+            raise ClposeError(f"{path}: preds has shape {shape_text(arr)}, expected Mx{k}x2")
         return arr[..., :2]
     if "pos_pred_src" in mat:
-        arr = _one_person(_numeric(mat["pos_pred_src"], path, "pos_pred_src"), 3)
+        arr = one_person(numeric_array(mat["pos_pred_src"], path, "pos_pred_src"), 3)
         if arr.ndim != 3 or arr.shape[:2] != (k, 2):
-            raise ClposeError(f"{path}: pos_pred_src has shape {_shape(arr)}, expected {k}x2xM")
+            raise ClposeError(f"{path}: pos_pred_src has shape {shape_text(arr)}, expected {k}x2xM")
         return arr.transpose(2, 0, 1)
     arrays = [(n, v) for n, v in mat.items() if isinstance(v, np.ndarray) and v.ndim == 3]
     if len(arrays) == 1 and arrays[0][1].shape[:2] in ((2, k), (3, k)):
         name, arr = arrays[0]
-        return _numeric(arr, path, name)[:2].transpose(2, 1, 0)
-    found = ", ".join(f"{n} {_shape(v)}" for n, v in mat.items() if hasattr(v, "shape"))
+        return numeric_array(arr, path, name)[:2].transpose(2, 1, 0)
+    found = ", ".join(f"{n} {shape_text(v)}" for n, v in mat.items() if hasattr(v, "shape"))
     raise ClposeError(
         f"{path}: expected preds (Mx{k}x2), pos_pred_src ({k}x2xM) or one 2x{k}xM / 3x{k}xM array; "
         f"found {found or 'nothing'}"
@@ -260,7 +140,7 @@ def _h5_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
     except (OSError, KeyError, RuntimeError, ValueError, TypeError) as e:
         # truncated or not HDF5: OSError; damaged inside: KeyError or RuntimeError from h5py's object lookups
         raise ClposeError(f"{path} could not be read as an HDF5 file ({e.args[0] if e.args else e})") from None
-    shape = _shape(arr)
+    shape = shape_text(arr)
     expected = f"expected Nx{k}x2 or 2x{k}xN (Nx{k}x3 / 3x{k}xN with scores)"
     if arr.ndim != 3 or arr.shape[1] != k or not ({arr.shape[0], arr.shape[2]} & {2, 3}):
         raise ClposeError(f"{path}: preds has shape {shape}, {expected}")
@@ -268,30 +148,13 @@ def _h5_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
         raise ClposeError(f"{path}: preds has shape {shape}, ambiguous with 2 or 3 people: {expected}")
     if arr.shape[0] in (2, 3):
         arr = arr.transpose(2, 1, 0)
-    return _numeric(arr, path, "preds")[..., :2], True
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, and UnicodeDecodeError for a binary file
-        raise ClposeError(f"predictions {path} are not a readable JSON file ({first_line(e)})") from None
-
-
-def _is_number(value: Any) -> bool:
-    """A JSON number: int or float (NaN and infinities included, as Python's json reads them), never a bool."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    text = json.dumps(value) if not isinstance(value, float) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return numeric_array(arr, path, "preds")[..., :2], True
 
 
 def _json_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
     """clpose predictions JSON: people[i].keypoints is K rows [x, y] or [x, y, score]. A null number is NaN (a
     miss): clpose writes strict JSON, where a non-finite number becomes null."""
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
         raise ClposeError(
             f'{path} is not a clpose predictions file ("format": "{PREDICTIONS_FORMAT}"); '
@@ -308,13 +171,13 @@ def _json_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
         rows = person.get("keypoints") if isinstance(person, dict) else None
         where = f"{path}: people[{i}] keypoints"
         if not isinstance(rows, list):
-            got = "missing" if not isinstance(person, dict) or "keypoints" not in person else _short(rows)
+            got = "missing" if not isinstance(person, dict) or "keypoints" not in person else short(rows)
             raise ClposeError(f"{where} is {got}, expected {k} rows [x, y] or [x, y, score]")
         if len(rows) != k:
             raise ClposeError(f"{where} has {len(rows)} rows, expected {k} rows [x, y] or [x, y, score]")
         for j, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) not in (2, 3) or not all(v is None or _is_number(v) for v in row):
-                raise ClposeError(f"{where}[{j}] is {_short(row)}, expected [x, y] or [x, y, score] numbers")
+            if not isinstance(row, list) or len(row) not in (2, 3) or not all(v is None or is_number(v) for v in row):
+                raise ClposeError(f"{where}[{j}] is {short(row)}, expected [x, y] or [x, y, score] numbers")
             kpts[i, j] = [math.nan if v is None else v for v in row[:2]]
     return kpts, data["coordinates"] == "1-based"
 
@@ -329,7 +192,7 @@ def read_coco_results(path: str | Path, num_keypoints: int) -> list[dict[str, An
     Extra keys are kept; an integral float image_id (397133.0) becomes an int.
     """
     path = Path(path)
-    data = _read_json(path)
+    data = read_json(path)
     if not isinstance(data, list):
         raise ClposeError(
             f"{path}: expected COCO results: a list of {{image_id, category_id, keypoints, score}}, "
@@ -345,7 +208,7 @@ def read_coco_results(path: str | Path, num_keypoints: int) -> list[dict[str, An
 def _coco_result(entry: Any, i: int, path: Path, k: int) -> dict[str, Any]:
     where = f"{path}: entry {i}"
     if not isinstance(entry, dict):
-        raise ClposeError(f"{where} is {_short(entry)}, expected an object {{image_id, category_id, keypoints, score}}")
+        raise ClposeError(f"{where} is {short(entry)}, expected an object {{image_id, category_id, keypoints, score}}")
     for key in COCO_RESULT_KEYS:
         if key not in entry:
             raise ClposeError(
@@ -355,25 +218,23 @@ def _coco_result(entry: Any, i: int, path: Path, k: int) -> dict[str, Any]:
     if isinstance(image_id, float) and image_id.is_integer():
         image_id = int(image_id)
     if not isinstance(image_id, int) or isinstance(image_id, bool):
-        raise ClposeError(f"{where} image_id is {_short(image_id)}, expected an integer (the COCO image id)")
+        raise ClposeError(f"{where} image_id is {short(image_id)}, expected an integer (the COCO image id)")
     category = entry["category_id"]
-    if not _is_number(category) or category != PERSON:
+    if not is_number(category) or category != PERSON:
         raise ClposeError(
-            f"{where} category_id is {_short(category)}, expected {PERSON} (person): keypoint results are of people"
+            f"{where} category_id is {short(category)}, expected {PERSON} (person): keypoint results are of people"
         )
-    if not _is_number(entry["score"]):
-        raise ClposeError(f"{where} score is {_short(entry['score'])}, expected a number")
+    if not is_number(entry["score"]):
+        raise ClposeError(f"{where} score is {short(entry['score'])}, expected a number")
     values = entry["keypoints"]
     if not isinstance(values, list):
-        raise ClposeError(
-            f"{where} keypoints is {_short(values)}, expected a list of {3 * k} numbers [x1, y1, v1, ...]"
-        )
+        raise ClposeError(f"{where} keypoints is {short(values)}, expected a list of {3 * k} numbers [x1, y1, v1, ...]")
     if len(values) != 3 * k:
         raise ClposeError(f"{where} keypoints: {len(values)} keypoint values, expected {k} x 3 = {3 * k}")
     kinds = set(map(type, values))  # one pass over the types: results files hold millions of numbers
     if not kinds <= {int, float, type(None)}:
-        j = next(j for j, v in enumerate(values) if v is not None and not _is_number(v))
-        raise ClposeError(f"{where} keypoints[{j}] is {_short(values[j])}, expected a number")
+        j = next(j for j, v in enumerate(values) if v is not None and not is_number(v))
+        raise ClposeError(f"{where} keypoints[{j}] is {short(values[j])}, expected a number")
     if type(None) in kinds:
         values = [math.nan if v is None else v for v in values]
     return {**entry, "image_id": image_id, "category_id": PERSON, "keypoints": values}
@@ -387,17 +248,12 @@ def _check_result_kind(results: list[dict[str, Any]], path: Path) -> None:
     if "bbox" in first and first["bbox"] != []:
         for i, r in enumerate(results):
             box = r.get("bbox")
-            if not isinstance(box, list) or len(box) != 4 or not all(_is_number(v) for v in box):
+            if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box):
                 raise ClposeError(
-                    f"{path}: entry {i} bbox is {_short(box)}, expected [x, y, w, h] numbers (entry 0 has a bbox, "
+                    f"{path}: entry {i} bbox is {short(box)}, expected [x, y, w, h] numbers (entry 0 has a bbox, "
                     "so pycocotools takes every result's area from its bbox)"
                 )
         return
     for key in ("caption", "segmentation"):
         if key in first:
             raise ClposeError(f"{path}: entry 0 has a {key}: pycocotools would read the file as {key} results")
-
-
-def align(pred: np.ndarray, pred_one_based: bool, gt: GroundTruth) -> np.ndarray:
-    """Predictions moved onto the ground truth's pixel convention."""
-    return pred + (float(gt.one_based) - float(pred_one_based))

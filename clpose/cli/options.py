@@ -1,0 +1,45 @@
+"""Options that several commands share, written once: the device and the precision of a trained network, and the
+check of a name against one of clpose's registries (metrics, datasets), whose valid names are read when the command
+runs, so that a registered entry is a valid value with no edit here."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from typing import Annotated
+
+import typer
+
+from clpose.config import AMP_HELP, AmpName
+from clpose.errors import ClposeError
+
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Amp = Annotated[AmpName, typer.Option(help=AMP_HELP)]
+
+
+def registered(option: str, names: Callable[[], Iterable[str]]) -> Callable[[str | None], str | None]:
+    """A typer callback that accepts a value only if `names()` (read at that moment) holds it."""
+
+    def check(value: str | None) -> str | None:
+        if value is None:
+            return value
+        valid = list(names())
+        if value not in valid:
+            close = difflib.get_close_matches(value, valid, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise ClposeError(f"{option} {value!r}: unknown{hint}; valid: {', '.join(valid)}")
+        return value
+
+    return check
+
+
+def metric_names() -> list[str]:
+    from clpose.evaluation.metrics import METRICS
+
+    return list(METRICS)
+
+
+def dataset_names() -> list[str]:
+    from clpose.data.prepare import DATASETS
+
+    return list(DATASETS)
