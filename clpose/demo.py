@@ -263,10 +263,10 @@ def _train(out: Path, recipe: Recipe) -> Path:
 
 
 def _evaluate(out: Path, run_dir: Path) -> dict[str, float]:
-    from clpose.engine.evaluate import evaluate_checkpoint
+    from clpose.engine.evaluate import EvalOptions, evaluate_checkpoint
     from clpose.evaluation.tables import print_tables
 
-    run = evaluate_checkpoint(run_dir / "best.pt", device="cpu")
+    run = evaluate_checkpoint(run_dir / "best.pt", EvalOptions(device="cpu"))
     print_tables(run.tables)
     write_json(out / "eval.json", {**run.tables[-1], "settings": run.settings})
     return run.tables[-1]

@@ -28,6 +28,8 @@ class Skeleton:
         torso_joints: the two joints whose distance is the torso size (for pck_norm="torso").
         pck_columns: table column -> joints averaged (mean of the per-joint rates) in that column.
         mean_joints: joints pooled into the "Mean" column (weighted by how often each is labelled).
+        official_head: the joints of the "Head" column as the official MPII toolkit averages them (upper neck and
+            head top; `clpose eval --head official`), where it differs from pck_columns' (the papers' head top).
         upper_body: joints of the upper body (the half-body augmentation crops them or the rest).
     """
 
@@ -40,6 +42,7 @@ class Skeleton:
     torso_joints: tuple[int, int] | None = None
     pck_columns: dict[str, tuple[int, ...]] = field(default_factory=dict)
     mean_joints: tuple[int, ...] = ()
+    official_head: tuple[int, ...] | None = None
     upper_body: tuple[int, ...] = ()
 
     @property
@@ -111,6 +114,7 @@ MPII = Skeleton(
     pck_norm="head_box",
     pck_columns={"Head": (9,), **_MPII_LIMBS},
     mean_joints=_MPII_MEAN,
+    official_head=(8, 9),  # upper-neck, head-top
     upper_body=_MPII_UPPER,
 )
 

@@ -1,5 +1,5 @@
 """Reliability: no data loss, one-line errors (exit 2) that name the culprit, nothing half-written that looks
-finished. Cases from issue 16; each runs through the real CLI."""
+finished. Each case runs through the real CLI."""
 
 from __future__ import annotations
 

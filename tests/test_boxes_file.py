@@ -1,4 +1,4 @@
-"""`clpose infer --boxes FILE` (issue 23): which entries of a COCO results-format boxes file belong to a frame, the
+"""`clpose infer --boxes FILE`: which entries of a COCO results-format boxes file belong to a frame, the
 warning when the file and the frames do not meet, and malformed entries as one-line errors."""
 
 from __future__ import annotations

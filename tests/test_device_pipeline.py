@@ -15,9 +15,9 @@ from clpose.cli.app import app
 from clpose.config import load_recipe
 from clpose.data import build_dataset
 from clpose.data.dataset import STD_RGB
-from clpose.data.device_pipeline import DevicePipeline, RawSamples, collate_raw, warp_batch
+from clpose.data.device_pipeline import DevicePipeline, RawSamples, collate_raw
 from clpose.data.prepare import run_prepare
-from clpose.data.transforms import get_affine, warp
+from clpose.data.transforms import get_affine, warp, warp_batch
 from clpose.engine.posemodel import recipe_codec
 
 

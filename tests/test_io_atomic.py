@@ -1,4 +1,4 @@
-"""clpose.io under failure (issue 23): outputs staged and moved into place together or not at all, temporary files
+"""clpose.io under failure: outputs staged and moved into place together or not at all, temporary files
 named by their writer's pid and removed once that writer is dead, OSErrors naming the user's path, SIGTERM as
 Ctrl-C."""
 

@@ -1,4 +1,4 @@
-"""Prediction files scored by `clpose eval --predictions` (issue 23): every malformed file is one line naming the
+"""Prediction files scored by `clpose eval --predictions`: every malformed file is one line naming the
 file, the entry and the key (never a traceback, never a number), and every valid variant scores exactly."""
 
 from __future__ import annotations

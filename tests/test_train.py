@@ -72,9 +72,9 @@ def test_one_epoch_of_each_model_family(model: str, tiny_data: Path, tmp_path: P
     result = fit(recipe, out=tmp_path / "run", device="cpu", show_progress=False)
     (row,) = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert row["steps"] == 2 and row["loss"] > 0
-    from clpose.engine.evaluate import evaluate_checkpoint
+    from clpose.engine.evaluate import EvalOptions, evaluate_checkpoint
 
-    assert row["value"] == evaluate_checkpoint(result.run_dir / "best.pt", device="cpu").tables[-1]["Mean"]
+    assert row["value"] == evaluate_checkpoint(result.run_dir / "best.pt", EvalOptions(device="cpu")).tables[-1]["Mean"]
     state = load_checkpoint(result.run_dir / "last.pt")
     assert state["epoch"] == 1 and state["model_name"] == model and (result.run_dir / "curves.png").stat().st_size
     assert set(state) >= {"optimizer", "scheduler", "scaler", "torch_rng", "recipe", "version"}

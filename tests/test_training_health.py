@@ -1,4 +1,4 @@
-"""What training says about its numbers (issue 23, class 8): every metric printed on its own scale, as `clpose eval`
+"""What training says about its numbers: every metric printed on its own scale, as `clpose eval`
 prints it, and a run that is not learning warned about in the log and recorded in metrics.jsonl."""
 
 from __future__ import annotations

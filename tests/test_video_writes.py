@@ -1,4 +1,4 @@
-"""Writes that fail, and sources and outputs that do not fit (issue 23, classes 3 and 9): a full disk while the
+"""Writes that fail, and sources and outputs that do not fit: a full disk while the
 annotated video or an export is written, a JSON that cannot be written after the video, --out suffixes that do not
 fit the source, a video without a readable frame, a missing camera, an animated GIF, SIGTERM during an export.
 

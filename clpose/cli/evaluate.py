@@ -104,29 +104,29 @@ def evaluate(
     else:
         from clpose.console import console
         from clpose.engine.checkpoint import latest_checkpoint
-        from clpose.engine.evaluate import evaluate_checkpoint
+        from clpose.engine.evaluate import EvalOptions, evaluate_checkpoint
 
         if target is None:
             target = latest_checkpoint()
             console.print(f"evaluating the latest run: {target}")
-        run = evaluate_checkpoint(
-            target,
-            recipe,
-            split,
-            flip,
-            boxes,
-            batch,
-            stages,
-            device,
-            metric,
-            alpha,
-            head == "official",
-            annotations,
-            save_predictions,
-            amp,
-            format_,
+        options = EvalOptions(
+            recipe=recipe,
+            split=split,
+            flip=flip,
+            boxes=boxes,
+            batch=batch,
+            stages=stages,
+            device=device,
+            amp=amp,
+            metric=metric,
+            alpha=alpha,
+            head_official=head == "official",
+            annotations=annotations,
+            save_predictions=save_predictions,
+            save_format=format_,
             json_out=json_out,
         )
+        run = evaluate_checkpoint(target, options)
         tables, settings = run.tables, run.settings
         if not tables:  # an unlabelled split: predicted and written, nothing to score
             console.print(

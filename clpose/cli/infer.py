@@ -76,18 +76,18 @@ def infer(
     from clpose.weights import detector_builder
 
     options = InferOptions(
-        boxes,
-        detector,
-        detector_weights,
-        det_threshold,
-        out,
-        json_out,
-        show,
-        kpt_threshold,
-        smooth,
-        min_cutoff,
-        beta,
-        batch,
+        boxes=boxes,
+        detector=detector,
+        detector_weights=detector_weights,
+        det_threshold=det_threshold,
+        out=out,
+        json_out=json_out,
+        show=show,
+        kpt_threshold=kpt_threshold,
+        smooth=smooth,
+        min_cutoff=min_cutoff,
+        beta=beta,
+        batch=batch,
     )
     check_output_kinds(source, options)  # an --out that does not fit the source is said before the model loads
     if detector is not None:

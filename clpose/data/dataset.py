@@ -70,7 +70,8 @@ def read_image(path: Any, context: str = "") -> np.ndarray:
     return image
 
 
-_LUMA_BGR = np.array([0.114, 0.587, 0.299], dtype=np.float32)
+LUMA_RGB = (0.299, 0.587, 0.114)  # ITU-R BT.601 luma: the grey that colour saturation moves towards
+_LUMA_BGR = np.array(LUMA_RGB[::-1], dtype=np.float32)
 # to RGB, / 255, - mean, / std as one 3x4 colour matrix on a BGR pixel: out = M @ [b, g, r, 1]
 _NORMALIZE = np.zeros((3, 4), dtype=np.float32)
 _NORMALIZE[[0, 1, 2], [2, 1, 0]] = 1.0 / (255.0 * STD_RGB)
@@ -102,6 +103,14 @@ def normalize(crop_bgr: np.ndarray, jitter: tuple[float, float, float] | None = 
         crop_bgr = cv2.transform(crop_bgr, jitter_matrix(crop_bgr, *jitter))
     x = cv2.transform(crop_bgr.astype(np.float32), _NORMALIZE)
     return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+
+
+def normalize_batch(crops: torch.Tensor) -> torch.Tensor:
+    """RGB crops (B, 3, H, W), 0..255, on any device -> ImageNet-normalised float32, as `normalize` does per crop
+    (the device pipeline and the PoseModel's GPU crops)."""
+    mean = torch.tensor(MEAN_RGB, device=crops.device)[None, :, None, None]
+    std = torch.tensor(STD_RGB, device=crops.device)[None, :, None, None]
+    return (crops / 255.0 - mean) / std
 
 
 def denormalize(image: torch.Tensor) -> np.ndarray:

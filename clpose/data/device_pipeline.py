@@ -20,10 +20,9 @@ from torch.utils.data import Dataset, default_collate
 
 from clpose.codecs import Codec
 from clpose.console import warn
-from clpose.data.dataset import MEAN_RGB, STD_RGB, TopDownDataset, decode_image
-from clpose.data.transforms import invert_affine
+from clpose.data.dataset import LUMA_RGB, TopDownDataset, decode_image, normalize_batch
+from clpose.data.transforms import warp_batch
 
-_LUMA_RGB = (0.299, 0.587, 0.114)
 
 
 class RawSamples(Dataset):
@@ -140,82 +139,18 @@ def decode_batch(files: list[torch.Tensor], device: torch.device) -> tuple[list[
     return images, ok  # type: ignore[return-value]
 
 
-def warp_batch(
-    images: list[torch.Tensor],
-    affines: torch.Tensor,
-    output_hw: tuple[int, int],
-    image_index: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """Crops (B, 3, H, W) float32 with integer values 0..255 through the 2x3 matrices `affines` (source -> crop
-    pixels, cv2 convention), bilinear, black outside the image, as `transforms.warp` does.
-
-    Crop b comes from images[b], or with `image_index` from images[image_index[b]] (several people of one video
-    frame). One crop per image: the images are padded with black into one canvas (black is what cv2's
-    BORDER_CONSTANT blends with at the border too) and one `grid_sample` makes every crop. Several crops per image:
-    each image is sampled once with the grids of its crops stacked, so a frame is never copied per person.
-    """
-    device = images[0].device  # the crops are made where the images are; affines may stay on the host
-    if image_index is None:
-        h_max = max(int(im.shape[1]) for im in images)
-        w_max = max(int(im.shape[2]) for im in images)
-        canvas = torch.zeros(len(images), 3, h_max, w_max, dtype=torch.float32, device=device)
-        for b, im in enumerate(images):
-            canvas[b, :, : im.shape[1], : im.shape[2]] = im
-        grid = sampling_grid(affines, output_hw, (h_max, w_max), device)
-        crops = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    else:
-        h, w = output_hw
-        crops = torch.empty(len(affines), 3, h, w, dtype=torch.float32, device=device)
-        for i, im in enumerate(images):
-            rows = torch.nonzero(image_index == i).flatten()
-            if len(rows) == 0:
-                continue
-            grid = sampling_grid(affines[rows.cpu()], output_hw, (int(im.shape[1]), int(im.shape[2])), device)
-            out = F.grid_sample(
-                im[None].float(), grid.reshape(1, len(rows) * h, w, 2), "bilinear", "zeros", align_corners=False
-            )
-            crops[rows] = out.reshape(3, len(rows), h, w).transpose(0, 1)
-    return crops.round_().clamp_(0, 255)  # warpAffine returns uint8 pixels
-
-
-def sampling_grid(
-    affines: torch.Tensor, output_hw: tuple[int, int], source_hw: tuple[int, int], device: torch.device
-) -> torch.Tensor:
-    """grid_sample's (B, H, W, 2) grid on `device`: for every crop pixel the source position of the inverse affine,
-    in the normalised coordinates of align_corners=False (pixel i's centre at (2 i + 1) / size - 1). The matrices
-    are inverted on the host (2x3 each)."""
-    h, w = output_hw
-    inverse = torch.from_numpy(invert_affine(affines.detach().cpu().numpy())).to(device)  # (B, 2, 3)
-    ys, xs = torch.meshgrid(
-        torch.arange(h, dtype=torch.float64, device=device),
-        torch.arange(w, dtype=torch.float64, device=device),
-        indexing="ij",
-    )
-    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3), crop pixel centres
-    source = torch.einsum("hwk,bjk->bhwj", points, inverse)  # (B, H, W, 2) source pixels (x, y)
-    size = torch.tensor([source_hw[1], source_hw[0]], dtype=torch.float64, device=device)
-    return ((2 * source + 1) / size - 1).to(torch.float32)
-
-
 def jitter_batch(crops: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
     """The CPU pipeline's colour jitter (dataset.jitter_matrix) on RGB crops (B, 3, H, W) with integer values:
     brightness b, contrast c and saturation s as one affine colour map per crop, rounded and clipped to 0..255
     as OpenCV's saturating uint8 transform does. `factors` is (B, 3): (b, c, s)."""
     b, c, s = (factors[:, i].to(torch.float32)[:, None, None] for i in range(3))
-    luma = torch.tensor(_LUMA_RGB, dtype=torch.float32, device=crops.device)
+    luma = torch.tensor(LUMA_RGB, dtype=torch.float32, device=crops.device)
     eye = torch.eye(3, dtype=torch.float32, device=crops.device)
     sat = s * eye + (1 - s) * luma[None, None, :]  # (B, 3, 3): x -> g + s (x - g), g the luma
     mean = b[:, 0, 0] * torch.einsum("bchw,c->b", crops, luma) / (crops.shape[2] * crops.shape[3])
     matrix = c * b * sat
     out = torch.einsum("bij,bjhw->bihw", matrix, crops) + ((1 - c[:, 0, 0]) * mean)[:, None, None, None]
     return out.round_().clamp_(0, 255)
-
-
-def normalize_batch(crops: torch.Tensor) -> torch.Tensor:
-    """RGB crops 0..255 -> ImageNet-normalised float32, as `dataset.normalize`."""
-    mean = torch.tensor(MEAN_RGB, device=crops.device)[None, :, None, None]
-    std = torch.tensor(STD_RGB, device=crops.device)[None, :, None, None]
-    return (crops / 255.0 - mean) / std
 
 
 class DeviceLoader:
@@ -242,7 +177,7 @@ class DeviceLoader:
 
 
 def resolve_pipeline(choice: str, device: torch.device) -> str:
-    """auto -> gpu on CUDA (the workers cannot keep a GPU fed: issue 17 measured 25-38% data wait), cpu elsewhere
+    """auto -> gpu on CUDA (the workers cannot keep a GPU fed: 25-38% of the time was data wait there), cpu elsewhere
     (on a CPU the worker processes are the parallelism)."""
     if choice == "auto":
         return "gpu" if device.type == "cuda" else "cpu"

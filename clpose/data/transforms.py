@@ -3,8 +3,9 @@
 The matrix composes, in this order: move the box centre to the origin, rotate, shear, scale the box to the
 crop, mirror (flip), move the origin to the crop centre ((W - 1) / 2, (H - 1) / 2). Coordinates are OpenCV
 pixel coordinates (pixel centres at integers), so a flip of the crop is x' = W - 1 - x, which is what the
-codecs' flip-back assumes. The same matrix warps the image (cv2.warpAffine) and moves the keypoints; its
-inverse maps predictions back to the image. Nothing else in clpose writes affine maths.
+codecs' flip-back assumes. The same matrix warps the image (cv2.warpAffine on the host; `warp_batch`, one
+grid_sample over many crops, on a device) and moves the keypoints; its inverse maps predictions back to the image.
+Nothing else in clpose writes affine maths.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import math
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 PIXEL_STD = 200.0  # records store box sizes as scale = size / 200 (the convention of the MPII annotations)
 
@@ -145,3 +148,60 @@ def half_body_box(
         return None
     # fit_aspect is HRNet's rule: its `else` also covers w == aspect * h, where w = h * aspect leaves w as it is
     return center, fit_aspect(np.array([w, h]), aspect) * 1.5
+
+
+def warp_batch(
+    images: list[torch.Tensor],
+    affines: torch.Tensor,
+    output_hw: tuple[int, int],
+    image_index: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Crops (B, 3, H, W) float32 with integer values 0..255 through the 2x3 matrices `affines` (source -> crop
+    pixels, cv2 convention), bilinear, black outside the image, as `transforms.warp` does.
+
+    Crop b comes from images[b], or with `image_index` from images[image_index[b]] (several people of one video
+    frame). One crop per image: the images are padded with black into one canvas (black is what cv2's
+    BORDER_CONSTANT blends with at the border too) and one `grid_sample` makes every crop. Several crops per image:
+    each image is sampled once with the grids of its crops stacked, so a frame is never copied per person.
+    """
+    device = images[0].device  # the crops are made where the images are; affines may stay on the host
+    if image_index is None:
+        h_max = max(int(im.shape[1]) for im in images)
+        w_max = max(int(im.shape[2]) for im in images)
+        canvas = torch.zeros(len(images), 3, h_max, w_max, dtype=torch.float32, device=device)
+        for b, im in enumerate(images):
+            canvas[b, :, : im.shape[1], : im.shape[2]] = im
+        grid = sampling_grid(affines, output_hw, (h_max, w_max), device)
+        crops = F.grid_sample(canvas, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    else:
+        h, w = output_hw
+        crops = torch.empty(len(affines), 3, h, w, dtype=torch.float32, device=device)
+        for i, im in enumerate(images):
+            rows = torch.nonzero(image_index == i).flatten()
+            if len(rows) == 0:
+                continue
+            grid = sampling_grid(affines[rows.cpu()], output_hw, (int(im.shape[1]), int(im.shape[2])), device)
+            out = F.grid_sample(
+                im[None].float(), grid.reshape(1, len(rows) * h, w, 2), "bilinear", "zeros", align_corners=False
+            )
+            crops[rows] = out.reshape(3, len(rows), h, w).transpose(0, 1)
+    return crops.round_().clamp_(0, 255)  # warpAffine returns uint8 pixels
+
+
+def sampling_grid(
+    affines: torch.Tensor, output_hw: tuple[int, int], source_hw: tuple[int, int], device: torch.device
+) -> torch.Tensor:
+    """grid_sample's (B, H, W, 2) grid on `device`: for every crop pixel the source position of the inverse affine,
+    in the normalised coordinates of align_corners=False (pixel i's centre at (2 i + 1) / size - 1). The matrices
+    are inverted on the host (2x3 each)."""
+    h, w = output_hw
+    inverse = torch.from_numpy(invert_affine(affines.detach().cpu().numpy())).to(device)  # (B, 2, 3)
+    ys, xs = torch.meshgrid(
+        torch.arange(h, dtype=torch.float64, device=device),
+        torch.arange(w, dtype=torch.float64, device=device),
+        indexing="ij",
+    )
+    points = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3), crop pixel centres
+    source = torch.einsum("hwk,bjk->bhwj", points, inverse)  # (B, H, W, 2) source pixels (x, y)
+    size = torch.tensor([source_hw[1], source_hw[0]], dtype=torch.float64, device=device)
+    return ((2 * source + 1) / size - 1).to(torch.float32)

@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from clpose.config import Recipe
 from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
+from clpose.data.dataset import TopDownDataset
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
 from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
@@ -50,109 +52,78 @@ def detection_records(base: Records, path: Path, annotations: Path) -> Records:
     return records
 
 
-def evaluate_checkpoint(
-    checkpoint: Path,
-    recipe_path: Path | None = None,
-    split: str | None = None,
-    flip: bool | None = None,
-    boxes: str | None = None,
-    batch: int | None = None,
-    stages: str = "last",
-    device: str = "auto",
-    metric: str | None = None,
-    alpha: float | None = None,
-    head_official: bool = False,
-    annotations: Path | None = None,
-    save_predictions: Path | None = None,
-    amp: str = "auto",
-    save_format: str = "auto",
-    json_out: Path | None = None,
-) -> EvalRun:
-    """Predict a split with a checkpoint and score it with the dataset's metric.
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate a checkpoint: what `clpose eval RUN` takes (None: the recipe's own setting)."""
 
-    `amp` is resolved on this machine (auto: clpose.precision); the recipe's train.amp is how it was trained,
-    not how it must run."""
-    state, recipe = load_trained(checkpoint, recipe_path)
+    recipe: Path | None = None  # a recipe file to use instead of the checkpoint's own
+    split: str | None = None  # default: the recipe's data.val_split
+    flip: bool | None = None
+    boxes: str | None = None  # COCO: "gt" or a detections file
+    batch: int | None = None
+    stages: str = "last"  # "last" or "all" (a table per stage of a multi-stage model)
+    device: str = "auto"
+    amp: str = "auto"  # resolved on this machine (clpose.precision), not the recipe's train.amp
+    metric: str | None = None  # default: eval.metric, else the dataset's
+    alpha: float | None = None
+    head_official: bool = False  # PCKh's Head column as the official toolkit computes it
+    annotations: Path | None = None  # the COCO annotation file (or MPII RELEASE file) if not where the records say
+    save_predictions: Path | None = None
+    save_format: str = "auto"
+    json_out: Path | None = None  # only checked here (an output must not replace an input); the CLI writes it
+
+
+@dataclass
+class _Split:
+    """The split being evaluated: its dataset (crops of its people), whether it has labels, and the format its
+    predictions are saved in ("none" where they are not)."""
+
+    name: str
+    dataset: TopDownDataset
+    labelled: bool
+    fmt: str
+
+
+def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) -> EvalRun:
+    """Predict a split with a checkpoint and score it with its metric (a table per stage); write the predictions
+    when asked, also of a split without labels (a benchmark's test set)."""
+    o = options or EvalOptions()
+    state, recipe = load_trained(checkpoint, o.recipe)
     cfg = recipe.eval
-    split = split or recipe.data.val_split
-    flip = cfg.flip if flip is None else flip
-    boxes = boxes or cfg.boxes
-    d, dev = distributed.setup(device)
+    flip = cfg.flip if o.flip is None else o.flip
+    boxes = o.boxes or cfg.boxes
+    d, dev = distributed.setup(o.device)
     try:
-        precision = resolve_precision(amp, dev)
+        precision = resolve_precision(o.amp, dev)
         if d.main:
             console.print(f"precision: {precision.describe()}")
-        pose = PoseModel.from_recipe(
-            recipe,
-            checkpoint_skeleton(state, recipe, checkpoint),
-            state,
-            dev,
-            precision,
-            source=f"checkpoint {checkpoint}",
-        )
-        records = load_split(recipe, split)
-        if boxes != "gt":
-            records = detection_records(records, Path(boxes), coco_annotations(records, annotations))
-        check_outputs(
-            {"--save-predictions": save_predictions, "--json": json_out},
-            {
-                "the checkpoint": checkpoint,
-                "--recipe": recipe_path,
-                "--annotations": annotations,
-                "--boxes": None if boxes == "gt" else boxes,
-                f"the {split} records": records.path,
-                f"a source of the {split} records": [s for s in records.sources if Path(s).is_file()],
-            },
-        )
-        dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
-        if records.skeleton != pose.skeleton.name:
-            raise ClposeError(
-                f"{records.path} holds {records.skeleton} people but {checkpoint} predicts "
-                f"{pose.skeleton.name} keypoints"
-            )
-        # COCO people from detections carry no keypoints but are scored against the annotation file: only test-dev
-        # (image info, no annotations) is unlabelled there
-        labelled = bool((records.keypoints[..., 2] > 0).any()) or (
-            records.dataset == "coco" and records.split != "test-dev"
-        )
-        fmt = "none"
-        if save_predictions is not None:
-            fmt = choose_format(Path(save_predictions), save_format, records.dataset, split, labelled)
-        elif not labelled:
-            raise ClposeError(
-                f"the {split} split of {records.path} has no labels, so nothing can be scored: write its predictions "
-                f"with --save-predictions FILE ({_SUBMISSION_HINT.get(records.dataset, 'e.g. predictions.json')})"
-            )
-        check_images(dataset.records)
-        scorer = dataset_metric(recipe.data.dataset, metric or cfg.metric)
-        preds = predict(
-            pose,
-            dataset,
-            batch or cfg.batch_size,
-            flip,
-            stages == "all",
-            num_workers=min(4, recipe.data.num_workers),
-            d=d,
-        )
+        skeleton = checkpoint_skeleton(state, recipe, checkpoint)
+        pose = PoseModel.from_recipe(recipe, skeleton, state, dev, precision, source=f"checkpoint {checkpoint}")
+        split = _split(checkpoint, recipe, pose, o, boxes)
+        scorer = dataset_metric(recipe.data.dataset, o.metric or cfg.metric)
+        workers = min(4, recipe.data.num_workers)
+        batch = o.batch or cfg.batch_size
+        preds = predict(pose, split.dataset, batch, flip, o.stages == "all", num_workers=workers, d=d)
         tables, results = [], None
-        if labelled:
-            for s in range(preds.keypoints.shape[0]):
-                options = ScoreOptions(alpha if alpha is not None else cfg.alpha, s, head_official, cfg, annotations)
-                table, results = scorer.score_predictions(dataset, preds, options)
+        if split.labelled:
+            for stage in range(preds.keypoints.shape[0]):
+                alpha = o.alpha if o.alpha is not None else cfg.alpha
+                score = ScoreOptions(alpha, stage, o.head_official, cfg, o.annotations)
+                table, results = scorer.score_predictions(split.dataset, preds, score)
                 tables.append(table)
-        elif fmt == "coco":
-            results = coco_results(dataset, preds, cfg)
-        if save_predictions is not None and d.main:
-            write_predictions(Path(save_predictions), fmt, dataset, preds, results, annotations)
+        elif split.fmt == "coco":
+            results = coco_results(split.dataset, preds, cfg)
+        if o.save_predictions is not None and d.main:
+            write_predictions(Path(o.save_predictions), split.fmt, split.dataset, preds, results, o.annotations)
     finally:
         distributed.teardown(d)
     settings = {
-        "labelled": labelled,
-        "predictions": None if save_predictions is None else str(save_predictions),
-        "predictions_format": None if save_predictions is None else fmt,
+        "labelled": split.labelled,
+        "predictions": None if o.save_predictions is None else str(o.save_predictions),
+        "predictions_format": None if o.save_predictions is None else split.fmt,
         "checkpoint": str(checkpoint),
-        "split": split,
-        "records": str(dataset.records.path),
+        "split": split.name,
+        "records": str(split.dataset.records.path),
         "flip": flip,
         "precision": precision.name,
         "boxes": boxes,
@@ -161,3 +132,43 @@ def evaluate_checkpoint(
     if boxes != "gt":
         settings["boxes_sha256"] = sha256(boxes)
     return EvalRun(tables, settings)
+
+
+def _split(checkpoint: Path, recipe: Recipe, pose: PoseModel, o: EvalOptions, boxes: str) -> _Split:
+    """The records to evaluate (the recipe's split, or detections of its images), checked: no output may replace an
+    input, the skeletons must agree, a split without labels needs --save-predictions, and its images must be there."""
+    split = o.split or recipe.data.val_split
+    records = load_split(recipe, split)
+    if boxes != "gt":
+        records = detection_records(records, Path(boxes), coco_annotations(records, o.annotations))
+    check_outputs(
+        {"--save-predictions": o.save_predictions, "--json": o.json_out},
+        {
+            "the checkpoint": checkpoint,
+            "--recipe": o.recipe,
+            "--annotations": o.annotations,
+            "--boxes": None if boxes == "gt" else boxes,
+            f"the {split} records": records.path,
+            f"a source of the {split} records": [s for s in records.sources if Path(s).is_file()],
+        },
+    )
+    dataset = dataset_from_records(recipe, records, train=False, codec=pose.codec)
+    if records.skeleton != pose.skeleton.name:
+        raise ClposeError(
+            f"{records.path} holds {records.skeleton} people but {checkpoint} predicts {pose.skeleton.name} keypoints"
+        )
+    # COCO people from detections carry no keypoints but are scored against the annotation file: only test-dev
+    # (image info, no annotations) is unlabelled there
+    labelled = bool((records.keypoints[..., 2] > 0).any()) or (
+        records.dataset == "coco" and records.split != "test-dev"
+    )
+    fmt = "none"
+    if o.save_predictions is not None:
+        fmt = choose_format(Path(o.save_predictions), o.save_format, records.dataset, split, labelled)
+    elif not labelled:
+        raise ClposeError(
+            f"the {split} split of {records.path} has no labels, so nothing can be scored: write its predictions "
+            f"with --save-predictions FILE ({_SUBMISSION_HINT.get(records.dataset, 'e.g. predictions.json')})"
+        )
+    check_images(dataset.records)
+    return _Split(split, dataset, labelled, fmt)

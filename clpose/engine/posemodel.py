@@ -23,9 +23,8 @@ from torch import nn
 
 from clpose.codecs import Codec, build_codec, get_codec
 from clpose.config import Recipe, load_recipe, recipe_from_dict
-from clpose.data.dataset import normalize
-from clpose.data.device_pipeline import normalize_batch, warp_batch
-from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp
+from clpose.data.dataset import normalize, normalize_batch
+from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp, warp_batch
 from clpose.engine.checkpoint import load_checkpoint
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.errors import ClposeError, first_line
@@ -224,7 +223,7 @@ class PoseModel:
     @torch.inference_mode()
     def crops_on_device(self, images: list[np.ndarray], boxes: list[np.ndarray]) -> tuple[torch.Tensor, np.ndarray]:
         """`crops` made on the model's device: each BGR image goes there once as uint8, every box of it is cut with
-        one `grid_sample` (clpose.data.device_pipeline.warp_batch: within 2 grey levels of OpenCV's crop)."""
+        one `grid_sample` (clpose.data.transforms.warp_batch: within 2 grey levels of OpenCV's crop)."""
         boxes = [np.asarray(b, dtype=np.float64).reshape(-1, 4) for b in boxes]
         affines = [self.affine(box) for image_boxes in boxes for box in image_boxes]
         if not affines:

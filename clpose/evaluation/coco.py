@@ -20,7 +20,7 @@ import numpy as np
 
 from clpose.errors import ClposeError
 
-COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")
+COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")  # the first six of COCOeval.stats, in its order
 
 
 def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -172,8 +172,7 @@ def evaluate_oks(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    stats = ev.stats
-    table = {"AP": stats[0], "AP50": stats[1], "AP75": stats[2], "APM": stats[3], "APL": stats[4], "AR": stats[5]}
+    table = dict(zip(COLUMNS, (float(v) for v in ev.stats[:6]), strict=True))  # COCOeval.summarize's order
     return {**table, "nonfinite": len(nonfinite)}
 
 

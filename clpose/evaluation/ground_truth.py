@@ -16,6 +16,7 @@ import numpy as np
 from clpose.data.records import load_records
 from clpose.errors import ClposeError
 from clpose.evaluation.arrays import is_number, load_mat, numeric_array, one_person, shape_text, short
+from clpose.skeletons import LSP, MPII
 
 
 @dataclass
@@ -54,12 +55,12 @@ def read_lsp_ground_truth(path: str | Path) -> GroundTruth:
     """LSP joints.mat (3 x 14 x N, every joint labelled, 1-based) or clpose test records."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        return _from_records(path, 14)
+        return _from_records(path, LSP.num_keypoints)
     arr = load_mat(path).get("joints")
     if arr is None:
         raise ClposeError(f"{path}: expected LSP joints.mat with joints 3x14xN, got no 'joints' array")
     arr = one_person(numeric_array(arr, path, "joints"), 3)
-    if arr.ndim != 3 or arr.shape[:2] != (3, 14):
+    if arr.ndim != 3 or arr.shape[:2] != (3, LSP.num_keypoints):
         raise ClposeError(f"{path}: expected LSP joints.mat with joints 3x14xN, got joints {shape_text(arr)}")
     kpts = arr[:2].transpose(2, 1, 0)
     return GroundTruth(kpts, np.ones(kpts.shape[:2], dtype=bool), None, True, str(path))
@@ -69,13 +70,14 @@ def read_mpii_ground_truth(path: str | Path) -> GroundTruth:
     """gt_valid.mat (pos_gt_src 16x2xN, jnt_missing 16xN, headboxes_src 2x2xN; 1-based) or valid records."""
     path = Path(path)
     if path.suffix.lower() == ".json":
-        gt = _from_records(path, 16)
+        gt = _from_records(path, MPII.num_keypoints)
         if gt.head_boxes is None:
             raise ClposeError(f"{path}: PCKh needs extras.head_box for every person (prepare MPII with gt_valid.mat)")
         return gt
     mat = load_mat(path)
     arrays = {}
-    for key, shape in (("pos_gt_src", (16, 2)), ("jnt_missing", (16,)), ("headboxes_src", (2, 2))):
+    k = MPII.num_keypoints
+    for key, shape in (("pos_gt_src", (k, 2)), ("jnt_missing", (k,)), ("headboxes_src", (2, 2))):
         if key not in mat:
             raise ClposeError(f"{path} has no {key} (expected gt_valid.mat: pos_gt_src, jnt_missing, headboxes_src)")
         arr = arrays[key] = one_person(numeric_array(mat[key], path, key), len(shape) + 1)

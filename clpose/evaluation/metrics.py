@@ -19,6 +19,7 @@ import numpy as np
 from clpose.config import EvalConfig
 from clpose.data.dataset import TopDownDataset
 from clpose.errors import ClposeError
+from clpose.evaluation import coco as coco_metric
 from clpose.evaluation import scoring
 from clpose.evaluation.pck import pck_from_records, pck_table
 
@@ -71,7 +72,7 @@ class Metric:
         return float(table[self.headline])
 
 
-PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")
+PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")  # the papers' PCK tables
 
 
 def _head_boxes(dataset: TopDownDataset, indices: np.ndarray) -> np.ndarray:
@@ -128,7 +129,7 @@ METRICS: dict[str, Metric] = {
     "oks": Metric(
         "oks",
         "COCO keypoints (OKS), AP x 100",
-        ("AP", "AP50", "AP75", "APM", "APL", "AR"),
+        coco_metric.COLUMNS,
         "AP",
         None,
         100.0,

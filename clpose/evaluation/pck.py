@@ -70,8 +70,8 @@ def pck_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = 100.0 * hits / totals  # NaN for joints never labelled
     columns = dict(skeleton.pck_columns)
-    if head_official and skeleton.name == "mpii":
-        columns["Head"] = (8, 9)  # the official toolkit's Head: mean of upper neck and head top
+    if head_official and skeleton.official_head is not None:
+        columns["Head"] = skeleton.official_head
     table = {name: _nanmean(rate[list(joints)]) for name, joints in columns.items()}
     mean = list(skeleton.mean_joints)
     table["Mean"] = float(100.0 * hits[mean].sum() / totals[mean].sum()) if totals[mean].sum() else float("nan")

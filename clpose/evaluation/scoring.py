@@ -48,7 +48,7 @@ def versions() -> dict[str, str]:
 def score_pck_file(predictions: Path, annotations: Path, alpha: float = 0.2) -> dict[str, Any]:
     """LSP PCK@alpha (torso = left shoulder to right hip of the ground truth, all labelled joints count)."""
     gt = read_lsp_ground_truth(annotations)
-    pred, one_based = read_predictions(predictions, 14)
+    pred, one_based = read_predictions(predictions, LSP.num_keypoints)
     n, m = len(gt.keypoints), len(pred)
     if m != n:
         if annotations.suffix.lower() == ".mat" and m == LSP_TEST and n > LSP_TEST:
@@ -70,7 +70,7 @@ def score_pckh_file(
 ) -> dict[str, Any]:
     """MPII PCKh@alpha (head size = 0.6 x head box diagonal; missing joints excluded) and Mean@0.1."""
     gt = read_mpii_ground_truth(annotations)
-    pred, one_based = read_predictions(predictions, 16)
+    pred, one_based = read_predictions(predictions, MPII.num_keypoints)
     if len(pred) != len(gt.keypoints):
         raise ClposeError(f"{predictions} holds {len(pred)} people but {annotations} has {len(gt.keypoints)}")
     table = pckh_table(align(pred, one_based, gt), gt.keypoints, gt.labelled, gt.head_boxes, alpha, head_official)

@@ -42,11 +42,14 @@ from clpose.vis import draw_pose
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
 
 
-@dataclass
+@dataclass(frozen=True)
 class InferOptions:
-    boxes: str = "full"
-    detector: str | None = None
-    detector_weights: Path | None = None
+    """What `clpose infer` does besides running the model: where person boxes come from, what it writes, how it
+    draws and smooths, and how many frames go through the network at once."""
+
+    boxes: str = "full"  # "full" (the whole frame is one person) or a COCO results-format boxes file
+    detector: str | None = None  # a torchvision COCO detector's name (clpose.weights.DETECTORS)
+    detector_weights: Path | None = None  # a local copy of its weights
     det_threshold: float = 0.5
     out: Path | None = None
     json_out: Path | None = None

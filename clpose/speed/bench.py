@@ -1,8 +1,8 @@
 """Speed and size of models: parameters, MACs (torch.utils.flop_counter), FPS, latency and decode time.
 
-Timing follows timm's benchmark.py: warm-up, synchronised timing on CUDA, medians of many runs, and the
-models interleaved run by run so a drifting machine does not favour one of them. MACs are reported as MACs;
-FLOPs = 2 x MACs.
+Timing: warm-up runs and timing synchronised with the device, as timm's benchmark.py does; then, unlike timm (which
+averages one model's steps at a time), the models are interleaved run by run and the median of many runs is
+reported, so a machine that drifts or is shared favours none of them. MACs are reported as MACs; FLOPs = 2 x MACs.
 """
 
 from __future__ import annotations
@@ -130,8 +130,8 @@ def reference_matmul_gflops(device: torch.device, precision: Precision, runs: in
 
 def reference_limit(device: torch.device, precision: Precision) -> tuple[float, str]:
     """The machine's practical peak in the timed precision: the better of a large matrix product and a large 3x3
-    convolution (on a GPU the convolution of a batch of 8 does not fill the card: issue 17 saw SimpleBaseline-R152
-    at "104% of the limit"). `cap_fractions` keeps every network at or below it all the same."""
+    convolution (on a GPU the convolution of a batch of 8 does not fill the card: with it alone SimpleBaseline-R152
+    ran at "104% of the limit" on an H200). `cap_fractions` keeps every network at or below it all the same."""
     matmul, n = reference_matmul_gflops(device, precision)
     conv = reference_conv_gflops(device, precision)
     if matmul >= conv:

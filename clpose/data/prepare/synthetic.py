@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -10,15 +9,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-
-from clpose.console import console
 from clpose.data.prepare.common import ImageTable, Report
 from clpose.data.records import Records, new_records
 from clpose.data.synthetic import person_box, render_sample, render_video_frames
 from clpose.data.transforms import box_to_center_scale
 from clpose.errors import ClposeError
-from clpose.progress import ProgressBar
 from clpose.io import atomic_path, write_json
+from clpose.progress import ProgressBar
 
 SPLIT_IDS = {"train": 0, "valid": 1}
 
@@ -153,5 +150,3 @@ def truth_boxes(frames: list[dict], rng: np.random.Generator, jitter: float = 0.
     return boxes
 
 
-def read_truth(path: Path) -> dict:
-    return json.loads(Path(path).with_suffix(".json").read_text())
