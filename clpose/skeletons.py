@@ -5,6 +5,7 @@ Every other module takes these facts from here (docs/datasets.md lists them); no
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -143,16 +144,13 @@ COCO = Skeleton(
 
 # The built-in procedural figures use the MPII layout; with no head box drawn by a human, PCK@0.2 is
 # normalised by the torso (left shoulder to right hip) as on LSP.
-SYNTHETIC = Skeleton(
+SYNTHETIC = dataclasses.replace(
+    MPII,
     name="synthetic",
-    keypoints=_MPII_NAMES,
-    flip_pairs=_MPII_FLIP,
-    edges=_MPII_EDGES,
     pck_norm="torso",
     torso_joints=(13, 2),
     pck_columns={"Head": (8, 9), **_MPII_LIMBS},
-    mean_joints=_MPII_MEAN,
-    upper_body=_MPII_UPPER,
+    official_head=None,
 )
 
 # fmt: on

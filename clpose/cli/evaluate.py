@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.cli.options import Amp, Device, metric_names, registered
+from clpose.cli.options import Amp, Device, metric_names, options_from, registered
 from clpose.config import ALPHA_RANGE
 from clpose.evaluation.formats import SaveFormat
 
@@ -109,23 +109,7 @@ def evaluate(
         if target is None:
             target = latest_checkpoint()
             console.print(f"evaluating the latest run: {target}")
-        options = EvalOptions(
-            recipe=recipe,
-            split=split,
-            flip=flip,
-            boxes=boxes,
-            batch=batch,
-            stages=stages,
-            device=device,
-            amp=amp,
-            metric=metric,
-            alpha=alpha,
-            head_official=head == "official",
-            annotations=annotations,
-            save_predictions=save_predictions,
-            save_format=format_,
-            json_out=json_out,
-        )
+        options = options_from(EvalOptions, locals(), head_official=head == "official", save_format=format_)
         run = evaluate_checkpoint(target, options)
         tables, settings = run.tables, run.settings
         if not tables:  # an unlabelled split: predicted and written, nothing to score

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.cli.options import Amp, Device
+from clpose.cli.options import Amp, Device, options_from
 
 
 def infer(
@@ -75,20 +75,7 @@ def infer(
     from clpose.outputs import check_outputs
     from clpose.weights import detector_builder
 
-    options = InferOptions(
-        boxes=boxes,
-        detector=detector,
-        detector_weights=detector_weights,
-        det_threshold=det_threshold,
-        out=out,
-        json_out=json_out,
-        show=show,
-        kpt_threshold=kpt_threshold,
-        smooth=smooth,
-        min_cutoff=min_cutoff,
-        beta=beta,
-        batch=batch,
-    )
+    options = options_from(InferOptions, locals())
     check_output_kinds(source, options)  # an --out that does not fit the source is said before the model loads
     if detector is not None:
         detector_builder(detector)

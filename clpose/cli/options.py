@@ -4,14 +4,17 @@ runs, so that a registered entry is a valid value with no edit here."""
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-from collections.abc import Callable, Iterable
-from typing import Annotated
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from clpose.config import AMP_HELP, AmpName
 from clpose.errors import ClposeError
+
+T = TypeVar("T")
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Amp = Annotated[AmpName, typer.Option(help=AMP_HELP)]
@@ -31,6 +34,13 @@ def registered(option: str, names: Callable[[], Iterable[str]]) -> Callable[[str
         return value
 
     return check
+
+
+def options_from(cls: type[T], params: Mapping[str, Any], **renamed: Any) -> T:
+    """An options dataclass (e.g. EvalOptions, InferOptions) from a command's parameters of the same names, and
+    `renamed` for the fields whose option is spelt otherwise on the command line."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(renamed)
+    return cls(**{k: v for k, v in params.items() if k in names}, **renamed)
 
 
 def metric_names() -> list[str]:

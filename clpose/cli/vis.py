@@ -55,9 +55,9 @@ def dataset(
     recipe: Annotated[Path, typer.Argument(help="Recipe YAML (only its data section is read).")],
     split: SplitOpt = None,
     num: Annotated[int, typer.Option(help="Number of augmented samples.")] = 16,
-    out: Annotated[Path, typer.Option(help="Output folder for the PNGs.")] = Path("vis/dataset"),
-    seed: SeedOpt = 0,
     columns: Annotated[int, typer.Option(help="Tiles per row; 16 tiles per PNG sheet.")] = 4,
+    out: Annotated[Path, typer.Option(help="Output folder for the PNG sheets.")] = Path("vis/dataset"),
+    seed: SeedOpt = 0,
     set_: SetOpt = None,
 ) -> None:
     """Grids of augmented samples with their keypoints (check flips, rotation, half-body)."""

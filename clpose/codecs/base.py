@@ -93,3 +93,13 @@ def check_keypoints(keypoints: np.ndarray, visible: np.ndarray) -> tuple[np.ndar
     if vis.shape != (kpts.shape[0],):
         raise ClposeError(f"visible must have shape ({kpts.shape[0]},) to match keypoints, got {vis.shape}")
     return kpts, vis > 0
+
+
+def check_heatmaps(heatmaps: torch.Tensor, heatmap_hw: tuple[int, int], made_by: str) -> tuple[int, int, int, int]:
+    """(N, K, H', W') of maps a codec decodes, checked against the maps it makes (`made_by` says which codec)."""
+    if heatmaps.ndim != 4:
+        raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
+    n, k, hp, wp = heatmaps.shape
+    if (hp, wp) != tuple(heatmap_hw):
+        raise ClposeError(f"heatmaps are {hp}x{wp} (H'xW') but {made_by} makes {heatmap_hw[0]}x{heatmap_hw[1]} maps")
+    return n, k, hp, wp

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clpose.codecs.base import check_keypoints, check_size
+from clpose.codecs.base import check_heatmaps, check_keypoints, check_size
 from clpose.errors import ClposeError
 
 
@@ -226,14 +226,8 @@ class CompositeCodec:
         return out
 
     def _check_maps(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> None:
-        if heatmaps.ndim != 4:
-            raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
-        n, k, hp, wp = heatmaps.shape
-        if (hp, wp) != self.heatmap_hw:
-            raise ClposeError(
-                f"heatmaps are {hp}x{wp} (H'xW') but this codec (input {self.input_hw[0]}x{self.input_hw[1]}, "
-                f"stride {self.stride}) makes {self.heatmap_hw[0]}x{self.heatmap_hw[1]} maps"
-            )
+        made_by = f"this codec (input {self.input_hw[0]}x{self.input_hw[1]}, stride {self.stride})"
+        n, k, hp, wp = check_heatmaps(heatmaps, self.heatmap_hw, made_by)
         if tuple(offsets.shape) != (n, 2 * k, hp, wp):
             raise ClposeError(
                 f"offsets must have shape {(n, 2 * k, hp, wp)} to match heatmaps "

@@ -10,11 +10,13 @@ benchmarks/bench_codec.py measures it.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clpose.codecs.base import check_keypoints, check_size
+from clpose.codecs.base import check_heatmaps, check_keypoints, check_size
 from clpose.errors import ClposeError
 
 
@@ -65,47 +67,38 @@ class HeatmapCodec:
         is applied to the unrounded mu (a clpose choice, not HRNet's code, which has no DARK encoding).
         """
         kpts, vis = check_keypoints(keypoints, visible)
-        finite = np.isfinite(kpts).all(axis=1)
-        x = np.where(finite, kpts[:, 0], 0.0)
-        y = np.where(finite, kpts[:, 1], 0.0)
-        mu_x, mu_y = x / self.stride, y / self.stride
-        if not self.dark:
-            mu_x, mu_y = np.trunc(mu_x + 0.5), np.trunc(mu_y + 0.5)  # int(joints / feat_stride + 0.5)
-        radius = 3 * self.sigma  # tmp_size
-        hp, wp = self.heatmap_hw
-        ul_x, ul_y = np.trunc(mu_x - radius), np.trunc(mu_y - radius)
-        br_x, br_y = np.trunc(mu_x + radius + 1), np.trunc(mu_y + radius + 1)
-        outside = (ul_x >= wp) | (ul_y >= hp) | (br_x < 0) | (br_y < 0)
-        weights = (vis & finite & ~outside).astype(np.float32)
-        dx = np.arange(wp)[None, :] - mu_x[:, None]
-        dy = np.arange(hp)[None, :] - mu_y[:, None]
-        gx = np.exp(-(dx**2) / (2 * self.sigma**2)) * (np.abs(dx) <= radius)
-        gy = np.exp(-(dy**2) / (2 * self.sigma**2)) * (np.abs(dy) <= radius)
-        heatmaps = gy[:, :, None] * gx[:, None, :] * weights[:, None, None]
-        return {"heatmaps": heatmaps.astype(np.float32), "keypoint_weights": weights}
+        heatmaps, weights = self._gaussians(np, kpts, vis, np.arange)
+        return {"heatmaps": heatmaps.astype(np.float32), "keypoint_weights": weights.astype(np.float32)}
 
     def encode_batch(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
         """`encode` for a batch on the tensors' device: (B, K, 2) keypoints and (B, K) labelled flags -> float32
         targets with a leading batch axis, bit-identical to `encode` (Codec.encode_batch says why two forms)."""
         kpts = keypoints.to(torch.float64)
-        finite = torch.isfinite(kpts).all(dim=-1)
-        x = torch.where(finite, kpts[..., 0], 0.0)
-        y = torch.where(finite, kpts[..., 1], 0.0)
+        arange = lambda n: torch.arange(n, dtype=torch.float64, device=kpts.device)  # noqa: E731
+        heatmaps, weights = self._gaussians(torch, kpts, visible > 0, arange)
+        return {"heatmaps": heatmaps.to(torch.float32), "keypoint_weights": weights.to(torch.float32)}
+
+    def _gaussians(self, xp: Any, kpts: Any, labelled: Any, arange: Any) -> tuple[Any, Any]:
+        """The rule of `encode` for (..., K, 2) float64 keypoints and (..., K) labelled flags, written once for
+        NumPy (`encode`, in the workers) and torch (`encode_batch`, on the device): `xp` is the array module and
+        `arange(n)` its float64 0..n-1. Returns the float64 maps (..., K, H', W') and the boolean weights."""
+        finite = xp.isfinite(kpts).all(-1)
+        x = xp.where(finite, kpts[..., 0], 0.0)
+        y = xp.where(finite, kpts[..., 1], 0.0)
         mu_x, mu_y = x / self.stride, y / self.stride
         if not self.dark:
-            mu_x, mu_y = torch.trunc(mu_x + 0.5), torch.trunc(mu_y + 0.5)  # int(joints / feat_stride + 0.5)
+            mu_x, mu_y = xp.trunc(mu_x + 0.5), xp.trunc(mu_y + 0.5)  # int(joints / feat_stride + 0.5)
         radius = 3 * self.sigma  # tmp_size
         hp, wp = self.heatmap_hw
-        ul_x, ul_y = torch.trunc(mu_x - radius), torch.trunc(mu_y - radius)
-        br_x, br_y = torch.trunc(mu_x + radius + 1), torch.trunc(mu_y + radius + 1)
+        ul_x, ul_y = xp.trunc(mu_x - radius), xp.trunc(mu_y - radius)
+        br_x, br_y = xp.trunc(mu_x + radius + 1), xp.trunc(mu_y + radius + 1)
         outside = (ul_x >= wp) | (ul_y >= hp) | (br_x < 0) | (br_y < 0)
-        weights = ((visible > 0) & finite & ~outside).to(torch.float64)
-        dx = torch.arange(wp, dtype=torch.float64, device=kpts.device) - mu_x[..., None]
-        dy = torch.arange(hp, dtype=torch.float64, device=kpts.device) - mu_y[..., None]
-        gx = torch.exp(-(dx**2) / (2 * self.sigma**2)) * (dx.abs() <= radius)
-        gy = torch.exp(-(dy**2) / (2 * self.sigma**2)) * (dy.abs() <= radius)
-        heatmaps = gy[..., :, None] * gx[..., None, :] * weights[..., None, None]
-        return {"heatmaps": heatmaps.to(torch.float32), "keypoint_weights": weights.to(torch.float32)}
+        weights = labelled & finite & ~outside
+        dx = arange(wp) - mu_x[..., None]
+        dy = arange(hp) - mu_y[..., None]
+        gx = xp.exp(-(dx**2) / (2 * self.sigma**2)) * (abs(dx) <= radius)
+        gy = xp.exp(-(dy**2) / (2 * self.sigma**2)) * (abs(dy) <= radius)
+        return gy[..., :, None] * gx[..., None, :] * weights[..., None, None], weights
 
     def split(self, output: torch.Tensor) -> tuple[torch.Tensor]:
         if output.ndim != 4:
@@ -114,13 +107,7 @@ class HeatmapCodec:
 
     def decode(self, heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Heatmaps (N, K, H', W') -> keypoints (N, K, 2) (x, y) in crop pixels, scores (N, K) (peak value)."""
-        if heatmaps.ndim != 4:
-            raise ClposeError(f"heatmaps must be (N, K, H', W'), got shape {tuple(heatmaps.shape)}")
-        n, k, hp, wp = heatmaps.shape
-        if (hp, wp) != self.heatmap_hw:
-            raise ClposeError(
-                f"heatmaps are {hp}x{wp} (H'xW') but this codec makes {self.heatmap_hw[0]}x{self.heatmap_hw[1]} maps"
-            )
+        n, k, _, wp = check_heatmaps(heatmaps, self.heatmap_hw, "this codec")
         hm = heatmaps.float()
         scores, idx = hm.reshape(n, k, -1).max(-1)
         px = (idx % wp).float()

@@ -122,6 +122,11 @@ def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: s
     return field(default=default, metadata=metadata)
 
 
+def _section(help: str, cls: type | None = None) -> Any:
+    """A section of the recipe (a nested dataclass): required where `cls` is None, else made from its defaults."""
+    return _opt(help=help) if cls is None else _opt(factory=cls, help=help)
+
+
 @dataclass
 class ModelConfig:
     name: str = _opt(help="model name, e.g. clnet_resnet50, clnet_hourglass, simplebaseline_resnet50")
@@ -169,13 +174,16 @@ class LossConfig:
 
 @dataclass
 class AugmentConfig:
+    # geometry: SimpleBaseline's flip, scale and rotation draws, plus a shear
     flip_prob: float = _opt(0.5, "probability of a horizontal flip", check="[0, 1]")
     scale_factor: float = _opt(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)", check="[0, 1)")
     rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees", check=">= 0")
     rotation_prob: float = _opt(0.6, "probability of applying the rotation", check="[0, 1]")
     shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)", check=">= 0")
+    # HRNet's half-body crops (its COCO configs)
     half_body_prob: float = _opt(0.0, "probability of a half-body crop (HRNet's COCO configs: 0.3)", check="[0, 1]")
     half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried", check=">= 0")
+    # photometric
     color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)", check="[0, 1]")
 
 
@@ -197,7 +205,7 @@ class DataConfig:
     val_limit: int | None = _opt(
         None, "use only the images of the first N validation people (whole images: COCO AP scores those)", check=">= 1"
     )
-    augment: AugmentConfig = _opt(factory=AugmentConfig, help="training augmentation")
+    augment: AugmentConfig = _section("training augmentation", AugmentConfig)
 
 
 @dataclass
@@ -233,6 +241,7 @@ class EvalConfig:
     alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check=ALPHA_RANGE)
     flip: bool = _opt(True, "flip test")
     batch_size: int = _opt(64, "evaluation batch size", check=">= 1")
+    # COCO: the person boxes, then the SimpleBaseline/HRNet rescoring and OKS-NMS of the predictions
     boxes: str = _opt("gt", "COCO person boxes: gt or a COCO results-format detections file")
     oks_nms_thr: float = _opt(0.9, "OKS-NMS threshold (COCO)", check="[0, 1]")
     kpt_score_thr: float = _opt(0.2, "keypoint score threshold of the instance rescoring (COCO)", check="[0, 1]")
@@ -240,12 +249,12 @@ class EvalConfig:
 
 @dataclass
 class Recipe:
-    model: ModelConfig = _opt(help="network")
-    data: DataConfig = _opt(help="dataset and pipeline")
-    codec: CodecConfig = _opt(factory=CodecConfig, help="targets and decoding")
-    loss: LossConfig = _opt(factory=LossConfig, help="loss")
-    train: TrainConfig = _opt(factory=TrainConfig, help="optimisation")
-    eval: EvalConfig = _opt(factory=EvalConfig, help="evaluation")
+    model: ModelConfig = _section("network")
+    data: DataConfig = _section("dataset and pipeline")
+    codec: CodecConfig = _section("targets and decoding", CodecConfig)
+    loss: LossConfig = _section("loss", LossConfig)
+    train: TrainConfig = _section("optimisation", TrainConfig)
+    eval: EvalConfig = _section("evaluation", EvalConfig)
     name: str = _opt("", "run name (default: the recipe file's name)")
 
 
