@@ -213,8 +213,8 @@ def test_a_second_training_is_refused_and_a_run_killed_in_epoch_1_starts_again(
 def test_the_lock_falls_back_to_msvcrt_without_fcntl(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
 
-    from clpose.training import run_folder
-    from clpose.training.run_folder import RunLock
+    from clpose.training import lock as run_lock
+    from clpose.training.lock import RunLock
 
     class FakeMsvcrt:  # Windows' byte-range lock, played by flock on this machine
         LK_NBLCK = 2
@@ -224,8 +224,8 @@ def test_the_lock_falls_back_to_msvcrt_without_fcntl(tmp_path: Path, monkeypatch
             assert mode == 2 and nbytes == 1 and os.lseek(fd, 0, os.SEEK_CUR) == 4096  # past the pid text
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
-    monkeypatch.setattr(run_folder, "fcntl", None)
-    monkeypatch.setattr(run_folder, "msvcrt", FakeMsvcrt)
+    monkeypatch.setattr(run_lock, "fcntl", None)
+    monkeypatch.setattr(run_lock, "msvcrt", FakeMsvcrt)
     folder = tmp_path / "run"
     held = RunLock(folder).acquire()
     with pytest.raises(

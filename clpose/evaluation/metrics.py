@@ -9,6 +9,7 @@ the recipe's eval.metric, the CLI's --metric and the table printer all read `MET
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,8 @@ Table = dict[str, Any]
 
 @dataclass(frozen=True)
 class Metric:
+    """A registered metric: everything the CLI, the recipes, training and the table printer need to know about it."""
+
     name: str
     title: str  # the printed table's title; "{alpha}" is filled in
     columns: tuple[str, ...]
@@ -64,6 +67,13 @@ class Metric:
     scale: float  # printed value = table value x scale (COCO's AP is stored in [0, 1])
     score_predictions: Callable[[TopDownDataset, Predictions, ScoreOptions], tuple[Table, list[dict] | None]]
     score_file: Callable[[Path, Path, ScoreOptions], Table]
+    higher_is_better: bool = True  # PCK and AP; an error in pixels would be lower-is-better
+
+    def improves(self, value: float, best: float) -> bool:
+        """Whether `value` beats `best` (NaN: no best yet), in this metric's direction."""
+        if math.isnan(best):
+            return not math.isnan(value)
+        return value > best if self.higher_is_better else value < best
 
     def alpha(self, options: ScoreOptions) -> float | None:
         return options.alpha if options.alpha is not None else self.default_alpha

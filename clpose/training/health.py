@@ -19,7 +19,9 @@ REMEDY = (
 )
 
 
-def health_warnings(rows: list[dict], loss: LossConfig, tau: float | None, scale: float) -> list[str]:
+def health_warnings(
+    rows: list[dict], loss: LossConfig, tau: float | None, scale: float, higher_is_better: bool = True
+) -> list[str]:
     """Why the run that ends with `rows[-1]` may not be learning, one sentence each: a weighted loss part that was
     exactly 0 for the whole epoch (it trained nothing), or a validation metric at zero for several validations while
     the loss falls (the loss is met by something that is not scored)."""
@@ -28,7 +30,7 @@ def health_warnings(rows: list[dict], loss: LossConfig, tau: float | None, scale
     zero = [p for p, w in weights.items() if rows[-1].get(p) == 0.0 and getattr(loss, w, 0.0) > 0]
     if zero:
         found.append(_zero_parts(zero, weights, loss, tau))
-    stalled = _stalled(rows, loss, tau, scale)
+    stalled = _stalled(rows, loss, tau, scale) if higher_is_better else None  # "stuck at 0" is a score's failure
     if stalled:
         found.append(stalled)
     return found

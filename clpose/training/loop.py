@@ -26,9 +26,11 @@ from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.models import load_trunk_weights
 from clpose.training.curves import plot_curves
+from clpose.training.fits import check_fits
 from clpose.training.health import health_warnings
+from clpose.training.lock import RunLock
 from clpose.training.progress import TrainProgress, epoch_summary
-from clpose.training.run_folder import RunLock, RunPlan, check_fits, commit, open_run
+from clpose.training.run_folder import RunPlan, commit, open_run
 from clpose.training.setup import Setup, Step, build_setup, set_epoch
 
 
@@ -208,7 +210,7 @@ def _restore(s: Setup, state: dict) -> None:
 def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distributed.Dist, show: bool) -> FitResult:
     cfg, precision, run_dir = recipe.train, s.precision, plan.run_dir
     scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
-    start, best, rows = 0, -math.inf, list(plan.rows)
+    start, best, rows = 0, math.nan, list(plan.rows)  # NaN: no best validation yet
     if state is not None:
         # before anything is written: another model or optimizer would fail below with a traceback
         check_fits(plan.checkpoint, state, recipe, s.module, s.step.optimizer, s.train_ds.skeleton.name)
@@ -313,10 +315,12 @@ def _epochs_loop(
             "scale": scorer.scale,  # printed value = value x scale (COCO's AP x 100), as `clpose eval` prints it
             "table": table,
         }
-        row["warnings"] = health_warnings([*rows, row], recipe.loss, s.pose.codec.tau, scorer.scale)
+        row["warnings"] = health_warnings(
+            [*rows, row], recipe.loss, s.pose.codec.tau, scorer.scale, scorer.higher_is_better
+        )
         rows.append(row)
-        improved = table is not None and last > best
-        best = max(best, last) if table is not None else best
+        improved = table is not None and scorer.improves(last, best)
+        best = last if improved else best
         if d.main:
             state = _state(s, recipe, plan, epoch + 1, best, scorer.name)
             _write_epoch(plan.run_dir, rows, state, improved, recipe.name)

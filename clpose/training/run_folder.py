@@ -8,23 +8,20 @@ One rule for every command that trains (`clpose train`, `clpose demo`), kept her
   checkpoints of its own run; a checkpoint of an older clpose (no id) only from its own folder. A checkpoint of
   another run starts a *branch* in a new or empty folder: the source's metrics up to the checkpoint's epoch and its
   best.pt come along, and run.json records where it branched from.
-- One process writes a folder at a time: an OS lock (fcntl.flock; msvcrt on Windows) on its .lock file, held for
-  the whole run. The OS releases it when the process ends, however it ends, so no stale lock ever blocks. Under
-  torchrun only rank 0 writes, so only rank 0 locks.
-- Nothing in the folder changes before the new run's setup and its checkpoint check have passed (`commit`); then
+- One process writes a folder at a time (clpose.training.lock).
+- Nothing in the folder changes before the new run's setup and its checkpoint check (clpose.training.fits) have
+  passed (`commit`); then
   the files of an earlier run (--overwrite) or of a run that never finished an epoch leave together.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import math
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -38,22 +35,12 @@ from clpose.console import warn
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.errors import ClposeError, first_line
 from clpose.io import write_json, write_text
-
-try:
-    import fcntl
-except ImportError:  # Windows
-    fcntl = None  # type: ignore[assignment]
-try:
-    import msvcrt
-except ImportError:  # every platform but Windows
-    msvcrt = None  # type: ignore[assignment]
+from clpose.training.lock import RunLock
 
 CHECKPOINTS = ("last.pt", "best.pt")
 RUN_JSON = "run.json"
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "recipe.yaml", RUN_JSON)  # what a run owns
-LOCK = ".lock"
 _TRASH = ".replaced-"  # an old run's files move into this folder together, then it is deleted
-_WINDOWS_LOCK_BYTE = 4096  # msvcrt locks a byte range: one past the pid text, so the loser can read the pid
 
 
 def make_run_dir(recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs")) -> Path:
@@ -120,91 +107,6 @@ def read_rows(path: Path, upto: int) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------------
-# the lock
-
-
-class RunLock:
-    """An exclusive lock on a run folder while a training writes it. `made`: the caller created the folder for this
-    run, so release removes it again if the run wrote nothing (a refused or failed start leaves no empty folder)."""
-
-    def __init__(self, folder: Path, made: bool = False) -> None:
-        self.folder, self.path, self.made = folder, folder / LOCK, made
-        self._fd: int | None = None
-
-    def acquire(self) -> RunLock:
-        if not self.folder.exists():
-            self.made = True
-        self.folder.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            if not _try_lock(fd, self.folder):
-                holder = _read_holder(fd)
-                os.close(fd)
-                raise ClposeError(
-                    f"{self.folder} is in use by another training ({holder}): wait for it to end, or choose another "
-                    "--out"
-                )
-            if _same_file(fd, self.path):
-                break
-            os.close(fd)  # the holder before us deleted the file as it finished: lock the one that is there now
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)  # msvcrt's lock moved the position past the text
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
-        self._fd = fd
-        return self
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        fd, self._fd = self._fd, None
-        if fcntl is not None:  # delete while still locked: a waiter that opened this file sees it gone and retries
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-            os.close(fd)
-        else:  # Windows deletes no open file
-            os.close(fd)
-            with contextlib.suppress(OSError):
-                self.path.unlink()
-        if self.made:
-            with contextlib.suppress(OSError):
-                self.folder.rmdir()  # only where empty: a start that was refused or failed wrote nothing
-
-
-def _try_lock(fd: int, folder: Path) -> bool:
-    """Take the OS lock on `fd` without waiting; False where another process holds it."""
-    try:
-        if fcntl is not None:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        elif msvcrt is not None:
-            os.lseek(fd, _WINDOWS_LOCK_BYTE, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-        else:
-            warn(f"cannot lock {folder}: this platform has neither fcntl nor msvcrt; two trainings in it would mix")
-        return True
-    except OSError as e:
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES, errno.EDEADLK):
-            return False
-        # a file system without locks (some network mounts): running unprotected beats refusing to train
-        warn(f"cannot lock {folder} ({e.strerror}): two trainings in it at once would not be stopped")
-        return True
-
-
-def _read_holder(fd: int) -> str:
-    os.lseek(fd, 0, os.SEEK_SET)
-    text = os.read(fd, 200).decode("utf-8", "replace").strip()
-    return text or "pid not yet written"
-
-
-def _same_file(fd: int, path: Path) -> bool:
-    try:
-        here = os.stat(path)
-    except FileNotFoundError:
-        return False
-    mine = os.fstat(fd)
-    return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
-
-
-# ------------------------------------------------------------------------------------------------------------
 # what a training does with its folder
 
 
@@ -216,7 +118,7 @@ class RunPlan:
     run_id: str
     checkpoint: Path | None = None  # what training resumes from (None: epoch 1)
     rows: list[dict] = field(default_factory=list)  # metrics.jsonl rows up to the checkpoint's epoch
-    best: float | None = None  # None: the checkpoint's best_metric; -inf where a branch carries no best model
+    best: float | None = None  # None: the checkpoint's best_metric; NaN where a branch carries no best model
     replace: list[str] = field(default_factory=list)  # files of an earlier run, removed together at commit
     carry_best: Path | None = None  # a branch: the best.pt it copies in (with its own run id)
     branched_from: dict[str, Any] | None = None
@@ -347,7 +249,7 @@ def _branch(run_dir: Path, path: Path, state: dict, leftovers: list[str]) -> Run
         new_run_id(),
         checkpoint=path,
         rows=rows,
-        best=None if carry is not None else -math.inf,
+        best=None if carry is not None else math.nan,
         replace=leftovers,
         carry_best=carry,
         branched_from=origin,
@@ -399,56 +301,3 @@ def _remove_together(run_dir: Path, names: list[str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.replace(run_dir / name, trash / name)
     shutil.rmtree(trash, ignore_errors=True)
-
-
-# ------------------------------------------------------------------------------------------------------------
-# does the checkpoint fit the recipe?
-
-
-def check_fits(
-    path: Path, state: dict, recipe: Recipe, module: torch.nn.Module, optimizer: torch.optim.Optimizer, skeleton: str
-) -> None:
-    """Refuse, in one line naming `path` and what differs, a checkpoint that cannot continue `recipe`: another model
-    (name or weights), optimizer or skeleton. Called before anything in the run folder is written."""
-    saved = state.get("recipe") if isinstance(state.get("recipe"), dict) else {}
-    differs = []
-    name = state.get("model_name") or (saved.get("model") or {}).get("name")
-    if name and name != recipe.model.name:
-        differs.append(f"model {name} (the recipe: {recipe.model.name})")
-    elif weights := _weight_differences(state.get("model"), module.state_dict()):
-        differs.append(weights)
-    kind = (saved.get("train") or {}).get("optimizer")
-    if kind and kind != recipe.train.optimizer:
-        differs.append(f"optimizer {kind} (the recipe: {recipe.train.optimizer})")
-    elif groups := _optimizer_differences(state.get("optimizer"), optimizer.state_dict()):
-        differs.append(groups)
-    if state.get("skeleton") and state["skeleton"] != skeleton:
-        differs.append(f"skeleton {state['skeleton']} (the data: {skeleton})")
-    if differs:
-        raise ClposeError(f"checkpoint {path} does not fit this recipe: {'; '.join(differs)}")
-
-
-def _weight_differences(saved: Any, own: dict[str, torch.Tensor]) -> str:
-    if not isinstance(saved, dict):
-        return "it holds no model weights"
-    missing = [k for k in own if k not in saved]
-    extra = [k for k in saved if k not in own]
-    shaped = [k for k in own if k in saved and tuple(getattr(saved[k], "shape", ())) != tuple(own[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-    if extra:
-        parts.append(f"{len(extra)} unexpected (e.g. {extra[0]})")
-    if shaped:
-        k = shaped[0]
-        example = f"{k} {tuple(saved[k].shape)}, the model's {tuple(own[k].shape)}"
-        parts.append(f"{len(shaped)} of another shape (e.g. {example})")
-    return f"model weights: {', '.join(parts)}" if parts else ""
-
-
-def _optimizer_differences(saved: Any, own: dict) -> str:
-    if not isinstance(saved, dict) or not isinstance(saved.get("param_groups"), list):
-        return "it holds no optimizer state"
-    theirs = [len(g.get("params", [])) for g in saved["param_groups"]]
-    ours = [len(g["params"]) for g in own["param_groups"]]
-    return "" if theirs == ours else f"optimizer state for parameter groups of {theirs} tensors (the model's: {ours})"
