@@ -173,10 +173,19 @@ def _loaded_after_import(module: str, candidates: list[str]) -> list[str]:
     [
         (
             "clpose.inference.predictor",
-            ["clpose.engine.predict", "clpose.evaluation.scoring", "clpose.engine.evaluate", "clpose.cli"],
+            [
+                "clpose.engine.predict",
+                "clpose.evaluation.scoring",
+                "clpose.engine.evaluate",
+                "clpose.training",
+                "clpose.cli",
+            ],
         ),
         ("clpose.data", ["clpose.models", "torchvision"]),
         ("clpose.demo", ["clpose.cli"]),
+        ("clpose.config", ["torch", "clpose.codecs", "clpose.evaluation"]),  # registries: read when a recipe is checked
+        ("clpose.evaluation.pck", ["torch", "clpose.engine"]),
+        ("clpose.engine.posemodel", ["clpose.training", "clpose.speed.bench", "clpose.cli"]),
     ],
 )
 def test_import_direction(module: str, forbidden: list[str]) -> None:
