@@ -90,7 +90,7 @@ def _decode(codec: Codec, sample: dict) -> np.ndarray:
 def _joint_panel(
     base: np.ndarray, sample: dict, codec: Codec, k: int, name: str, decoded: np.ndarray, zoom: int
 ) -> np.ndarray:
-    heat = sample["heatmaps"][k].numpy()
+    heat = codec.target_map(sample, k)
     h, w = base.shape[:2]
     s = codec.stride
     up = np.zeros((h, w), np.float32)

@@ -72,6 +72,9 @@ class ArgmaxCellCodec:
     def flip_back(self, output: torch.Tensor, flip_index: list[int]) -> torch.Tensor:
         return output.flip(-1)[:, torch.as_tensor(flip_index, device=output.device)]
 
+    def target_map(self, targets: dict[str, torch.Tensor], k: int) -> np.ndarray:
+        return targets["cells"][k].numpy()
+
     def votes(self, targets: dict[str, torch.Tensor], k: int) -> list:
         return []
 
@@ -157,6 +160,10 @@ def test_a_toy_codec_loss_and_model_train_and_evaluate(toys, tmp_path: Path, dat
     result = runner.invoke(app, ["eval", str(tmp_path / "run"), "--json", str(out), "--amp", "off"])
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["Mean"] == row["value"]  # best.pt rebuilt through the registries
+    pictures = tmp_path / "vis"
+    result = runner.invoke(app, ["vis", "targets", str(_recipe(tmp_path, data)), "--num", "1", "--out", str(pictures)])
+    assert result.exit_code == 0, result.output  # vis colours the codec's own map ("cells", not "heatmaps")
+    assert len(list(pictures.glob("targets_train_*.png"))) == 1
 
 
 def test_a_toy_metric_is_a_choice_of_eval_and_recipes_and_prints_its_table(

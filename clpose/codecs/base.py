@@ -66,6 +66,10 @@ class Codec(Protocol):
         """The output for horizontally flipped crops mapped back onto the original crops' grid."""
         ...
 
+    def target_map(self, targets: dict[str, torch.Tensor], k: int) -> np.ndarray:
+        """For pictures: the (H', W') map `clpose vis targets` colours for keypoint k of one sample's targets."""
+        ...
+
     def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """For pictures: (cell centre, where the cell points) in crop pixels for every cell that votes for
         keypoint k in `targets`; empty for codecs whose cells do not vote."""

@@ -215,6 +215,9 @@ class CompositeCodec:
         """Decode one sample's targets ("heatmaps" (K, H', W'), "offsets" (2K, H', W'))."""
         return self.decode(targets["heatmaps"][None], targets["offsets"][None])
 
+    def target_map(self, targets: dict[str, torch.Tensor], k: int) -> np.ndarray:
+        return targets["heatmaps"][k].numpy()
+
     def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(cell centre, centre + S x offset) in crop pixels of every cell of keypoint k at or above tau."""
         heat, off = targets["heatmaps"][k].numpy(), targets["offsets"].numpy()

@@ -125,6 +125,9 @@ class HeatmapCodec:
         """Decode one sample's targets ("heatmaps" (K, H', W'))."""
         return self.decode(targets["heatmaps"][None])
 
+    def target_map(self, targets: dict[str, torch.Tensor], k: int) -> np.ndarray:
+        return targets["heatmaps"][k].numpy()
+
     def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         return []  # one Gaussian per keypoint: no cell points anywhere
 
