@@ -332,3 +332,31 @@ def finite_json(value: Any) -> Any:
     if isinstance(value, list | tuple | np.ndarray):
         return [finite_json(v) for v in value]
     return value
+
+
+def sha256(path: str | Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """One process at a time makes `path` (a download, an exported graph): the others wait, then find it there. The
+    lock file lives in a `.clpose-locks` folder beside it, not among the files it guards."""
+    locks = path.parent / ".clpose-locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: the atomic rename still keeps the file whole; two may make it at once
+        yield
+        return
+    with open(locks / f"{path.name}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

@@ -18,7 +18,6 @@ names, so a file a user already has from torchvision is used as it is.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import http.client
@@ -26,12 +25,12 @@ import os
 import re
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from clpose.errors import ClposeError, first_line
+from clpose.io import file_lock, sha256
 
 OFFLINE_ENV = "CLPOSE_OFFLINE"
 MIRROR_ENV = "CLPOSE_WEIGHTS_MIRROR"
@@ -240,14 +239,6 @@ def local_file(path: Path, what: str) -> Resolved:
     return Resolved(path, path.name, sha256(path), "local file")
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cached(entry: WeightsFile) -> Path | None:
     """The cached file of `entry`, or None where it is not there (not checked)."""
     path = cache_dir() / entry.filename
@@ -257,7 +248,7 @@ def cached(entry: WeightsFile) -> Path | None:
 def fetch(entry: WeightsFile, alternative: str = "a local file", progress: bool = True) -> Resolved:
     """The verified file of `entry`: from the cache, else downloaded (unless offline) under a file lock."""
     path = cache_dir() / entry.filename
-    with _file_lock(path):
+    with file_lock(path):
         if not path.is_file():
             if offline():
                 raise ClposeError(
@@ -318,25 +309,6 @@ def _download(entry: WeightsFile, path: Path, alternative: str, progress: bool) 
         raise ClposeError(f"cannot download {url} ({reason}): {where}") from None
     except (TimeoutError, http.client.HTTPException, ConnectionError) as e:
         raise ClposeError(f"cannot download {url} ({type(e).__name__}: {first_line(e)}): {where}") from None
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """One process at a time per weights file (torchrun ranks, two commands): the others wait, then find it there."""
-    locks = path.parent / ".clpose-locks"  # beside torchvision's files, not among them
-    locks.mkdir(parents=True, exist_ok=True)
-    lock = locks / f"{path.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # Windows: the atomic rename still keeps the file whole; two may download at once
-        yield
-        return
-    with open(lock, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def status() -> list[dict[str, Any]]:

@@ -154,6 +154,17 @@ MUTANTS = [
     Mutant("one-euro: speed updated on invalid points", "clpose/inference/smoothing.py",
            "self.dx = np.where(update, dx_hat,", "self.dx = np.where(self.started, dx_hat,",
            (CONV, "tests/test_inference.py")),
+    Mutant("runtime: ONNX Runtime's maps mirrored", "clpose/engine/runtimes.py",
+           "return torch.from_numpy(maps)", "return torch.from_numpy(maps).flip(-1)", ("tests/test_runtimes.py",)),
+    Mutant("runtime: graph cache ignores the checkpoint's bytes", "clpose/engine/runtimes.py",
+           "        checkpoint_sha256,\n", "        'any checkpoint',\n", ("tests/test_runtimes.py",)),
+    Mutant("runtime: a damaged cached graph is run", "clpose/engine/runtimes.py",
+           ' and record.get("graph_sha256") == sha256(path)', "", ("tests/test_runtimes.py",)),
+    Mutant("runtime: --threads not given to ONNX Runtime", "clpose/engine/runtimes.py",
+           "options.intra_op_num_threads = threads", "options.intra_op_num_threads = 2", ("tests/test_runtimes.py",)),
+    Mutant("runtime: OpenVINO in bf16 where the CPU emulates it", "clpose/engine/runtimes.py",
+           'precision.name == "bf16" and precision.native and openvino_has_bf16()', 'precision.name == "bf16"',
+           ("tests/test_runtimes.py",)),
 ]  # fmt: skip
 
 

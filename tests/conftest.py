@@ -40,6 +40,7 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     monkeypatch.setenv("CLPOSE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
     monkeypatch.delenv("CLPOSE_WEIGHTS_MIRROR", raising=False)
+    monkeypatch.setenv("CLPOSE_RUNTIME", "torch")  # `clpose infer` tests run torch; tests/test_runtimes.py the others
 
 
 @pytest.fixture

@@ -37,3 +37,12 @@ def write_checkpoint(
     }
     save_checkpoint(path, state)
     return path
+
+
+def fit_recipe(path: Path, text: str, out: Path) -> Path:
+    """Write a recipe and train it on the CPU, quietly; the run folder."""
+    from clpose.config import load_recipe
+    from clpose.training.loop import fit
+
+    path.write_text(text)
+    return fit(load_recipe(path), out=out, device="cpu", show_progress=False).run_dir

@@ -252,7 +252,7 @@ def slow_parity(*args, **kwargs):
     Path(sys.argv[-1]).with_name("parity-started").touch()
     time.sleep(60)  # where SIGTERM arrives: the export's temporary file is open
 
-clpose.export._parity = slow_parity
+clpose.export.check_parity = slow_parity
 from clpose.cli.app import main
 sys.argv[0] = "clpose"
 main()

@@ -45,7 +45,16 @@ def bench(
     ] = 120.0,
     fps: Annotated[bool, typer.Option("--fps", help="Measure speed: FPS, latency p50/p90, decode time.")] = False,
     flops: Annotated[bool, typer.Option("--flops", help="Count parameters and MACs (FLOPs = 2 x MACs).")] = False,
-    threads: Annotated[int | None, typer.Option(help="torch CPU threads (default: torch's choice).")] = None,
+    runtime: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Runtime (repeatable): torch, onnxruntime, openvino, or all (those installed). Each model is timed "
+            "in each, interleaved; onnxruntime and openvino run its ONNX graph (clpose export's). Default: torch."
+        ),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads of torch and the runtimes (default: torch's choice).")
+    ] = None,
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch; medians are reported.")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing (compilation happens here).")] = 5,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as a JSON list.")] = None,
@@ -59,6 +68,7 @@ def bench(
     """
     import torch
 
+    from clpose.engine.runtimes import check_threads
     from clpose.io import write_json
     from clpose.outputs import check_outputs
     from clpose.speed.bench import BenchSettings, run_bench
@@ -72,10 +82,8 @@ def bench(
     for b in batch or []:
         if b != "max" and (not b.isdigit() or int(b) < 1):
             raise ClposeError(f"--batch {b!r}: expected a positive integer or 'max'")
-    if threads is not None:
-        if threads < 1:
-            raise ClposeError(f"--threads must be >= 1, got {threads}")
-        torch.set_num_threads(threads)
+    check_threads(threads)
+    runtimes = _runtimes(runtime or ["torch"])
     cuda = device.startswith("cuda")
     settings = BenchSettings(
         input_hw=parse_hw(input_size, "--input-size"),
@@ -91,11 +99,27 @@ def bench(
         flops=flops or not fps,
         runs=runs,
         warmup=warmup,
+        runtimes=runtimes,
     )
     report = run_bench(list(model) if model else DEFAULT_MODELS, settings)
     _print_table(report, settings, torch.get_num_threads())
     if json_out:
         write_json(json_out, [r.to_json() for r in report.results])
+
+
+def _runtimes(names: list[str]) -> list[str]:
+    """--runtime values, checked; `all` is every installed runtime."""
+    from clpose.engine.runtime_names import RUNTIMES
+    from clpose.engine.runtimes import installed
+
+    out: list[str] = []
+    for name in names:
+        if name not in (*RUNTIMES, "all"):
+            raise ClposeError(f"--runtime {name!r}: expected one of {', '.join(RUNTIMES)} or all")
+        for runtime in [r for r in RUNTIMES if installed(r)] if name == "all" else [name]:
+            if runtime not in out:
+                out.append(runtime)
+    return out
 
 
 def _print_table(report, settings, threads: int) -> None:
@@ -107,17 +131,23 @@ def _print_table(report, settings, threads: int) -> None:
         return "-" if value is None else format(value, spec)
 
     precision = settings.precision
-    mode = f"{precision.name}{', channels_last' if settings.channels_last else ''}"
-    mode += ", compiled" if settings.compile else ""
-    mode += ", CUDA graphs" if settings.cuda_graphs else ""
+    several = len(settings.runtimes) > 1
+    mode = "" if several else f"{precision.name}, "
+    mode += "channels_last, " if settings.channels_last else ""
+    mode += "compiled, " if settings.compile else ""
+    mode += "CUDA graphs, " if settings.cuda_graphs else ""
     size = report.results[0].input_size
-    title = f"{settings.device} ({threads} threads), {mode}, input {size}, K={settings.num_keypoints}"
+    title = f"{settings.device} ({threads} threads), {mode}input {size}, K={settings.num_keypoints}"
+    if several and (settings.channels_last or settings.compile):
+        title += " (channels_last and compile: torch rows)"
     table = Table(title=title)
-    for col in ("model", "batch", "params (M)", "GMACs", "GFLOPs", "FPS", "p50 ms", "p90 ms", "decode ms", "% limit"):
-        table.add_column(col, justify="left" if col == "model" else "right")
+    columns = ["model", *(["runtime", "precision"] if several else []), "batch", "params (M)", "GMACs", "GFLOPs"]
+    for col in (*columns, "FPS", "p50 ms", "p90 ms", "decode ms", "% limit"):
+        table.add_column(col, justify="left" if col in ("model", "runtime", "precision") else "right")
     for r in report.results:
         table.add_row(
             r.model,
+            *([r.runtime, r.precision] if several else []),
             str(r.batch),
             fmt(r.params_m, ".2f"),
             fmt(r.gmacs, ".2f"),
@@ -129,10 +159,11 @@ def _print_table(report, settings, threads: int) -> None:
             fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"),
         )
     console.print(table)
-    console.print(f"precision: {precision.describe()}")
-    if report.limit_gflops is not None:
-        emulated = "" if precision.native else f" ({precision.name} emulated on this device: slow)"
-        console.print(
-            f"limit: {report.limit_source}, {precision.name}{emulated}: {report.limit_gflops:.0f} GFLOP/s. "
-            "FLOPs = 2 x MACs."
-        )
+    seen: dict[str, str] = {}
+    for r in report.results:
+        seen.setdefault(r.runtime, f"{r.precision} ({precision.requested}: {r.precision_reason})")
+    for runtime, described in seen.items():
+        console.print(f"precision{f' ({runtime})' if several else ''}: {described}")
+    for name, (gflops, source) in report.limits.items():
+        emulated = "" if name != precision.name or precision.native else f" ({name} emulated on this device: slow)"
+        console.print(f"limit: {source}, {name}{emulated}: {gflops:.0f} GFLOP/s. FLOPs = 2 x MACs.")

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.cli.options import Amp, Device, metric_names, options_from, registered
+from clpose.cli.options import Amp, Compile, Device, RuntimeName, Threads, metric_names, options_from, registered
 from clpose.config import ALPHA_RANGE
 from clpose.evaluation.formats import SaveFormat
 
@@ -74,6 +74,16 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
     device: Device = "auto",
     amp: Amp = "auto",
+    runtime: Annotated[
+        RuntimeName,
+        typer.Option(
+            help="What runs the network: torch (the reference), onnxruntime or openvino (the checkpoint's ONNX graph, "
+            "exported once into cache/ beside it; scores equal torch's within the tolerances of docs/evaluation.md), "
+            "or auto (the fastest on this machine, docs/benchmarks.md)."
+        ),
+    ] = "torch",
+    threads: Threads = None,
+    compile_: Compile = False,
 ) -> None:
     """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol.
 
@@ -82,7 +92,8 @@ def evaluate(
     """
     from clpose.config import check_option
     from clpose.errors import ClposeError
-    from clpose.evaluation.scoring import sha256, versions
+    from clpose.evaluation.scoring import versions
+    from clpose.io import sha256
     from clpose.outputs import check_outputs
 
     if batch is not None:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.cli.options import Amp, Device, options_from
+from clpose.cli.options import Amp, Compile, Device, Runtime, Threads, options_from
 
 
 def infer(
@@ -62,6 +62,9 @@ def infer(
     ] = True,
     device: Device = "auto",
     amp: Amp = "auto",
+    runtime: Runtime = "auto",
+    threads: Threads = None,
+    compile_: Compile = False,
 ) -> None:
     """Predict keypoints and write an annotated image/video and a JSON file.
 
@@ -85,8 +88,8 @@ def infer(
         checkpoint = latest_checkpoint()
         console.print(f"using the latest checkpoint: {checkpoint}")
     check_outputs({"--out": out, "--json": json_out}, {"--checkpoint": checkpoint})
-    predictor = Predictor.from_checkpoint(checkpoint, device=device, flip=flip, amp=amp)
-    console.print(f"precision: {predictor.precision.describe()}")
+    predictor = Predictor.from_checkpoint(checkpoint, device, flip, amp, runtime, threads, compile_)
+    console.print(predictor.runtime.describe())
     if predictor.device.type == "cuda":
         why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
         console.print(
@@ -106,6 +109,9 @@ def infer(
             f"[yellow]{report.failed} frames could not be read[/yellow] (a truncated or damaged video); the readable "
             "ones were predicted"
         )
+    if predictor.runtime.compiled and (seconds := predictor.pose.runner.compile_seconds):
+        sizes = ", ".join(str(s) for s in sorted(seconds))
+        console.print(f"torch.compile took {sum(seconds.values()):.1f} s of the run (batch sizes {sizes})")
     for line in report.outputs:
         console.print(f"wrote {line}")
     if report.interrupted:

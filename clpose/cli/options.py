@@ -7,17 +7,31 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import typer
 
 from clpose.config import AMP_HELP, AmpName
+from clpose.engine.runtime_names import RUNTIME_HELP
 from clpose.errors import ClposeError
 
 T = TypeVar("T")
 
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Amp = Annotated[AmpName, typer.Option(help=AMP_HELP)]
+RuntimeName = Literal["auto", "torch", "onnxruntime", "openvino"]  # clpose.engine.runtimes.RUNTIME_CHOICES
+Runtime = Annotated[RuntimeName, typer.Option(envvar="CLPOSE_RUNTIME", help=RUNTIME_HELP, show_envvar=False)]
+Threads = Annotated[
+    int | None, typer.Option(help="CPU threads of the network and the runtime (default: torch's, one per core).")
+]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile",
+        help="torch runtime: torch.compile the network (inductor, freezing) for long inputs such as a video or a "
+        "dataset; each batch size compiles once (the time is shown).",
+    ),
+]
 
 
 def registered(option: str, names: Callable[[], Iterable[str]]) -> Callable[[str | None], str | None]:

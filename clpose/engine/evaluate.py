@@ -15,12 +15,15 @@ from clpose.data import check_images, dataset_from_records, load_split
 from clpose.data.dataset import TopDownDataset
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
+from clpose.engine.checkpoint import find_checkpoint
 from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
 from clpose.engine.predict import predict
+from clpose.engine.runtimes import use_runtime
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import ScoreOptions, dataset_metric
-from clpose.evaluation.scoring import coco_annotations, coco_results, sha256
+from clpose.evaluation.scoring import coco_annotations, coco_results
 from clpose.evaluation.submission import choose_format, write_predictions
+from clpose.io import sha256
 from clpose.outputs import check_outputs
 from clpose.precision import resolve_precision
 
@@ -64,6 +67,9 @@ class EvalOptions:
     stages: str = "last"  # "last" or "all" (a table per stage of a multi-stage model)
     device: str = "auto"
     amp: str = "auto"  # resolved on this machine (clpose.precision), not the recipe's train.amp
+    runtime: str = "torch"  # what runs the network (clpose.engine.runtimes): torch, onnxruntime, openvino or auto
+    threads: int | None = None  # CPU threads (default: torch's)
+    compile_: bool = False  # torch.compile the torch runtime
     metric: str | None = None  # default: eval.metric, else the dataset's
     alpha: float | None = None
     head_official: bool = False  # PCKh's Head column as the official toolkit computes it
@@ -95,10 +101,12 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
     d, dev = distributed.setup(o.device)
     try:
         precision = resolve_precision(o.amp, dev)
-        if d.main:
-            console.print(f"precision: {precision.describe()}")
         skeleton = checkpoint_skeleton(state, recipe, checkpoint)
         pose = PoseModel.from_recipe(recipe, skeleton, state, dev, precision, source=f"checkpoint {checkpoint}")
+        file = find_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
+        runtime = use_runtime(pose, file, o.runtime, o.threads, o.compile_, channels_last=False)
+        if d.main:
+            console.print(runtime.describe())
         split = _split(checkpoint, recipe, pose, o, boxes)
         scorer = dataset_metric(recipe.data.dataset, o.metric or cfg.metric)
         workers = min(4, recipe.data.num_workers)
@@ -125,7 +133,8 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
         "split": split.name,
         "records": str(split.dataset.records.path),
         "flip": flip,
-        "precision": precision.name,
+        "precision": runtime.precision.name,
+        "runtime": runtime.to_json(),
         "boxes": boxes,
         "oks_nms_thr": cfg.oks_nms_thr if scorer.name == "oks" else None,
     }

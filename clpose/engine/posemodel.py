@@ -13,6 +13,7 @@ precision and the device. It offers the three steps every user of a trained mode
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,6 +126,9 @@ class PoseModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     channels_last: bool = False
     cuda_graphs: bool = False  # replay the forward from CUDA graphs (clpose.engine.graphs) where the device allows
+    # what runs the network instead of calling it (clpose.engine.runtimes: an ONNX Runtime or OpenVINO session, a
+    # torch.compile'd module); its attribute `autocast` says whether `precision`'s autocast applies around it
+    runner: Any = None
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -141,6 +145,8 @@ class PoseModel:
         return reason
 
     def _forward(self, x: torch.Tensor) -> Any:
+        if self.runner is not None:
+            return self.runner(x)
         if not self.cuda_graphs:
             return self.model(x)
         if self._graphed is None:
@@ -242,10 +248,13 @@ class PoseModel:
         """The network's maps (float32, on the device) for normalised crops: the last stage, or every stage of a
         multi-stage model with `stages`; with `flip`, averaged with the codec's flip-back of the mirrored crops."""
         self.model.eval()
+        if stages and self.runner is not None and self.runner.last_stage_only:
+            raise ClposeError(f"{self.runner.name} runs the exported graph, which has the last stage only: use torch")
         x = crops.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with self.precision.autocast(self.device):
+        autocast = self.runner is None or self.runner.autocast
+        with self.precision.autocast(self.device) if autocast else contextlib.nullcontext():
             outs = self._stages(self._forward(x), stages)
             if flip:
                 flipped = self._stages(self._forward(x.flip(-1)), stages)

@@ -6,7 +6,6 @@ PCK/PCKh; AP, AP50, AP75, APM, APL, AR for COCO); `report` adds the metric, alph
 
 from __future__ import annotations
 
-import hashlib
 import platform
 from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
@@ -25,14 +24,6 @@ from clpose.evaluation.prediction_files import read_coco_results, read_predictio
 from clpose.skeletons import COCO, LSP, MPII
 
 LSP_TEST = 1000  # the LSP test set: the last 1000 people of joints.mat
-
-
-def sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def versions() -> dict[str, str]:

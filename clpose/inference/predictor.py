@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clpose.engine.checkpoint import find_checkpoint
 from clpose.engine.distributed import resolve_device
 from clpose.engine.posemodel import PoseModel
+from clpose.engine.runtimes import RuntimeInfo, use_runtime
 from clpose.errors import ClposeError
 from clpose.evaluation.coco import rescore
 from clpose.precision import Precision
@@ -59,16 +61,29 @@ class Predictor:
         flip: average with the mirrored crop (slower, slightly more accurate).
     """
 
-    def __init__(self, pose: PoseModel, flip: bool = False) -> None:
-        self.pose, self.flip = pose, flip
+    def __init__(self, pose: PoseModel, flip: bool = False, runtime: RuntimeInfo | None = None) -> None:
+        self.pose, self.flip, self.runtime = pose, flip, runtime
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path, device: str = "auto", flip: bool = False, amp: str = "auto"
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        flip: bool = False,
+        amp: str = "auto",
+        runtime: str = "torch",
+        threads: int | None = None,
+        compile_: bool = False,
     ) -> Predictor:
         """The model of a clpose checkpoint (or a run folder's best.pt). `amp` is resolved on this machine: the
-        precision the model was trained in does not bind it."""
-        return cls(PoseModel.from_checkpoint(path, resolve_device(device), amp), flip)
+        precision the model was trained in does not bind it. `runtime` (torch, onnxruntime, openvino or auto) runs
+        the network (clpose.engine.runtimes); `threads` sets the CPU threads; `compile_` compiles the torch one."""
+        path = Path(path)
+        if path.is_dir():
+            path = find_checkpoint(path)
+        pose = PoseModel.from_checkpoint(path, resolve_device(device), amp)
+        info = use_runtime(pose, path, runtime, threads, compile_)
+        return cls(pose, flip, info)
 
     @property
     def skeleton(self) -> Skeleton:

@@ -8,13 +8,15 @@ reported, so a machine that drifts or is shared favours none of them. MACs are r
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -24,7 +26,9 @@ from clpose.codecs import Codec
 from clpose.config import format_hw
 from clpose.console import console, warn
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
+from clpose.engine.onnx_graph import export_onnx
 from clpose.engine.posemodel import PoseModel, any_skeleton, model_recipe
+from clpose.engine.runtimes import choose_runtime, compile_context, graph_runner, parity_check, runtime_precision
 from clpose.errors import ClposeError, first_line
 from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
@@ -39,6 +43,7 @@ class BenchResult:
     model: str
     input_size: str
     batch: int
+    runtime: str = "torch"  # clpose.engine.runtimes: torch, onnxruntime or openvino
     params_m: float | None = None
     gmacs: float | None = None
     gflops: float | None = None
@@ -62,8 +67,10 @@ class BenchResult:
 @dataclass
 class BenchReport:
     results: list[BenchResult]
-    limit_gflops: float | None  # the machine's measured peak in the timed precision (Limit), None without --fps
+    limit_gflops: float | None  # the machine's measured peak in torch's precision (Limit), None without --fps
     limit_source: str = ""  # what reached it: the matrix product, the convolution, or a model that beat both
+    # every precision the rows ran in (runtimes may run another than torch's) -> (GFLOP/s, source)
+    limits: dict[str, tuple[float, str]] = field(default_factory=dict)
 
 
 @dataclass
@@ -82,6 +89,7 @@ class BenchSettings:
     runs: int = 30
     warmup: int = 5
     inference_mode: bool = True  # False: a plain forward with autograd recording (the slowest baseline)
+    runtimes: list[str] = field(default_factory=lambda: ["torch"])  # each model is timed in each (interleaved)
 
     @cached_property
     def precision(self) -> Precision:
@@ -175,19 +183,6 @@ def _timed(model: nn.Module, settings: BenchSettings, device: torch.device) -> C
     return model
 
 
-def compile_context(enabled: bool) -> contextlib.AbstractContextManager:
-    """Inductor "freezing" for inference: weights become constants, convolutions get pre-packed weights and
-    folded batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, benchmarks.md). Compilation
-    happens at the first call, so the whole measurement runs inside this context."""
-    if not enabled:
-        return contextlib.nullcontext()
-    import torch._inductor.config as inductor_config
-
-    # a CUDA build of torch compiling for the CPU warns that no CUDA runtime exists: true and irrelevant here
-    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    return inductor_config.patch(freezing=True)
-
-
 def _input(batch: int, settings: BenchSettings, device: torch.device) -> torch.Tensor:
     x = torch.randn(batch, 3, *settings.input_hw, device=device)
     return x.to(memory_format=torch.channels_last) if settings.channels_last else x
@@ -261,11 +256,24 @@ def search_max_batch(
     return good
 
 
+@dataclass
+class _Entry:
+    """One timed column of the interleaved run: a model in a runtime."""
+
+    model: str
+    runtime: str
+    forward: Callable[[torch.Tensor], Any]
+    codec: Codec
+    precision: Precision
+
+
 def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = True) -> BenchReport:
-    """Measure every model at every batch size; models are interleaved run by run."""
+    """Measure every model in every runtime at every batch size; models and runtimes are interleaved run by run."""
     device = torch.device(settings.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ClposeError(f"--device {settings.device}: CUDA is not available on this machine")
+    for runtime in settings.runtimes:
+        choose_runtime(runtime, device)  # installed, and on the CPU unless torch
     for name in names:
         check_input_size(name, settings.input_hw)
     skeleton = any_skeleton(settings.num_keypoints)
@@ -281,7 +289,6 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
     if settings.cuda_graphs and (why_not := graphs_unavailable(device)):
         warn(f"--cuda-graphs: {why_not}; timing without them")
         settings.cuda_graphs = False
-    limit, source = reference_limit(device, settings.precision)
     log = console.print if show_progress else (lambda line: None)
     plan = {  # on the plain models: compiling each tried batch size would eat the search's time bound
         name: [
@@ -292,12 +299,33 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
         ]
         for name, model in models.items()
     }
-    with compile_context(settings.compile):
-        prepared = {name: _prepare(model, settings, device) for name, model in models.items()}
-        codecs = {name: pose.codec for name, pose in poses.items()}
-        rows = _time_models(codecs, prepared, plan, sizes, settings, device, limit, show_progress)
-    limit, source = cap_fractions(rows, limit, source)
-    return BenchReport(rows, limit, source)
+    with tempfile.TemporaryDirectory(prefix="clpose-bench-") as folder, compile_context(settings.compile):
+        entries = [
+            _entry(name, runtime, poses[name], settings, device, Path(folder))
+            for runtime in settings.runtimes
+            for name in names
+        ]
+        limits = {p.name: reference_limit(device, p) for p in {e.precision.name: e.precision for e in entries}.values()}
+        rows = _time_models(entries, plan, sizes, settings, device, limits, show_progress)
+    for precision, (limit, source) in limits.items():
+        limits[precision] = cap_fractions([r for r in rows if r.precision == precision], limit, source)
+    limit, source = limits.get(settings.precision.name) or next(iter(limits.values()))
+    return BenchReport(rows, limit, source, limits)
+
+
+def _entry(
+    name: str, runtime: str, pose: PoseModel, settings: BenchSettings, device: torch.device, folder: Path
+) -> _Entry:
+    """What is timed for `name` in `runtime`: the prepared torch model, or its ONNX graph (exported here, checked
+    against PyTorch by that runtime) in ONNX Runtime or OpenVINO."""
+    if runtime == "torch":
+        forward = _timed(_prepare(pose.model, settings, device), settings, device)
+        return _Entry(name, runtime, forward, pose.codec, settings.precision)
+    precision = runtime_precision(runtime, settings.precision)
+    graph = folder / f"{name}.onnx"
+    export_onnx(pose, graph, dynamic_batch=True, check=parity_check(runtime))
+    runner = graph_runner(runtime, graph, torch.get_num_threads(), precision)
+    return _Entry(name, runtime, runner, pose.codec, precision)
 
 
 def _row(
@@ -309,22 +337,27 @@ def _row(
     latencies: list[float] | None = None,
     decode_s: float | None = None,
     limit: float | None = None,
+    runtime: str = "torch",
+    precision: Precision | None = None,
 ) -> BenchResult:
     params, macs = size if size else (None, None)
+    precision = precision or settings.precision
+    torch_row = runtime == "torch"
     row = BenchResult(
         name,
         format_hw(settings.input_hw),
         batch,
+        runtime,
         params,
         macs,
         None if macs is None else 2 * macs,
         device=str(device),
-        precision=settings.precision.name,
-        precision_reason=settings.precision.reason,
-        precision_native=settings.precision.native,
-        channels_last=settings.channels_last,
-        compiled=settings.compile,
-        cuda_graphs=settings.cuda_graphs,
+        precision=precision.name,
+        precision_reason=precision.reason,
+        precision_native=precision.native,
+        channels_last=settings.channels_last and torch_row,
+        compiled=settings.compile and torch_row,
+        cuda_graphs=settings.cuda_graphs and torch_row,
     )
     if latencies:
         lat = sorted(latencies)
@@ -338,40 +371,42 @@ def _row(
 
 
 def _time_models(
-    codecs: dict[str, Codec],
-    prepared: dict[str, nn.Module],
+    entries: list[_Entry],
     plan: dict[str, list[int]],
     sizes: dict[str, tuple[float, float]],
     settings: BenchSettings,
     device: torch.device,
-    limit: float,
+    limits: dict[str, tuple[float, str]],
     show_progress: bool,
 ) -> list[BenchResult]:
-    names = list(codecs)
-    timed = {name: _timed(prepared[name], settings, device) for name in names}
     rows = []
-    total = len(names) * len(settings.batches) * (settings.warmup + settings.runs + 1)
+    total = len(entries) * len(settings.batches) * (settings.warmup + settings.runs + 1)
     grad_mode = torch.inference_mode() if settings.inference_mode else torch.enable_grad()
     with _progress(total, show_progress) as step, grad_mode, settings.precision.autocast(device):
         for index in range(len(settings.batches)):
-            inputs = {name: _input(plan[name][index], settings, device) for name in names}
-            for name in names:  # warm-up (and compilation) of every model before any timed run
+            inputs = [_input(plan[e.model][index], settings, device) for e in entries]
+            for entry, x in zip(entries, inputs, strict=True):  # warm-up (and compilation) before any timed run
                 for _ in range(settings.warmup):
-                    timed[name](inputs[name])
-                    step(f"warm-up {name}")
-            times: dict[str, list[float]] = {name: [] for name in names}
+                    entry.forward(x)
+                    step(f"warm-up {entry.model} ({entry.runtime})")
+            times: list[list[float]] = [[] for _ in entries]
             for _ in range(settings.runs):
-                for name in names:
-                    times[name].append(time_once(lambda f=timed[name], x=inputs[name]: f(x), device))
-                    step(f"timing {name}")
-            for name in names:
-                out = final_output(timed[name](inputs[name]))
+                for entry, x, samples in zip(entries, inputs, times, strict=True):
+                    samples.append(time_once(lambda f=entry.forward, x=x: f(x), device))
+                    step(f"timing {entry.model} ({entry.runtime})")
+            for entry, x, samples in zip(entries, inputs, times, strict=True):
+                out = final_output(entry.forward(x))
                 decode = statistics.median(
-                    time_once(lambda o=out, c=codecs[name]: c.decode_output(o), device) for _ in range(20)
+                    time_once(lambda o=out, c=entry.codec: c.decode_output(o), device) for _ in range(20)
                 )
-                step(f"decode {name}")
-                row = _row(name, plan[name][index], sizes.get(name), settings, device, times[name], decode, limit)
-                if isinstance(timed[name], GraphedForward):  # what ran, not what was asked: a capture can fail
-                    row.cuda_graphs = timed[name].replays(inputs[name])
+                step(f"decode {entry.model} ({entry.runtime})")
+                limit = limits[entry.precision.name][0]
+                batch = plan[entry.model][index]
+                row = _row(
+                    entry.model, batch, sizes.get(entry.model), settings, device, samples, decode, limit,
+                    entry.runtime, entry.precision,
+                )  # fmt: skip
+                if isinstance(entry.forward, GraphedForward):  # what ran, not what was asked: a capture can fail
+                    row.cuda_graphs = entry.forward.replays(x)
                 rows.append(row)
     return rows

@@ -1,0 +1,399 @@
+"""What runs a trained network: PyTorch, ONNX Runtime or OpenVINO (`--runtime` of `infer`, `eval` and `bench`).
+
+Only the network's forward pass changes hands. Cropping, the flip test, the decode and the mapping back to image
+pixels stay the PoseModel's (clpose.engine.posemodel), so a runtime cannot drift in accuracy by its own pre- or
+post-processing. ONNX Runtime and OpenVINO run the graph that `clpose export` writes (clpose.engine.onnx_graph),
+exported on first use into a `cache/` folder beside the checkpoint and checked against PyTorch there; the graph is
+keyed by the checkpoint file's SHA-256, the network's structure and the crop size, so a retrained best.pt or another
+input size gets a fresh graph and a stale one is never run.
+
+Precision follows the CPU as `amp: auto` does (clpose.precision): OpenVINO runs bf16 where the CPU has it natively
+(AMX or AVX512-BF16, and no oneDNN cap below them) and fp32 elsewhere; ONNX Runtime's CPU convolutions are fp32
+only. Threads follow `--threads` (torch's thread count by default).
+
+`auto` picks OpenVINO on the CPU when it is installed: measured faster than PyTorch both on a CPU with AMX and with
+the process's CPUID masked to AVX2 (docs/benchmarks.md, "Runtimes"); otherwise PyTorch, with one line saying what
+to install. On a GPU it is PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from clpose import __version__
+from clpose.console import console
+from clpose.engine.onnx_graph import MIN_OPSET, export_onnx
+from clpose.engine.posemodel import PoseModel
+from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
+from clpose.errors import ClposeError, first_line
+from clpose.io import file_lock, sha256, write_json
+from clpose.precision import Precision
+
+
+def installed(runtime: str) -> bool:
+    """Whether the runtime's package can be imported here (torch always can)."""
+    return runtime == "torch" or importlib.util.find_spec(runtime) is not None
+
+
+def package_version(runtime: str) -> str:
+    try:
+        return version(runtime)
+    except PackageNotFoundError:
+        return "?"
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """A resolved `--runtime`: its name and why it was chosen (shown on screen)."""
+
+    name: str
+    why: str
+
+
+def choose_runtime(requested: str, device: torch.device | str) -> RuntimeChoice:
+    """What `--runtime REQUESTED` means on `device`. An explicit runtime that is not installed, or a non-torch one
+    on a GPU, is a ClposeError; `auto` falls back to torch and says why."""
+    if requested not in RUNTIME_CHOICES:
+        raise ClposeError(f"--runtime {requested!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
+    device = torch.device(device)
+    if device.type != "cpu":
+        if requested in ("auto", "torch"):
+            return RuntimeChoice("torch", f"{requested}: the network runs on {device}")
+        raise ClposeError(
+            f"--runtime {requested} runs on the CPU; on --device {device} the network runs in torch "
+            "(--runtime torch or auto, or --device cpu)"
+        )
+    if requested == "auto":
+        if installed("openvino"):
+            return RuntimeChoice("openvino", "auto: the fastest runtime measured on CPUs (docs/benchmarks.md)")
+        return RuntimeChoice("torch", f"auto: OpenVINO is not installed ({DEPLOY_EXTRA} runs CPU inference faster)")
+    if not installed(requested):
+        raise ClposeError(f"--runtime {requested}: the {requested} package is not installed: {DEPLOY_EXTRA}")
+    return RuntimeChoice(requested, "as asked")
+
+
+def runtime_precision(runtime: str, precision: Precision) -> Precision:
+    """The precision `runtime` runs in when torch would run in `precision` (resolved from --amp on this CPU)."""
+    if runtime == "torch" or precision.name == "fp32":
+        return precision
+    if runtime == "openvino" and precision.name == "bf16" and precision.native and openvino_has_bf16():
+        return replace(precision, reason=f"{precision.reason}; OpenVINO's bf16 kernels")
+    if runtime == "openvino":
+        why = "OpenVINO runs fp32 where bf16 is not native" if precision.name == "bf16" else "OpenVINO on the CPU"
+        return Precision("fp32", precision.requested, f"{precision.reason}; {why}")
+    return Precision("fp32", precision.requested, f"{precision.reason}; ONNX Runtime's CPU convolutions are fp32")
+
+
+def openvino_has_bf16() -> bool:
+    """OpenVINO's own answer: BF16 among the CPU plugin's optimisation capabilities."""
+    import openvino as ov
+
+    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+# -- the graph cache -------------------------------------------------------------------------------------------------
+
+
+def graph_key(checkpoint_sha256: str, pose: PoseModel) -> str:
+    """What a cached graph depends on: the checkpoint's bytes, the network's structure (a --recipe may build another
+    network around the same weights), the crop size, and the exporter's versions."""
+    parts = [
+        checkpoint_sha256,
+        repr(pose.model),
+        f"{pose.input_hw[0]}x{pose.input_hw[1]}",
+        f"opset {MIN_OPSET}",
+        f"clpose {__version__}",
+        f"torch {torch.__version__}",
+    ]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def cache_folder(checkpoint: Path) -> Path:
+    """`cache/` beside the checkpoint (in its run folder), or the user's cache where that folder cannot be written."""
+    beside = checkpoint.parent / "cache"
+    with contextlib.suppress(OSError):
+        beside.mkdir(exist_ok=True)
+        if os.access(beside, os.W_OK):
+            return beside
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clpose" / "graphs"
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def cached_graph(checkpoint: Path, pose: PoseModel, check: Callable | None = None) -> Path:
+    """The checkpoint's ONNX graph (the network's last stage, any batch size): exported and checked against
+    PyTorch on first use, reused while its record says it was made from these bytes and the file is whole."""
+    checkpoint = Path(checkpoint)
+    digest = sha256(checkpoint)
+    key = graph_key(digest, pose)
+    folder = cache_folder(checkpoint)
+    path = folder / f"{checkpoint.stem}-{key}.onnx"
+    record = path.with_suffix(".json")
+    with file_lock(path):
+        if _fresh(path, record, key):
+            return path
+        size = f"{pose.input_hw[0]}x{pose.input_hw[1]}"
+        console.print(f"exporting the network to ONNX for this runtime (once per checkpoint and size {size}): {path}")
+        start = time.perf_counter()
+        parity = export_onnx(pose, path, dynamic_batch=True, check=check)
+        write_json(
+            record,
+            {
+                "key": key,
+                "checkpoint": str(checkpoint.resolve()),
+                "checkpoint_sha256": digest,
+                "input_size": size,
+                "graph_sha256": sha256(path),
+                "clpose": __version__,
+                "torch": torch.__version__,
+                "opset": MIN_OPSET,
+                "parity": [asdict(p) for p in parity],
+            },
+        )
+        worst = max(p.map_diff for p in parity)
+        console.print(f"exported in {time.perf_counter() - start:.1f} s; max |maps - torch| {worst:.1e} (fp32)")
+        for old in folder.glob(f"{checkpoint.stem}-*.onnx"):  # graphs of earlier bytes of this checkpoint
+            if old != path and _record(old.with_suffix(".json")).get("checkpoint") == str(checkpoint.resolve()):
+                old.unlink(missing_ok=True)
+                old.with_suffix(".json").unlink(missing_ok=True)
+    return path
+
+
+def _record(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _fresh(path: Path, record_path: Path, key: str) -> bool:
+    """A graph made for this key whose bytes are those recorded (a truncated or edited file is made again)."""
+    record = _record(record_path)
+    return path.is_file() and record.get("key") == key and record.get("graph_sha256") == sha256(path)
+
+
+# -- runners: one forward pass each ----------------------------------------------------------------------------------
+
+
+class OnnxRuntimeRunner:
+    """A batch of crops through ONNX Runtime's CPU execution provider."""
+
+    autocast = False  # the graph runs in its own precision
+    last_stage_only = True
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ClposeError(f"onnxruntime cannot load {path}: {first_line(e)}") from None
+        self.input = self.session.get_inputs()[0].name
+        self.name = f"onnxruntime {package_version('onnxruntime')}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        (maps,) = self.session.run(None, {self.input: _array(x)})
+        return torch.from_numpy(maps)
+
+
+class OpenVinoRunner:
+    """A batch of crops through OpenVINO's CPU plugin, compiled for latency in bf16 or fp32."""
+
+    autocast = False
+    last_stage_only = True
+
+    def __init__(self, path: Path, threads: int, bf16: bool) -> None:
+        import openvino as ov
+
+        config = {
+            "INFERENCE_NUM_THREADS": threads,
+            # always said: OpenVINO's own default follows the CPU's flags and ignores a oneDNN cap (ONEDNN_MAX_CPU_ISA),
+            # under which its bf16 default fails to compile
+            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        try:
+            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
+        except RuntimeError as e:
+            raise ClposeError(f"OpenVINO cannot compile {path}: {first_line(e)}") from None
+        self.request = self.compiled.create_infer_request()
+        self.name = f"openvino {package_version('openvino')}"
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        result = self.request.infer({0: _array(x)})
+        return torch.from_numpy(np.array(result[0]))  # a copy: the request reuses its output buffer
+
+
+def _array(x: torch.Tensor) -> np.ndarray:
+    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+def compile_context(enabled: bool = True) -> contextlib.AbstractContextManager:
+    """Inductor "freezing" for inference: weights become constants, convolutions get pre-packed weights and folded
+    batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, docs/benchmarks.md). Compilation happens at
+    the first call of each input shape, so every call runs inside this context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    import torch._inductor.config as inductor_config
+
+    # a CUDA build of torch compiling for the CPU warns that no CUDA runtime exists: true and irrelevant here
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    return inductor_config.patch(freezing=True)
+
+
+@dataclass
+class CompiledRunner:
+    """torch.compile'd network (inductor, freezing). Batches are padded to the next power of two, so a video whose
+    number of people changes compiles a handful of shapes, not one per count; each first call of a shape compiles,
+    and the seconds it took are kept (shown at the end of a run)."""
+
+    model: nn.Module
+    compiled: Callable[[torch.Tensor], Any] = field(init=False)
+    compile_seconds: dict[int, float] = field(default_factory=dict)
+    autocast = True  # compiled under the PoseModel's autocast
+    last_stage_only = False
+
+    def __post_init__(self) -> None:
+        self.compiled = torch.compile(self.model.eval())
+        self.name = f"torch {torch.__version__} (compiled)"
+
+    def __call__(self, x: torch.Tensor) -> Any:
+        n = x.shape[0]
+        size = 1 << max(0, n - 1).bit_length()
+        if size > n:
+            x = torch.cat([x, x.new_zeros((size - n, *x.shape[1:]))]).contiguous(
+                memory_format=torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else None
+            )
+        first = size not in self.compile_seconds
+        if first:
+            console.print(f"compiling the network for batches of {size} (torch.compile, once per batch size) ...")
+        start = time.perf_counter()
+        with compile_context():
+            out = self.compiled(x)
+        if first:
+            self.compile_seconds[size] = time.perf_counter() - start
+            console.print(f"compiled in {self.compile_seconds[size]:.1f} s")
+        return _rows(out, n)
+
+
+def _rows(out: Any, n: int) -> Any:
+    if isinstance(out, torch.Tensor):
+        return out[:n]
+    return type(out)(o[:n] for o in out)
+
+
+# -- attaching a runtime to a PoseModel ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RuntimeInfo:
+    """What runs the network, said once on screen: runtime, why, precision, threads."""
+
+    runtime: str
+    version: str
+    why: str
+    precision: Precision
+    threads: int
+    compiled: bool = False
+    channels_last: bool = False
+
+    def describe(self) -> str:
+        extras = [f"{self.threads} threads"]
+        extras += ["channels_last"] if self.channels_last else []
+        extras += ["torch.compile"] if self.compiled else []
+        return (
+            f"runtime: {self.runtime} {self.version} ({self.why}; {', '.join(extras)}); "
+            f"precision: {self.precision.describe()}"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "version": self.version,
+            "why": self.why,
+            "precision": self.precision.name,
+            "threads": self.threads,
+            "compiled": self.compiled,
+            "channels_last": self.channels_last,
+        }
+
+
+def check_threads(threads: int | None) -> int:
+    """--threads: set torch's CPU threads (crops, decode, the torch runtime) and return the count runtimes use."""
+    if threads is not None:
+        if threads < 1:
+            raise ClposeError(f"--threads must be >= 1, got {threads}")
+        torch.set_num_threads(threads)
+    return torch.get_num_threads()
+
+
+def use_runtime(
+    pose: PoseModel,
+    checkpoint: Path,
+    requested: str = "torch",
+    threads: int | None = None,
+    compile_: bool = False,
+    channels_last: bool = True,
+) -> RuntimeInfo:
+    """Make `pose` run its network through `requested` (clpose.engine.runtimes.RUNTIME_CHOICES) and say how.
+
+    torch on the CPU runs channels_last where `channels_last` (oneDNN's convolutions want NHWC: 1.07x in fp32, 1.7x in
+    bf16 for CLNet-ResNet-50, docs/benchmarks.md; `eval` keeps the recipe's memory format instead, so that it
+    reproduces the training's validation number to the last digit) and, with `compile_`, torch.compile'd; the other
+    runtimes run the checkpoint's cached ONNX graph."""
+    count = check_threads(threads)
+    choice = choose_runtime(requested, pose.device)
+    if compile_ and choice.name != "torch":
+        raise ClposeError(f"--compile compiles the torch runtime; --runtime {requested} runs {choice.name}")
+    if choice.name == "torch":
+        if channels_last and pose.device.type == "cpu" and not pose.channels_last:
+            pose.channels_last = True
+            pose.model.to(memory_format=torch.channels_last)
+        if compile_:
+            pose.model.eval()
+            pose.runner = CompiledRunner(pose.model)
+        return RuntimeInfo("torch", torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
+    precision = runtime_precision(choice.name, pose.precision)
+    graph = cached_graph(checkpoint, pose, check=parity_check(choice.name))
+    pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
+    return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count)
+
+
+def graph_runner(runtime: str, graph: Path, threads: int, precision: Precision) -> OnnxRuntimeRunner | OpenVinoRunner:
+    """The runner of an ONNX graph in `runtime` (onnxruntime or openvino) at `precision` (runtime_precision's)."""
+    if runtime == "onnxruntime":
+        return OnnxRuntimeRunner(graph, threads)
+    if runtime == "openvino":
+        return OpenVinoRunner(graph, threads, bf16=precision.name == "bf16")
+    raise ClposeError(f"runtime {runtime!r} does not run ONNX graphs (onnxruntime and openvino do)")
+
+
+def parity_check(runtime: str) -> Callable[[Path], Callable[[torch.Tensor], list[np.ndarray]]]:
+    """The parity check of a graph that `runtime` will run: that runtime itself, in fp32."""
+
+    def check(path: Path) -> Callable[[torch.Tensor], list[np.ndarray]]:
+        runner = graph_runner(runtime, path, torch.get_num_threads(), Precision("fp32", "off", "parity check"))
+        return lambda x: [runner(x).numpy()]
+
+    return check

@@ -1,0 +1,259 @@
+"""`--runtime torch|onnxruntime|openvino|auto` of `infer`, `eval` and `bench`: the same predictions and scores as
+torch (fp32), the graph cache keyed by the checkpoint's bytes, the choice and its fallbacks, threads and precision."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from helpers import fit_recipe, one_line_error
+from typer.testing import CliRunner
+
+from clpose.cli.app import app
+from clpose.data.prepare import run_prepare
+from clpose.data.synthetic import render_sample
+from clpose.engine import runtimes
+from clpose.engine.posemodel import PoseModel
+from clpose.errors import ClposeError
+from clpose.precision import Precision
+
+pytest.importorskip("onnxruntime", reason="the runtimes need the deploy extra: pip install 'clpose[deploy]'")
+pytest.importorskip("onnxscript", reason="the runtimes need the deploy extra: pip install 'clpose[deploy]'")
+GRAPH_RUNTIMES = [
+    "onnxruntime",
+    pytest.param("openvino", marks=pytest.mark.skipif(not runtimes.installed("openvino"), reason="no openvino")),
+]
+runner = CliRunner()
+
+
+@pytest.fixture
+def restore_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CLNet-ResNet-10 trained for one epoch on synthetic people (64x64): PCK is neither 0 nor 100."""
+    root = tmp_path_factory.mktemp("runtimes")
+    run_prepare("synthetic", root, root, synthetic={"train": 16, "val": 8, "size": 96, "workers": 1}, show=False)
+    recipe = (
+        f"model: {{name: clnet_resnet10}}\ndata: {{dataset: synthetic, root: {root}, input_size: 64x64, "
+        "num_workers: 0}\ntrain: {epochs: 1, batch_size: 8}\neval: {batch_size: 4}\n"
+    )
+    return fit_recipe(root / "r.yaml", recipe, root / "run")
+
+
+def _eval(run: Path, out: Path, *args: str) -> dict:
+    result = runner.invoke(app, ["eval", str(run), "--json", str(out.with_suffix(".json")), *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(out.with_suffix(".json").read_text()) | {"output": result.output}
+
+
+@pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
+def test_eval_with_a_runtime_scores_as_torch_does(run: Path, runtime: str, tmp_path: Path) -> None:
+    """PCK within 0.05 points of torch (fp32: the same hits), every keypoint within 1e-3 px."""
+    ref = _eval(run, tmp_path / "torch", "--save-predictions", str(tmp_path / "torch.npy"))
+    got = _eval(run, tmp_path / runtime, "--runtime", runtime, "--save-predictions", str(tmp_path / f"{runtime}.npy"))
+    assert 0 < ref["Mean"] < 100 and abs(got["Mean"] - ref["Mean"]) <= 0.05
+    diff = np.abs(np.load(tmp_path / f"{runtime}.npy") - np.load(tmp_path / "torch.npy")).max()
+    assert diff < 1e-3
+    assert got["settings"]["runtime"]["runtime"] == runtime and got["settings"]["precision"] == "fp32"
+    assert ref["settings"]["runtime"]["runtime"] == "torch"
+    assert f"runtime: {runtime} " in got["output"] and "precision: fp32" in got["output"]
+    assert len(list((run / "cache").glob("best-*.onnx"))) == 1  # one graph, shared by the runtimes
+
+
+def _coco_root(tmp_path: Path) -> Path:
+    """Six 96x96 images, one rendered person each, as COCO val2017 (17 keypoints: the 16 joints and their mean)."""
+    root = tmp_path / "coco"
+    (root / "val2017").mkdir(parents=True)
+    (root / "annotations").mkdir()
+    images, anns = [], []
+    for i in range(6):
+        image, figure = render_sample(np.random.default_rng([i, 5]), 96)
+        xy = np.concatenate([figure.joints, figure.joints.mean(0, keepdims=True)])
+        lo, hi = xy.min(0) - 4, xy.max(0) + 4
+        images.append({"id": i + 1, "file_name": f"{i + 1:012d}.jpg", "width": 96, "height": 96})
+        anns.append(
+            {
+                "id": i + 1,
+                "image_id": i + 1,
+                "category_id": 1,
+                "iscrowd": 0,
+                "area": float(np.prod(hi - lo)),
+                "bbox": [*lo.tolist(), *(hi - lo).tolist()],
+                "num_keypoints": 17,
+                "keypoints": np.concatenate([xy, np.full((17, 1), 2.0)], 1).reshape(-1).tolist(),
+            }
+        )
+        cv2.imwrite(str(root / "val2017" / images[-1]["file_name"]), image)
+    cats = [{"id": 1, "name": "person", "keypoints": [str(k) for k in range(17)]}]
+    gt = {"images": images, "annotations": anns, "categories": cats}
+    (root / "annotations" / "person_keypoints_val2017.json").write_text(json.dumps(gt))
+    return root
+
+
+def test_oks_ap_with_each_runtime_equals_torchs(tmp_path: Path) -> None:
+    """OKS AP within 0.001 of torch (fp32). The ground truth is torch's own predictions, three people exact and
+    three moved by 4 px, so that AP is neither 0 nor 1 and a runtime's different keypoints would change it."""
+    root = _coco_root(tmp_path)
+    run_prepare("coco", root, root, show=False)
+    recipe = (
+        f"model: {{name: clnet_resnet10}}\ndata: {{dataset: coco, root: {root}, input_size: 64x48, "
+        "train_split: val, val_split: val, num_workers: 0}\ntrain: {epochs: 1, batch_size: 6}\n"
+        "eval: {batch_size: 6, flip: false}\n"
+    )
+    run = fit_recipe(tmp_path / "coco.yaml", recipe, tmp_path / "run")
+    results = tmp_path / "results.json"
+    _eval(run, tmp_path / "first", "--save-predictions", str(results))
+    gt = json.loads((root / "annotations" / "person_keypoints_val2017.json").read_text())
+    predicted = sorted(json.loads(results.read_text()), key=lambda r: r["image_id"])
+    for ann, result in zip(gt["annotations"], predicted, strict=True):
+        kp = np.array(result["keypoints"]).reshape(17, 3)
+        kp[:, :2] += 4.0 * (ann["id"] % 2)
+        kp[:, 2] = 2
+        ann["keypoints"] = kp.reshape(-1).tolist()
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps(gt))
+    ref = _eval(run, tmp_path / "torch", "--annotations", str(truth))
+    assert 0.1 < ref["AP"] < 0.99
+    for runtime in ["onnxruntime", *(["openvino"] if runtimes.installed("openvino") else [])]:
+        got = _eval(run, tmp_path / runtime, "--annotations", str(truth), "--runtime", runtime)
+        assert abs(got["AP"] - ref["AP"]) <= 0.001 and got["settings"]["runtime"]["runtime"] == runtime
+
+
+def test_the_graph_is_made_once_per_checkpoint_bytes(run: Path, tmp_path: Path, monkeypatch) -> None:
+    """Reused while the checkpoint is unchanged; a checkpoint with other bytes, or a damaged graph, is exported
+    again; the graphs of earlier bytes are removed."""
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    made = []
+    real_export = runtimes.export_onnx
+    monkeypatch.setattr(runtimes, "export_onnx", lambda *a, **k: made.append(1) or real_export(*a, **k))
+    first = runtimes.cached_graph(checkpoint, pose)
+    assert runtimes.cached_graph(checkpoint, pose) == first and made == [1]
+    record = json.loads(first.with_suffix(".json").read_text())
+    assert record["checkpoint_sha256"] == runtimes.sha256(checkpoint) and record["input_size"] == "64x64"
+    first.write_bytes(first.read_bytes()[:-10])  # damaged
+    assert runtimes.cached_graph(checkpoint, pose) == first and made == [1, 1]
+    state = torch.load(checkpoint, weights_only=False)
+    state["epoch"] = 7  # other bytes, same weights: still a new key (the bytes are what is known)
+    torch.save(state, checkpoint)
+    second = runtimes.cached_graph(checkpoint, pose)
+    assert second != first and made == [1, 1, 1]
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == [second.name]
+    other_size = PoseModel.from_checkpoint(checkpoint, amp="off", input_hw=(64, 48))
+    assert runtimes.cached_graph(checkpoint, other_size) != second  # another crop size, another graph
+
+
+def test_an_unwritable_run_folder_caches_in_the_users_cache(run: Path, tmp_path: Path, monkeypatch) -> None:
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    (tmp_path / "cache").write_text("a file where the folder would go")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
+    graph = runtimes.cached_graph(checkpoint, PoseModel.from_checkpoint(checkpoint, amp="off"))
+    assert graph.parent == tmp_path / "home-cache" / "clpose" / "graphs" and graph.is_file()
+
+
+def test_auto_falls_back_to_torch_with_one_line_when_openvino_is_absent(monkeypatch) -> None:
+    monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
+    choice = runtimes.choose_runtime("auto", "cpu")
+    assert choice.name == "torch" and "pip install 'clpose[deploy]'" in choice.why
+    with pytest.raises(ClposeError, match=r"--runtime openvino: the openvino package is not installed: pip install"):
+        runtimes.choose_runtime("openvino", "cpu")
+    monkeypatch.setattr(runtimes, "installed", lambda name: True)
+    assert runtimes.choose_runtime("auto", "cpu").name == "openvino"
+    assert runtimes.choose_runtime("auto", "cuda:0").name == "torch"  # the GPU runs torch
+    with pytest.raises(ClposeError, match=r"--runtime onnxruntime runs on the CPU; on --device cuda:0"):
+        runtimes.choose_runtime("onnxruntime", "cuda:0")
+
+
+def test_each_runtime_states_the_precision_it_runs() -> None:
+    native = Precision("bf16", "auto", "AMX")
+    emulated = Precision("bf16", "bf16", "no AMX", native=False)
+    fp32 = Precision("fp32", "auto", "no native bf16")
+    assert runtimes.runtime_precision("torch", native) is native
+    assert runtimes.runtime_precision("onnxruntime", native).name == "fp32"
+    assert "ONNX Runtime's CPU convolutions are fp32" in runtimes.runtime_precision("onnxruntime", native).reason
+    assert runtimes.runtime_precision("openvino", emulated).name == "fp32"
+    assert runtimes.runtime_precision("openvino", fp32) is fp32
+    if runtimes.installed("openvino"):
+        assert runtimes.runtime_precision("openvino", native).name == (
+            "bf16" if runtimes.openvino_has_bf16() else "fp32"
+        )
+
+
+def test_threads_reach_the_runtimes(run: Path, restore_threads) -> None:
+    pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
+    graph = runtimes.cached_graph(run / "best.pt", pose)
+    assert runtimes.OnnxRuntimeRunner(graph, 1).session.get_session_options().intra_op_num_threads == 1
+    if runtimes.installed("openvino"):
+        assert runtimes.OpenVinoRunner(graph, 1, bf16=False).compiled.get_property("INFERENCE_NUM_THREADS") == 1
+    info = runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)
+    assert info.threads == 1 and torch.get_num_threads() == 1 and "1 threads" in info.describe()
+    with pytest.raises(ClposeError, match="--threads must be >= 1, got 0"):
+        runtimes.check_threads(0)
+
+
+def test_what_a_graph_cannot_do_is_one_line(run: Path, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["eval", str(run), "--stages", "all", "--runtime", "onnxruntime"])
+    one_line_error(result, "runs the exported graph, which has the last stage only: use torch")
+    result = runner.invoke(app, ["eval", str(run), "--compile", "--runtime", "onnxruntime"])
+    one_line_error(result, "--compile compiles the torch runtime; --runtime onnxruntime runs onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from clpose.data.prepare.synthetic import write_video
+
+    return write_video(tmp_path_factory.mktemp("clip") / "clip.mp4", 6, seed=0, width=160, height=120, people=1)
+
+
+@pytest.mark.parametrize("runtime", GRAPH_RUNTIMES)
+def test_infer_with_a_runtime_predicts_what_torch_predicts(run: Path, clip: Path, runtime: str, tmp_path: Path) -> None:
+    poses = {}
+    for name in ("torch", runtime):
+        out = tmp_path / f"{name}.json"
+        args = ["infer", str(clip), "--checkpoint", str(run), "--boxes", str(clip.with_suffix(".boxes.json"))]
+        result = runner.invoke(app, [*args, "--runtime", name, "--amp", "off", "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert result.output.startswith(f"runtime: {name} ")
+        poses[name] = np.array([p["keypoints"] for f in json.loads(out.read_text())["frames"] for p in f["people"]])
+    assert poses["torch"].shape == (6, 16, 2) and np.abs(poses[runtime] - poses["torch"]).max() <= 0.01  # 2 decimals
+
+
+def test_infer_compiles_the_torch_runtime_and_says_how_long_it_took(run: Path, clip: Path, tmp_path: Path) -> None:
+    args = ["infer", str(clip), "--checkpoint", str(run), "--boxes", str(clip.with_suffix(".boxes.json"))]
+    plain, compiled = tmp_path / "plain.json", tmp_path / "compiled.json"
+    assert runner.invoke(app, [*args, "--amp", "off", "--json", str(plain)]).exit_code == 0
+    result = runner.invoke(app, [*args, "--amp", "off", "--compile", "--batch", "4", "--json", str(compiled)])
+    assert result.exit_code == 0, result.output
+    assert "channels_last, torch.compile" in result.output
+    assert "compiling the network for batches of 4" in result.output  # 6 frames: a batch of 4, one of 2
+    assert "compiling the network for batches of 2" in result.output
+    assert "torch.compile took " in result.output and "(batch sizes 2, 4)" in result.output
+
+    def keypoints(path: Path) -> np.ndarray:
+        return np.array([p["keypoints"] for f in json.loads(path.read_text())["frames"] for p in f["people"]])
+
+    assert np.abs(keypoints(compiled) - keypoints(plain)).max() <= 0.01
+
+
+def test_bench_times_each_model_in_each_runtime(tmp_path: Path, restore_threads) -> None:
+    out = tmp_path / "b.json"
+    args = ["bench", "--model", "clnet_resnet10", "--input-size", "64x64", "--batch", "1", "--runs", "2"]
+    result = runner.invoke(app, [*args, "--warmup", "1", "--runtime", "torch", "--runtime", "onnxruntime",
+                                 "--threads", "1", "--amp", "off", "--json", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(out.read_text())
+    assert [(r["runtime"], r["precision"]) for r in rows] == [("torch", "fp32"), ("onnxruntime", "fp32")]
+    assert all(r["fps"] > 0 and r["gmacs"] == rows[0]["gmacs"] for r in rows)
+    assert "precision (onnxruntime): fp32" in result.output and "runtime" in result.output
+    one_line_error(runner.invoke(app, [*args, "--runtime", "tensorrt"]), "--runtime 'tensorrt': expected one of")
