@@ -193,7 +193,9 @@ def test_each_runtime_states_the_precision_it_runs() -> None:
 def test_threads_reach_the_runtimes(run: Path, restore_threads) -> None:
     pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
     graph = runtimes.cached_graph(run / "best.pt", pose)
-    assert runtimes.OnnxRuntimeRunner(graph, 1).session.get_session_options().intra_op_num_threads == 1
+    options = runtimes.OnnxRuntimeRunner(graph, 1).session.get_session_options()
+    assert options.intra_op_num_threads == 1
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # idle threads free the cores
     if runtimes.installed("openvino"):
         assert runtimes.OpenVinoRunner(graph, 1, bf16=False).compiled.get_property("INFERENCE_NUM_THREADS") == 1
     info = runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)
@@ -225,7 +227,9 @@ def test_infer_with_a_runtime_predicts_what_torch_predicts(run: Path, clip: Path
         result = runner.invoke(app, [*args, "--runtime", name, "--amp", "off", "--json", str(out)])
         assert result.exit_code == 0, result.output
         assert result.output.startswith(f"runtime: {name} ")
-        poses[name] = np.array([p["keypoints"] for f in json.loads(out.read_text())["frames"] for p in f["people"]])
+        record = json.loads(out.read_text())
+        assert record["runtime"]["runtime"] == name and record["runtime"]["precision"] == "fp32"
+        poses[name] = np.array([p["keypoints"] for f in record["frames"] for p in f["people"]])
     assert poses["torch"].shape == (6, 16, 2) and np.abs(poses[runtime] - poses["torch"]).max() <= 0.01  # 2 decimals
 
 
@@ -257,3 +261,36 @@ def test_bench_times_each_model_in_each_runtime(tmp_path: Path, restore_threads)
     assert all(r["fps"] > 0 and r["gmacs"] == rows[0]["gmacs"] for r in rows)
     assert "precision (onnxruntime): fp32" in result.output and "runtime" in result.output
     one_line_error(runner.invoke(app, [*args, "--runtime", "tensorrt"]), "--runtime 'tensorrt': expected one of")
+
+
+def test_runtimes_take_turns_in_blocks_and_models_alternate_within_one() -> None:
+    """A runtime's thread pool holds the cores for a while after it worked: bench gives each runtime a block of runs
+    (after one untimed run) and alternates the models run by run inside it; every entry gets exactly --runs times."""
+    from clpose.codecs import build_codec
+    from clpose.config import CodecConfig
+    from clpose.precision import resolve_precision
+    from clpose.speed import bench
+
+    calls: list[str] = []
+
+    def forward(label: str):
+        def run(x: torch.Tensor) -> torch.Tensor:
+            calls.append(label)
+            return torch.zeros(1, 3, 4, 4)
+
+        return run
+
+    fp32 = resolve_precision("off", "cpu")
+    codec = build_codec(CodecConfig(), (64, 64), 16)
+    entries = [bench._Entry(m, r, forward(f"{m}/{r}"), codec, fp32) for r in ("torch", "ort") for m in ("A", "B")]
+    settings = bench.BenchSettings((64, 64), 1, [1], runs=7, warmup=1, runtimes=["torch", "ort"])
+    assert bench._blocks(7) == [2, 2, 1, 1, 1] and bench._blocks(20) == [4] * 5 and bench._blocks(2) == [1, 1]
+    rows = bench._time_models(entries, {"A": [1], "B": [1]}, {}, settings, torch.device("cpu"),
+                              {"fp32": (1.0, "test")}, show_progress=False)  # fmt: skip
+    warm, timed = calls[:4], calls[4:-4]
+    assert warm == ["A/torch", "B/torch", "A/ort", "B/ort"] and len(rows) == 4
+    torch_turn = ["A/torch", "B/torch"] * 3  # the untimed run, then a block of two
+    ort_turn = ["A/ort", "B/ort"] * 3
+    short = ["A/torch", "B/torch"] * 2 + ["A/ort", "B/ort"] * 2
+    assert timed == torch_turn + ort_turn + torch_turn + ort_turn + short * 3
+    assert calls[-4:] == ["A/torch", "B/torch", "A/ort", "B/ort"]  # the outputs the decode is timed on

@@ -205,6 +205,9 @@ class OnnxRuntimeRunner:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle threads sleep instead of spinning: the crops, decode and drawing of the same process need the cores
+        # between batches (spinning cost the other runtimes of `bench` and torch up to half their speed, measured)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
@@ -249,17 +252,19 @@ def _array(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
 
 
-def compile_context(enabled: bool = True) -> contextlib.AbstractContextManager:
+def compile_context(enabled: bool = True, cpu: bool = True) -> contextlib.AbstractContextManager:
     """Inductor "freezing" for inference: weights become constants, convolutions get pre-packed weights and folded
-    batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, docs/benchmarks.md). Compilation happens at
-    the first call of each input shape, so every call runs inside this context."""
+    batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, docs/benchmarks.md); on the CPU also the
+    C++ wrapper, which calls the kernels from C++ instead of Python (1.08x for CLNet-R50 and SimpleBaseline-R50 at
+    batch 1 in bf16 on an AMX Xeon, 1.01-1.03x in fp32 masked to AVX2: docs/benchmarks.md "Runtimes").
+    Compilation happens at the first call of each input shape, so every call runs inside this context."""
     if not enabled:
         return contextlib.nullcontext()
     import torch._inductor.config as inductor_config
 
     # a CUDA build of torch compiling for the CPU warns that no CUDA runtime exists: true and irrelevant here
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    return inductor_config.patch(freezing=True)
+    return inductor_config.patch(freezing=True, cpp_wrapper=cpu)
 
 
 @dataclass
@@ -289,7 +294,7 @@ class CompiledRunner:
         if first:
             console.print(f"compiling the network for batches of {size} (torch.compile, once per batch size) ...")
         start = time.perf_counter()
-        with compile_context():
+        with compile_context(cpu=x.device.type == "cpu"):
             out = self.compiled(x)
         if first:
             self.compile_seconds[size] = time.perf_counter() - start

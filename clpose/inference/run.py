@@ -269,6 +269,7 @@ class _Outputs:
                 "failed_frames": report.failed,
                 "failed_files": report.failed_files,  # a folder's images that could not be read
                 "interrupted": report.interrupted,
+                "runtime": self.predictor.runtime.to_json() if self.predictor.runtime else None,
             }
             self.stage.write_text(self.opts.json_out, json_text(record, indent=None))
             written.append(f"{self.opts.json_out} ({len(self.records)} records)")
