@@ -32,7 +32,9 @@ from clpose.models import build_model
 from clpose.precision import resolve_precision
 
 
-def checkpoint(folder: Path, model: str, channels_last: bool) -> Path:
+def checkpoint(
+    folder: Path, model: str, channels_last: bool, num_keypoints: int = 16, skeleton: str = "synthetic"
+) -> Path:
     """A freshly initialised checkpoint of `model` at 256x192 with its own codec (composite or heatmap)."""
     data = recipe_to_dict(model_recipe(model, (256, 192)))
     data["train"]["channels_last"] = channels_last
@@ -41,12 +43,12 @@ def checkpoint(folder: Path, model: str, channels_last: bool) -> Path:
     save_checkpoint(
         path,
         {
-            "model": build_model(model, 16).state_dict(),
+            "model": build_model(model, num_keypoints).state_dict(),
             "recipe": recipe_to_dict(recipe),
             "version": __version__,
             "epoch": 0,
-            "num_keypoints": 16,
-            "skeleton": "synthetic",
+            "num_keypoints": num_keypoints,
+            "skeleton": skeleton,
         },
     )
     return path

@@ -12,12 +12,17 @@
  *   gcc -O2 -shared -fPIC -o avx2only.so avx2only.c
  *   LD_PRELOAD=$PWD/avx2only.so python -c "import torch; print(torch.backends.cpu.get_cpu_capability())"  # AVX2
  *
+ * A program's own SIGSEGV handler (Python's faulthandler, gcc's crash report when torch.compile runs the compiler,
+ * which inherits LD_PRELOAD) would replace this one and crash at its next CPUID, so the library also stands in for
+ * sigaction() and signal() on SIGSEGV: it keeps its handler installed, remembers the program's, and passes every
+ * fault that is not a CPUID to it.
+ *
  * Limits: what runs before the library's constructor (the dynamic loader, glibc's own string-function dispatch)
- * saw the real CPU; a program that installs its own SIGSEGV handler (Python's faulthandler, as pytest enables)
- * replaces this one and then crashes at its next CPUID, so use it for benchmark scripts, not for test runs.
+ * saw the real CPU.
  */
 #define _GNU_SOURCE
 #include <asm/prctl.h>
+#include <dlfcn.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -51,12 +56,30 @@ static void mask(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
     }
 }
 
+typedef int (*sigaction_fn)(int, const struct sigaction *, struct sigaction *);
+static struct sigaction program_handler; /* the program's own SIGSEGV handler (SIG_DFL until it sets one) */
+
+static sigaction_fn real_sigaction(void) {
+    static sigaction_fn real;
+    if (!real) real = (sigaction_fn)dlsym(RTLD_NEXT, "sigaction");
+    return real;
+}
+
 static void on_sigsegv(int sig, siginfo_t *info, void *context) {
     ucontext_t *uc = (ucontext_t *)context;
     greg_t *g = uc->uc_mcontext.gregs;
     const unsigned char *ip = (const unsigned char *)g[REG_RIP];
-    if (ip[0] != 0x0F || ip[1] != 0xA2) { /* a real fault: let it kill the process as it would have */
-        signal(SIGSEGV, SIG_DFL);
+    if (ip[0] != 0x0F || ip[1] != 0xA2) { /* a real fault: the program's handler, or the default (death) */
+        if (program_handler.sa_flags & SA_SIGINFO) {
+            program_handler.sa_sigaction(sig, info, context);
+        } else if (program_handler.sa_handler != SIG_DFL && program_handler.sa_handler != SIG_IGN) {
+            program_handler.sa_handler(sig);
+        } else {
+            struct sigaction dfl;
+            memset(&dfl, 0, sizeof dfl);
+            dfl.sa_handler = SIG_DFL;
+            real_sigaction()(SIGSEGV, &dfl, NULL); /* the instruction faults again and kills the process */
+        }
         return;
     }
     uint32_t leaf = (uint32_t)g[REG_RAX], sub = (uint32_t)g[REG_RCX], r[4];
@@ -69,8 +92,30 @@ static void on_sigsegv(int sig, siginfo_t *info, void *context) {
     g[REG_RCX] = r[2];
     g[REG_RDX] = r[3];
     g[REG_RIP] += 2;
-    (void)sig;
-    (void)info;
+}
+
+/* The program's sigaction()/signal() on SIGSEGV set the handler on_sigsegv passes real faults to. */
+int sigaction(int sig, const struct sigaction *act, struct sigaction *old) {
+    if (sig != SIGSEGV) return real_sigaction()(sig, act, old);
+    if (old) *old = program_handler;
+    if (act) program_handler = *act;
+    return 0;
+}
+
+sighandler_t signal(int sig, sighandler_t handler) {
+    if (sig != SIGSEGV) {
+        struct sigaction act, old;
+        memset(&act, 0, sizeof act);
+        act.sa_handler = handler;
+        act.sa_flags = SA_RESTART;
+        sigemptyset(&act.sa_mask);
+        return real_sigaction()(sig, &act, &old) == 0 ? old.sa_handler : SIG_ERR;
+    }
+    sighandler_t previous = (program_handler.sa_flags & SA_SIGINFO) ? (sighandler_t)program_handler.sa_sigaction
+                                                                    : program_handler.sa_handler;
+    memset(&program_handler, 0, sizeof program_handler);
+    program_handler.sa_handler = handler;
+    return previous;
 }
 
 __attribute__((constructor)) static void avx2only(void) {
@@ -79,7 +124,8 @@ __attribute__((constructor)) static void avx2only(void) {
     sa.sa_sigaction = on_sigsegv;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER;
     sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, NULL) != 0 || syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
+    program_handler.sa_handler = SIG_DFL;
+    if (real_sigaction()(SIGSEGV, &sa, NULL) != 0 || syscall(SYS_arch_prctl, ARCH_SET_CPUID, 0) != 0) {
         fprintf(stderr, "avx2only: this kernel or CPU offers no CPUID faulting (no cpuid_fault flag): not masked\n");
         exit(3);
     }
