@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
 from clpose.data.synthetic import render_sample
-from clpose.engine import runtimes
+from clpose.engine import graph_cache, runtimes
 from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.precision import Precision
@@ -135,22 +135,22 @@ def test_the_graph_is_made_once_per_checkpoint_bytes(run: Path, tmp_path: Path, 
     checkpoint.write_bytes((run / "best.pt").read_bytes())
     pose = PoseModel.from_checkpoint(checkpoint, amp="off")
     made = []
-    real_export = runtimes.export_onnx
-    monkeypatch.setattr(runtimes, "export_onnx", lambda *a, **k: made.append(1) or real_export(*a, **k))
-    first = runtimes.cached_graph(checkpoint, pose)
-    assert runtimes.cached_graph(checkpoint, pose) == first and made == [1]
+    real_export = graph_cache.export_onnx
+    monkeypatch.setattr(graph_cache, "export_onnx", lambda *a, **k: made.append(1) or real_export(*a, **k))
+    first = graph_cache.cached_graph(checkpoint, pose)
+    assert graph_cache.cached_graph(checkpoint, pose) == first and made == [1]
     record = json.loads(first.with_suffix(".json").read_text())
-    assert record["checkpoint_sha256"] == runtimes.sha256(checkpoint) and record["input_size"] == "64x64"
+    assert record["checkpoint_sha256"] == graph_cache.sha256(checkpoint) and record["input_size"] == "64x64"
     first.write_bytes(first.read_bytes()[:-10])  # damaged
-    assert runtimes.cached_graph(checkpoint, pose) == first and made == [1, 1]
+    assert graph_cache.cached_graph(checkpoint, pose) == first and made == [1, 1]
     state = torch.load(checkpoint, weights_only=False)
     state["epoch"] = 7  # other bytes, same weights: still a new key (the bytes are what is known)
     torch.save(state, checkpoint)
-    second = runtimes.cached_graph(checkpoint, pose)
+    second = graph_cache.cached_graph(checkpoint, pose)
     assert second != first and made == [1, 1, 1]
     assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == [second.name]
     other_size = PoseModel.from_checkpoint(checkpoint, amp="off", input_hw=(64, 48))
-    assert runtimes.cached_graph(checkpoint, other_size) != second  # another crop size, another graph
+    assert graph_cache.cached_graph(checkpoint, other_size) != second  # another crop size, another graph
 
 
 def test_an_unwritable_run_folder_caches_in_the_users_cache(run: Path, tmp_path: Path, monkeypatch) -> None:
@@ -158,7 +158,7 @@ def test_an_unwritable_run_folder_caches_in_the_users_cache(run: Path, tmp_path:
     checkpoint.write_bytes((run / "best.pt").read_bytes())
     (tmp_path / "cache").write_text("a file where the folder would go")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "home-cache"))
-    graph = runtimes.cached_graph(checkpoint, PoseModel.from_checkpoint(checkpoint, amp="off"))
+    graph = graph_cache.cached_graph(checkpoint, PoseModel.from_checkpoint(checkpoint, amp="off"))
     assert graph.parent == tmp_path / "home-cache" / "clpose" / "graphs" and graph.is_file()
 
 
@@ -192,7 +192,7 @@ def test_each_runtime_states_the_precision_it_runs() -> None:
 
 def test_threads_reach_the_runtimes(run: Path, restore_threads) -> None:
     pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
-    graph = runtimes.cached_graph(run / "best.pt", pose)
+    graph = graph_cache.cached_graph(run / "best.pt", pose)
     options = runtimes.OnnxRuntimeRunner(graph, 1).session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # idle threads free the cores

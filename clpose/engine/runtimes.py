@@ -3,9 +3,9 @@
 Only the network's forward pass changes hands. Cropping, the flip test, the decode and the mapping back to image
 pixels stay the PoseModel's (clpose.engine.posemodel), so a runtime cannot drift in accuracy by its own pre- or
 post-processing. ONNX Runtime and OpenVINO run the graph that `clpose export` writes (clpose.engine.onnx_graph),
-exported on first use into a `cache/` folder beside the checkpoint and checked against PyTorch there; the graph is
-keyed by the checkpoint file's SHA-256, the network's structure and the crop size, so a retrained best.pt or another
-input size gets a fresh graph and a stale one is never run.
+exported on first use into a `cache/` folder beside the checkpoint and checked against PyTorch by the runtime that
+will run it (clpose.engine.graph_cache: a retrained best.pt or another input size gets a fresh graph, and a stale or
+damaged one is never run).
 
 Precision follows the CPU as `amp: auto` does (clpose.precision): OpenVINO runs bf16 where the CPU has it natively
 (AMX or AVX512-BF16, and no oneDNN cap below them) and fp32 elsewhere; ONNX Runtime's CPU convolutions are fp32
@@ -19,14 +19,11 @@ to install. On a GPU it is PyTorch.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
-import json
 import logging
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -35,13 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from clpose import __version__
 from clpose.console import console
-from clpose.engine.onnx_graph import MIN_OPSET, export_onnx
+from clpose.engine.graph_cache import cached_graph
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
 from clpose.errors import ClposeError, first_line
-from clpose.io import file_lock, sha256, write_json
 from clpose.precision import Precision
 
 
@@ -104,91 +99,6 @@ def openvino_has_bf16() -> bool:
     import openvino as ov
 
     return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-# -- the graph cache -------------------------------------------------------------------------------------------------
-
-
-def graph_key(checkpoint_sha256: str, pose: PoseModel) -> str:
-    """What a cached graph depends on: the checkpoint's bytes, the network's structure (a --recipe may build another
-    network around the same weights), the crop size, and the exporter's versions."""
-    parts = [
-        checkpoint_sha256,
-        repr(pose.model),
-        f"{pose.input_hw[0]}x{pose.input_hw[1]}",
-        f"opset {MIN_OPSET}",
-        f"clpose {__version__}",
-        f"torch {torch.__version__}",
-    ]
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
-
-
-def cache_folder(checkpoint: Path) -> Path:
-    """`cache/` beside the checkpoint (in its run folder), or the user's cache where that folder cannot be written."""
-    beside = checkpoint.parent / "cache"
-    with contextlib.suppress(OSError):
-        beside.mkdir(exist_ok=True)
-        if os.access(beside, os.W_OK):
-            return beside
-    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clpose" / "graphs"
-    home.mkdir(parents=True, exist_ok=True)
-    return home
-
-
-def cached_graph(checkpoint: Path, pose: PoseModel, check: Callable | None = None) -> Path:
-    """The checkpoint's ONNX graph (the network's last stage, any batch size): exported and checked against
-    PyTorch on first use, reused while its record says it was made from these bytes and the file is whole."""
-    checkpoint = Path(checkpoint)
-    digest = sha256(checkpoint)
-    key = graph_key(digest, pose)
-    folder = cache_folder(checkpoint)
-    path = folder / f"{checkpoint.stem}-{key}.onnx"
-    record = path.with_suffix(".json")
-    with file_lock(path):
-        if _fresh(path, record, key):
-            return path
-        size = f"{pose.input_hw[0]}x{pose.input_hw[1]}"
-        console.print(f"exporting the network to ONNX for this runtime (once per checkpoint and size {size}): {path}")
-        start = time.perf_counter()
-        parity = export_onnx(pose, path, dynamic_batch=True, check=check)
-        write_json(
-            record,
-            {
-                "key": key,
-                "checkpoint": str(checkpoint.resolve()),
-                "checkpoint_sha256": digest,
-                "input_size": size,
-                "graph_sha256": sha256(path),
-                "clpose": __version__,
-                "torch": torch.__version__,
-                "opset": MIN_OPSET,
-                "parity": [asdict(p) for p in parity],
-            },
-        )
-        worst = max(p.map_diff for p in parity)
-        console.print(f"exported in {time.perf_counter() - start:.1f} s; max |maps - torch| {worst:.1e} (fp32)")
-        for old in folder.glob(f"{checkpoint.stem}-*.onnx"):  # graphs of earlier bytes of this checkpoint
-            if old != path and _record(old.with_suffix(".json")).get("checkpoint") == str(checkpoint.resolve()):
-                old.unlink(missing_ok=True)
-                old.with_suffix(".json").unlink(missing_ok=True)
-    return path
-
-
-def _record(path: Path) -> dict[str, Any]:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
-def _fresh(path: Path, record_path: Path, key: str) -> bool:
-    """A graph made for this key whose bytes are those recorded (a truncated or edited file is made again)."""
-    record = _record(record_path)
-    return path.is_file() and record.get("key") == key and record.get("graph_sha256") == sha256(path)
-
-
-# -- runners: one forward pass each ----------------------------------------------------------------------------------
 
 
 class OnnxRuntimeRunner:

@@ -14,7 +14,6 @@ import contextlib
 import math
 import statistics
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
@@ -23,7 +22,6 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from clpose.codecs import Codec
 from clpose.config import format_hw
@@ -36,6 +34,7 @@ from clpose.errors import ClposeError, first_line
 from clpose.models import check_input_size, final_output
 from clpose.precision import Precision, resolve_precision
 from clpose.progress import ProgressBar
+from clpose.speed.limits import cap_fractions, count_macs, reference_limit, search_max_batch
 from clpose.speed.timing import synchronize, time_once
 
 
@@ -100,69 +99,6 @@ class BenchSettings:
         return resolve_precision(self.amp, self.device)
 
 
-def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, float]:
-    """(parameters in millions, GMACs at batch 1), counted with torch.utils.flop_counter on the CPU."""
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    device = next(model.parameters()).device
-    x = torch.zeros(1, 3, *input_hw, device=device)
-    was_training = model.training
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
-    model.train(was_training)
-    return params, counter.get_total_flops() / 2 / 1e9
-
-
-def reference_conv_gflops(device: torch.device, precision: Precision, runs: int = 20) -> float:
-    """GFLOP/s of one 3x3 conv, 256 -> 256 channels, 32x32, batch 8, channels_last, in `precision`."""
-    conv = nn.Conv2d(256, 256, 3, padding=1, bias=False).to(device).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(8, 256, 32, 32, device=device).to(memory_format=torch.channels_last)
-    flops = 2 * 8 * 256 * 256 * 9 * 32 * 32
-    with torch.inference_mode(), precision.autocast(device):
-        for _ in range(5):
-            conv(x)
-        times = [time_once(lambda: conv(x), device) for _ in range(runs)]
-    return flops / statistics.median(times) / 1e9
-
-
-def reference_matmul_gflops(device: torch.device, precision: Precision, runs: int = 10) -> tuple[float, int]:
-    """GFLOP/s of an n x n matrix product in `precision`, n large enough to fill the device: 8192 on a GPU (1.1
-    TFLOP, the size at which cuBLAS reaches its peak), 1024 on a CPU (2 GFLOP: a few ms per core); and n."""
-    n = 8192 if device.type == "cuda" else 1024
-    dtype = precision.dtype or torch.float32  # made in the timed precision: no casts inside the timing
-    a = torch.randn(n, n, device=device).to(dtype)
-    b = torch.randn(n, n, device=device).to(dtype)
-    with torch.inference_mode():
-        for _ in range(3):
-            a @ b
-        times = [time_once(lambda: a @ b, device) for _ in range(runs)]
-    return 2 * n**3 / statistics.median(times) / 1e9, n
-
-
-def reference_limit(device: torch.device, precision: Precision) -> tuple[float, str]:
-    """The machine's practical peak in the timed precision: the better of a large matrix product and a large 3x3
-    convolution (on a GPU the convolution of a batch of 8 does not fill the card: with it alone SimpleBaseline-R152
-    ran at "104% of the limit" on an H200). `cap_fractions` keeps every network at or below it all the same."""
-    matmul, n = reference_matmul_gflops(device, precision)
-    conv = reference_conv_gflops(device, precision)
-    if matmul >= conv:
-        return matmul, f"{n}^3 matrix product"
-    return conv, "3x3 conv 256->256, 32x32, batch 8, channels_last"
-
-
-def cap_fractions(rows: list[BenchResult], limit: float, source: str) -> tuple[float, str]:
-    """A network that ran faster than the reference problems shows what the device can do: the limit becomes its
-    rate, so no row reads above 100% (the rows' fractions are rescaled)."""
-    best = max(rows, key=lambda r: r.limit_fraction or 0.0, default=None)
-    if best is None or not best.limit_fraction or best.limit_fraction <= 1.0:
-        return limit, source
-    new_limit = limit * best.limit_fraction
-    for row in rows:
-        if row.limit_fraction is not None:
-            row.limit_fraction *= limit / new_limit
-    return new_limit, f"{best.model} at batch {best.batch} (faster than the reference {source})"
-
-
 @contextlib.contextmanager
 def _progress(total: int, show: bool) -> Iterator[Callable[[str], None]]:
     with ProgressBar("measuring", total, enabled=show, plain_every=15.0) as bar:
@@ -222,41 +158,6 @@ def max_batch(
     if best == 0:
         raise ClposeError(f"{name} does not fit on {device} even at batch 1")
     return best
-
-
-def search_max_batch(
-    fits: Callable[[int], bool],
-    limit: int,
-    budget_s: float,
-    log: Callable[[str], None],
-    name: str = "the model",
-    clock: Callable[[], float] = time.monotonic,
-) -> int:
-    """The largest batch <= limit for which fits(batch) holds, assuming fits is monotone: doubling from 1, then
-    bisection. Past `budget_s` the search stops with the largest batch known to fit (and says so)."""
-    start = clock()
-    log(f"searching the largest batch of {name} that fits (doubling, then bisection; at most {budget_s:g} s)")
-    good, batch = 0, 1
-    while batch <= limit:
-        ok = fits(batch)
-        log(f"  {name}: batch {batch} {'fits' if ok else 'does not fit'} ({clock() - start:.0f} s)")
-        if not ok:
-            break
-        good, batch = batch, batch * 2
-        if clock() - start > budget_s:
-            log(f"  {name}: time bound reached: batch {good} (larger ones were not tried)")
-            return good
-    bad = min(batch, limit + 1)
-    while bad - good > 1 and good > 0:
-        if clock() - start > budget_s:
-            log(f"  {name}: time bound reached: batch {good} (between {good} and {bad} not tried)")
-            return good
-        mid = (good + bad) // 2
-        ok = fits(mid)
-        log(f"  {name}: batch {mid} {'fits' if ok else 'does not fit'} ({clock() - start:.0f} s)")
-        good, bad = (mid, bad) if ok else (good, mid)
-    log(f"  {name}: largest batch {good}")
-    return good
 
 
 @dataclass
