@@ -16,6 +16,8 @@ SimpleBaseline-R50 in each runtime, and OpenVINO's per-layer profile of both.
    trunk / head, with each part's MACs and GFLOP/s.
 4. torch.compile at batch 1: inductor's C++ wrapper off and on (interleaved), and torch.profiler's view of where the
    compiled networks' time goes (convolutions by input map size).
+5. Runtimes sharing one process: CLNet-R50 in each runtime alone, in turns run by run with ONNX Runtime's threads
+   spinning, and in turns of blocks with spinning off (what clpose does).
 """
 
 from __future__ import annotations
@@ -253,13 +255,66 @@ def compiled_profiles(threads: int, runs: int) -> None:
             print(f"| {key} | {per_forward} | {us / 1e3:.2f} | {us / per_forward:.0f} | {100 * us / total:.0f}% |")
 
 
+def sharing(folder: Path, threads: int, runs: int) -> None:
+    """Runtimes in one process: CLNet-R50 at batch 1 in torch, ONNX Runtime and OpenVINO, each alone, then the three
+    in turns run by run with ONNX Runtime's idle threads spinning (its default, and how bench timed them before),
+    then in turns of blocks of runs (one untimed run first) with spinning off (clpose's runner and bench now)."""
+    import onnxruntime as ort
+
+    from clpose.engine.runtimes import OnnxRuntimeRunner, graph_runner, runtime_precision
+    from clpose.speed.timing import time_once
+
+    precision = resolve_precision("auto", "cpu")
+    pose = PoseModel.from_recipe(model_recipe("clnet_resnet50", (256, 192)), any_skeleton(17), pretrained=False)
+    graph = folder / "sharing.onnx"
+    export_onnx(pose, graph, dynamic_batch=True)
+    model = pose.model.eval().to(memory_format=torch.channels_last)
+    x = torch.randn(1, 3, 256, 192).contiguous(memory_format=torch.channels_last)
+
+    def torch_forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode(), precision.autocast("cpu"):
+            return model(x)
+
+    quiet = OnnxRuntimeRunner(graph, threads)
+    spinning = OnnxRuntimeRunner(graph, threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1")  # ONNX Runtime's default
+    spinning.session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    openvino = graph_runner("openvino", graph, threads, runtime_precision("openvino", precision))
+    fps: dict[str, dict[str, float]] = collections.defaultdict(dict)
+
+    def timed(forwards: dict[str, object], block: int, rounds: int, label: str) -> None:
+        times: dict[str, list[float]] = collections.defaultdict(list)
+        for forward in forwards.values():
+            for _ in range(3):
+                forward(x)
+        for _ in range(rounds):
+            for name, forward in forwards.items():
+                forward(x)  # the untimed run that starts a turn
+                for _ in range(block):
+                    times[name].append(time_once(lambda f=forward: f(x), torch.device("cpu")))
+        for name, samples in times.items():
+            fps[label][name] = 1 / statistics.median(samples)
+
+    for name, forward in {"torch": torch_forward, "onnxruntime": quiet, "openvino": openvino}.items():
+        timed({name: forward}, runs, 1, "alone")
+    timed({"torch": torch_forward, "onnxruntime": spinning, "openvino": openvino}, 1, runs, "run by run, spinning")
+    timed({"torch": torch_forward, "onnxruntime": quiet, "openvino": openvino}, 4, runs // 4, "blocks, no spinning")
+    print(f"\nruntimes in one process: CLNet-R50 batch 1, {precision.name} where native, {threads} threads, FPS")
+    print("| timed | torch | onnxruntime | openvino |")
+    print("|---|---|---|---|")
+    for label, row in fps.items():
+        print(f"| {label} | {row['torch']:.1f} | {row['onnxruntime']:.1f} | {row['openvino']:.1f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--frames", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--skip", nargs="*", default=[], choices=["infer", "fps", "profiles", "compiled"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["infer", "fps", "profiles", "compiled", "sharing"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_description()}; torch {torch.__version__}; {time.strftime('%Y-%m-%d %H:%M')}")
@@ -273,6 +328,8 @@ def main() -> None:
             profiles(Path(tmp), args.threads, args.runs)
         if "compiled" not in args.skip:
             compiled_profiles(args.threads, args.runs)
+        if "sharing" not in args.skip and installed("openvino") and installed("onnxruntime"):
+            sharing(Path(tmp), args.threads, args.runs)
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Timing: warm-up runs and timing synchronised with the device, as timm's benchmar
 averages one model's steps at a time), the models are interleaved run by run and the median of many runs is
 reported, so a machine that drifts or is shared favours none of them. Runtimes (--runtime) take turns in blocks of
 runs, each block after one untimed run: each keeps its own thread pool, and a pool that has just worked still holds
-the cores for a while (measured on 2 cores: CLNet-R50 in OpenVINO ran at 123 FPS interleaved run by run with torch
-and ONNX Runtime, 255 FPS alone). MACs are reported as MACs; FLOPs = 2 x MACs.
+the cores for a while (measured on 2 cores: CLNet-R50 in OpenVINO ran at 100-103 FPS in turns run by run with torch
+and ONNX Runtime, 174-180 in turns of blocks; docs/benchmarks.md "Runtimes"). MACs are reported as MACs; FLOPs =
+2 x MACs.
 """
 
 from __future__ import annotations
