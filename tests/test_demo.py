@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 import clpose.demo as demo
+import clpose.demo_report as demo_report
 from clpose.cli.app import app
 from clpose.errors import ClposeError
 
@@ -64,7 +65,7 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 def _check_outputs(out: Path) -> None:
-    assert demo.check_outputs(out).startswith("demo outputs valid")
+    assert demo_report.check_outputs(out).startswith("demo outputs valid")
     summary = json.loads((out / "summary.json").read_text())
     assert summary["epochs"] == 1 and summary["model"]["params_m"] > 1 and summary["model"]["fps"] > 0
     assert len(json.loads((out / "video" / "poses.json").read_text())["frames"]) == demo.CLIP_FRAMES
@@ -73,10 +74,10 @@ def _check_outputs(out: Path) -> None:
 
 def test_check_outputs_names_the_file_at_fault(tmp_path: Path) -> None:
     with pytest.raises(ClposeError, match=r"summary\.json is missing"):
-        demo.check_outputs(tmp_path)
+        demo_report.check_outputs(tmp_path)
     (tmp_path / "summary.json").write_text('{"pck": 50.0')
     with pytest.raises(ClposeError, match=r"summary\.json is not valid JSON"):
-        demo.check_outputs(tmp_path)
+        demo_report.check_outputs(tmp_path)
 
 
 def test_miniature_demo_runs_end_to_end_reuses_retrains_for_a_new_budget_and_starts_fresh(

@@ -20,7 +20,8 @@ import pytest
 from typer.testing import CliRunner
 
 from clpose.cli.app import app, os_error_message
-from clpose.io import Staged, atomic_path, sigterm_as_interrupt, staged, write_json, write_text
+from clpose.io import Staged, atomic_path, staged, write_json, write_text
+from clpose.signals import sigterm_as_interrupt
 
 runner = CliRunner()
 POSIX = pytest.mark.skipif(os.name != "posix", reason="process ids and signals as POSIX has them")

@@ -183,6 +183,10 @@ def _loaded_after_import(module: str, candidates: list[str]) -> list[str]:
         ),
         ("clpose.data", ["clpose.models", "torchvision"]),
         ("clpose.demo", ["clpose.cli"]),
+        ("clpose.demo_report", ["clpose.cli"]),
+        ("clpose.signals", ["torch", "numpy", "clpose.config"]),
+        ("clpose.engine.graph_cache", ["clpose.training", "clpose.speed", "clpose.cli"]),
+        ("clpose.speed.limits", ["clpose.inference", "clpose.cli", "onnxruntime", "openvino"]),
         ("clpose.config", ["torch", "clpose.codecs", "clpose.evaluation"]),  # registries: read when a recipe is checked
         ("clpose.evaluation.pck", ["torch", "clpose.engine"]),
         ("clpose.engine.posemodel", ["clpose.training", "clpose.speed.bench", "clpose.cli"]),

@@ -19,7 +19,8 @@ from clpose import __version__
 from clpose.cli import bench, demo, evaluate, export, infer, prepare, train, vis, weights
 from clpose.console import print_error
 from clpose.errors import ClposeError, first_line
-from clpose.io import free_space, sigterm_as_interrupt
+from clpose.io import free_space
+from clpose.signals import sigterm_as_interrupt
 
 INTERRUPTED = 130  # the shell's code for a command ended by Ctrl-C (128 + SIGINT); SIGTERM is made to end alike
 

@@ -22,6 +22,7 @@ def demo(
 
     Everything goes through the same code as the individual commands; re-running reuses what exists.
     """
-    from clpose.demo import print_summary, run_demo
+    from clpose.demo import run_demo
+    from clpose.demo_report import print_summary
 
     print_summary(run_demo(out, minutes, fresh))

@@ -33,9 +33,10 @@ from clpose.inference.video import (
     quiet_opencv,
     source_kind,
 )
-from clpose.io import Staged, free_space, json_text, prepare_target, stop_requested
+from clpose.io import Staged, free_space, json_text, prepare_target
 from clpose.outputs import check_outputs
 from clpose.progress import ProgressBar
+from clpose.signals import stop_requested
 from clpose.speed.timing import synchronize
 from clpose.vis import draw_pose
 
