@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import pickle
 import warnings
 from pathlib import Path
@@ -18,18 +20,24 @@ def load_tensors(path: str | Path, what: str, map_location: str | torch.device =
     Every failure is a ClposeError naming `what` and the file: missing, empty (an interrupted copy), a pickle
     with other objects (refused unread: unpickling it could run code), or not a PyTorch file at all.
     """
+    return read_tensors(path, what, map_location)[0]
+
+
+def read_tensors(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> tuple[Any, str]:
+    """`load_tensors`, and the SHA-256 of the very bytes that were loaded: the file is read once, so a file replaced
+    meanwhile (a training writing a new best.pt) cannot give weights of one version and the hash of another."""
     path = Path(path)
     if not path.is_file():
         raise ClposeError(f"{what} {path} does not exist")
-    if path.stat().st_size == 0:
+    data = path.read_bytes()
+    if not data:
         raise ClposeError(f"{what} {path} is empty (0 bytes): an interrupted copy or download?")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch warns about the pickle protocol of files it then refuses
-            return torch.load(path, map_location=map_location, weights_only=True)
+            value = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated, foreign or hostile files
-        with path.open("rb") as f:
-            head = f.read(2)
+        head = data[:2]
         if isinstance(e, pickle.UnpicklingError) and (head == b"PK" or head[:1] == b"\x80"):  # zip or pickle
             raise ClposeError(
                 f"{what} {path} holds objects the weights-only loader refuses (code, custom classes or an unusual "
@@ -38,3 +46,4 @@ def load_tensors(path: str | Path, what: str, map_location: str | torch.device =
         raise ClposeError(
             f"{what} {path} cannot be read: it is corrupt or not a PyTorch file ({type(e).__name__}: {first_line(e)})"
         ) from None
+    return value, hashlib.sha256(data).hexdigest()

@@ -146,11 +146,53 @@ def test_the_graph_is_made_once_per_checkpoint_bytes(run: Path, tmp_path: Path, 
     state = torch.load(checkpoint, weights_only=False)
     state["epoch"] = 7  # other bytes, same weights: still a new key (the bytes are what is known)
     torch.save(state, checkpoint)
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
     second = graph_cache.cached_graph(checkpoint, pose)
     assert second != first and made == [1, 1, 1]
     assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == [second.name]
     other_size = PoseModel.from_checkpoint(checkpoint, amp="off", input_hw=(64, 48))
-    assert graph_cache.cached_graph(checkpoint, other_size) != second  # another crop size, another graph
+    third = graph_cache.cached_graph(checkpoint, other_size)
+    assert third != second  # another crop size, another graph; the first size's graph stays
+    assert sorted(p.name for p in (tmp_path / "cache").glob("*.onnx")) == sorted([second.name, third.name])
+    assert graph_cache.cached_graph(checkpoint, pose) == second and made == [1, 1, 1, 1]
+
+
+def test_a_checkpoint_replaced_after_loading_never_gets_the_old_weights_graph(run: Path, tmp_path: Path) -> None:
+    """A training may write a new best.pt between the moment a run loads it and the moment the graph is made: the
+    graph is keyed by the bytes the weights came from, so the new file gets a graph of its own weights."""
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    old = PoseModel.from_checkpoint(checkpoint, amp="off")
+    state = torch.load(checkpoint, weights_only=False)
+    state["model"] = {k: v * 1.1 if v.dim() == 4 else v for k, v in state["model"].items()}  # other conv weights
+    torch.save(state, checkpoint)  # replaced after `old` was loaded
+    graph = graph_cache.cached_graph(checkpoint, old)
+    assert json.loads(graph.with_suffix(".json").read_text())["checkpoint_sha256"] == old.checkpoint_sha256
+    assert old.checkpoint_sha256 != graph_cache.sha256(checkpoint)
+    new = PoseModel.from_checkpoint(checkpoint, amp="off")
+    new_graph = graph_cache.cached_graph(checkpoint, new)
+    assert new_graph != graph
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want, stale = new.model(x), old.model(x)
+    got = runtimes.OnnxRuntimeRunner(new_graph, 1)(x)
+    assert float((got - want).abs().max()) < 1e-3 < float((stale - want).abs().max())
+
+
+@pytest.mark.skipif(not runtimes.installed("openvino"), reason="no openvino")
+def test_a_runtime_checks_a_cached_graph_once_before_it_runs_it(run: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    graph = graph_cache.cached_graph(checkpoint, pose, runtimes.parity_check("onnxruntime"), "onnxruntime")
+    record = graph.with_suffix(".json")
+    assert json.loads(record.read_text())["checked_by"] == ["onnxruntime"]
+    checked = []
+    real = runtimes.parity_check("openvino")
+    graph_cache.cached_graph(checkpoint, pose, lambda path: checked.append(path) or real(path), "openvino")
+    assert checked == [graph] and json.loads(record.read_text())["checked_by"] == ["onnxruntime", "openvino"]
+    graph_cache.cached_graph(checkpoint, pose, lambda path: checked.append(path) or real(path), "openvino")
+    assert checked == [graph]  # once
 
 
 def test_an_unwritable_run_folder_caches_in_the_users_cache(run: Path, tmp_path: Path, monkeypatch) -> None:
@@ -200,8 +242,10 @@ def test_threads_reach_the_runtimes(run: Path, restore_threads) -> None:
         assert runtimes.OpenVinoRunner(graph, 1, bf16=False).compiled.get_property("INFERENCE_NUM_THREADS") == 1
     info = runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)
     assert info.threads == 1 and torch.get_num_threads() == 1 and "1 threads" in info.describe()
-    with pytest.raises(ClposeError, match="--threads must be >= 1, got 0"):
+    with pytest.raises(ClposeError, match="--threads must be between 1 and 1024, got 0"):
         runtimes.check_threads(0)
+    with pytest.raises(ClposeError, match="--threads must be between 1 and 1024, got 4294967296"):
+        runtimes.check_threads(2**32)  # torch itself would fail with an overflow traceback
 
 
 def test_what_a_graph_cannot_do_is_one_line(run: Path, tmp_path: Path) -> None:
@@ -261,6 +305,23 @@ def test_bench_times_each_model_in_each_runtime(tmp_path: Path, restore_threads)
     assert all(r["fps"] > 0 and r["gmacs"] == rows[0]["gmacs"] for r in rows)
     assert "precision (onnxruntime): fp32" in result.output and "runtime" in result.output
     one_line_error(runner.invoke(app, [*args, "--runtime", "tensorrt"]), "--runtime 'tensorrt': expected one of")
+    one_line_error(runner.invoke(app, [*args, "--flops", "--runtime", "onnxruntime"]), "--flops alone times nothing")
+
+
+def test_paths_and_hints_with_brackets_are_printed_as_they_are(run: Path, clip: Path, tmp_path: Path, monkeypatch):
+    """Square brackets are rich markup: a folder named c[/x] or c[v2] and `pip install 'clpose[deploy]'` must reach
+    the screen unchanged (c[/x] used to end the run with a MarkupError traceback)."""
+    folder = tmp_path / "c[/x]" / "r[v2]"
+    folder.mkdir(parents=True)
+    for name in ("best.pt", "recipe.yaml"):
+        (folder / name).write_bytes((run / name).read_bytes())
+    args = ["infer", str(clip), "--checkpoint", str(folder), "--boxes", str(clip.with_suffix(".boxes.json"))]
+    result = runner.invoke(app, [*args, "--runtime", "onnxruntime", "--amp", "off", "--json", str(tmp_path / "o.json")])
+    assert result.exit_code == 0, result.output
+    assert str(folder / "cache") in result.output.replace("\n", "")
+    monkeypatch.setattr(runtimes, "installed", lambda name: name != "openvino")
+    result = runner.invoke(app, [*args, "--runtime", "auto", "--amp", "off", "--json", str(tmp_path / "p.json")])
+    assert result.exit_code == 0 and "pip install 'clpose[deploy]'" in result.output.replace("\n", "")
 
 
 def test_runtimes_take_turns_in_blocks_and_models_alternate_within_one() -> None:

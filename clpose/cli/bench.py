@@ -84,6 +84,8 @@ def bench(
             raise ClposeError(f"--batch {b!r}: expected a positive integer or 'max'")
     check_threads(threads)
     runtimes = _runtimes(runtime or ["torch"])
+    if flops and not fps and runtimes != ["torch"]:
+        raise ClposeError("--runtime chooses what times the models; --flops alone times nothing: add --fps")
     cuda = device.startswith("cuda")
     settings = BenchSettings(
         input_hw=parse_hw(input_size, "--input-size"),

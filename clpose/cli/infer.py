@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
+from rich.markup import escape
 
 from clpose.cli.options import Amp, Compile, Device, Runtime, Threads, options_from
 
@@ -89,7 +90,7 @@ def infer(
         console.print(f"using the latest checkpoint: {checkpoint}")
     check_outputs({"--out": out, "--json": json_out}, {"--checkpoint": checkpoint})
     predictor = Predictor.from_checkpoint(checkpoint, device, flip, amp, runtime, threads, compile_)
-    console.print(predictor.runtime.describe())
+    console.print(escape(predictor.runtime.describe()))
     if predictor.device.type == "cuda":
         why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
         console.print(

@@ -15,7 +15,7 @@ import torch
 
 from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path
-from clpose.safeload import load_tensors
+from clpose.safeload import read_tensors
 
 REQUIRED = ("model", "recipe", "version", "epoch")
 
@@ -38,18 +38,23 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a clpose checkpoint; a missing, corrupt or foreign file is a ClposeError naming it."""
+    return read_checkpoint(path, map_location)[0]
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], str]:
+    """`load_checkpoint`, and the SHA-256 of the bytes it loaded (what a graph exported from them is keyed by)."""
     path = Path(path)
     if path.is_dir():
         path = find_checkpoint(path)
     if not path.is_file():
         raise ClposeError(f"checkpoint {path} does not exist")
-    state = load_tensors(path, "checkpoint", map_location)
+    state, digest = read_tensors(path, "checkpoint", map_location)
     if not isinstance(state, dict):
         raise ClposeError(f"{path} is not a clpose checkpoint")
     missing = [k for k in REQUIRED if k not in state]
     if missing:
         raise ClposeError(f"{path} is not a clpose checkpoint (it lacks {', '.join(missing)})")
-    return state
+    return state, digest
 
 
 def find_checkpoint(run_dir: Path) -> Path:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from clpose.config import Recipe
 from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
@@ -94,7 +96,7 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
     """Predict a split with a checkpoint and score it with its metric (a table per stage); write the predictions
     when asked, also of a split without labels (a benchmark's test set)."""
     o = options or EvalOptions()
-    state, recipe = load_trained(checkpoint, o.recipe)
+    state, recipe, digest = load_trained(checkpoint, o.recipe)
     cfg = recipe.eval
     flip = cfg.flip if o.flip is None else o.flip
     boxes = o.boxes or cfg.boxes
@@ -103,10 +105,11 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
         precision = resolve_precision(o.amp, dev)
         skeleton = checkpoint_skeleton(state, recipe, checkpoint)
         pose = PoseModel.from_recipe(recipe, skeleton, state, dev, precision, source=f"checkpoint {checkpoint}")
+        pose.checkpoint_sha256 = digest
         file = find_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
         runtime = use_runtime(pose, file, o.runtime, o.threads, o.compile_, channels_last=False)
         if d.main:
-            console.print(runtime.describe())
+            console.print(escape(runtime.describe()))
         split = _split(checkpoint, recipe, pose, o, boxes)
         scorer = dataset_metric(recipe.data.dataset, o.metric or cfg.metric)
         workers = min(4, recipe.data.num_workers)

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from rich.markup import escape
 
 from clpose import __version__
 from clpose.console import console
-from clpose.engine.onnx_graph import MIN_OPSET, export_onnx
+from clpose.engine.onnx_graph import MIN_OPSET, export_onnx, verify_onnx
 from clpose.engine.posemodel import PoseModel
 from clpose.io import file_lock, sha256, write_json
 
@@ -54,30 +55,43 @@ def cache_folder(checkpoint: Path) -> Path:
     return home
 
 
-def cached_graph(checkpoint: Path, pose: PoseModel, check: Callable | None = None) -> Path:
-    """The checkpoint's ONNX graph (the network's last stage, any batch size): exported and checked against
-    PyTorch on first use, reused while its record says it was made from these bytes and the file is whole."""
+def cached_graph(
+    checkpoint: Path, pose: PoseModel, check: Callable | None = None, runtime: str = "onnxruntime"
+) -> Path:
+    """The checkpoint's ONNX graph (the network's last stage, any batch size): exported and checked against PyTorch
+    by `check` (the runtime that will run it) on first use, reused while its record says it was made from the bytes
+    `pose`'s weights were loaded from and the file is whole. A runtime that has not run the graph yet checks it
+    once before it is used."""
     checkpoint = Path(checkpoint)
-    digest = sha256(checkpoint)
+    digest = pose.checkpoint_sha256 or sha256(checkpoint)  # the loaded bytes: the file may have changed since
     key = graph_key(digest, pose)
     folder = cache_folder(checkpoint)
     path = folder / f"{checkpoint.stem}-{key}.onnx"
-    record = path.with_suffix(".json")
+    record_path = path.with_suffix(".json")
+    size = f"{pose.input_hw[0]}x{pose.input_hw[1]}"
     with file_lock(path):
-        if _fresh(path, record, key):
+        if _fresh(path, record_path, key):
+            record = _record(record_path)
+            if runtime not in record.get("checked_by", []) and check is not None:
+                parity = verify_onnx(pose, path, check)
+                worst = max(p.map_diff for p in parity)
+                console.print(f"checked the cached graph with {runtime}: max |maps - torch| {worst:.1e} (fp32)")
+                write_json(record_path, record | {"checked_by": [*record.get("checked_by", []), runtime]})
             return path
-        size = f"{pose.input_hw[0]}x{pose.input_hw[1]}"
-        console.print(f"exporting the network to ONNX for this runtime (once per checkpoint and size {size}): {path}")
+        console.print(
+            f"exporting the network to ONNX for this runtime (once per checkpoint and size {size}): {escape(str(path))}"
+        )
         start = time.perf_counter()
         parity = export_onnx(pose, path, dynamic_batch=True, check=check)
         write_json(
-            record,
+            record_path,
             {
                 "key": key,
                 "checkpoint": str(checkpoint.resolve()),
                 "checkpoint_sha256": digest,
                 "input_size": size,
                 "graph_sha256": sha256(path),
+                "checked_by": [runtime] if check is not None else [],
                 "clpose": __version__,
                 "torch": torch.__version__,
                 "opset": MIN_OPSET,
@@ -86,8 +100,10 @@ def cached_graph(checkpoint: Path, pose: PoseModel, check: Callable | None = Non
         )
         worst = max(p.map_diff for p in parity)
         console.print(f"exported in {time.perf_counter() - start:.1f} s; max |maps - torch| {worst:.1e} (fp32)")
-        for old in folder.glob(f"{checkpoint.stem}-*.onnx"):  # graphs of earlier bytes of this checkpoint
-            if old != path and _record(old.with_suffix(".json")).get("checkpoint") == str(checkpoint.resolve()):
+        for old in folder.glob(f"{checkpoint.stem}-*.onnx"):  # graphs of earlier bytes of this checkpoint file
+            made = _record(old.with_suffix(".json"))  # another crop size of the same bytes stays
+            same_file = made.get("checkpoint") == str(checkpoint.resolve())
+            if old != path and same_file and made.get("checkpoint_sha256") != digest:
                 old.unlink(missing_ok=True)
                 old.with_suffix(".json").unlink(missing_ok=True)
     return path

@@ -109,6 +109,14 @@ def export_onnx(
         ]
 
 
+def verify_onnx(pose: PoseModel, path: Path, check: GraphCheck, dynamic_batch: bool = True) -> list[Parity]:
+    """The parity check of `export_onnx` on a graph written before (maps, no decode), run by `check`."""
+    module = graph_module(pose)
+    run = check(path)
+    examples = parity_inputs(pose)
+    return [check_parity(module, run, x, name, pose.codec, False, dynamic_batch) for name, x in examples.items()]
+
+
 def write_onnx(
     module: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, with_decode: bool, opset: int
 ) -> None:

@@ -26,7 +26,7 @@ from clpose.codecs import Codec, build_codec, get_codec
 from clpose.config import Recipe, load_recipe, recipe_from_dict
 from clpose.data.dataset import normalize, normalize_batch
 from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp, warp_batch
-from clpose.engine.checkpoint import load_checkpoint
+from clpose.engine.checkpoint import read_checkpoint
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.errors import ClposeError, first_line
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
@@ -76,12 +76,13 @@ def any_skeleton(num_keypoints: int) -> Skeleton:
     return Skeleton(f"{num_keypoints} keypoints", keypoints, (), (), "bbox")
 
 
-def load_trained(path: str | Path, recipe_path: str | Path | None = None) -> tuple[dict[str, Any], Recipe]:
-    """A checkpoint's state and the recipe it was trained with (or the recipe file given instead)."""
-    state = load_checkpoint(path)
+def load_trained(path: str | Path, recipe_path: str | Path | None = None) -> tuple[dict[str, Any], Recipe, str]:
+    """A checkpoint's state, the recipe it was trained with (or the recipe file given instead) and the SHA-256 of
+    the bytes loaded."""
+    state, digest = read_checkpoint(path)
     if recipe_path is not None:
-        return state, load_recipe(Path(recipe_path))
-    return state, recipe_from_dict(state["recipe"], f"{path} (recipe)")
+        return state, load_recipe(Path(recipe_path)), digest
+    return state, recipe_from_dict(state["recipe"], f"{path} (recipe)"), digest
 
 
 def checkpoint_skeleton(state: dict[str, Any], recipe: Recipe, path: str | Path) -> Skeleton:
@@ -129,6 +130,7 @@ class PoseModel:
     # what runs the network instead of calling it (clpose.engine.runtimes: an ONNX Runtime or OpenVINO session, a
     # torch.compile'd module); its attribute `autocast` says whether `precision`'s autocast applies around it
     runner: Any = None
+    checkpoint_sha256: str | None = None  # of the checkpoint bytes the weights came from (from_checkpoint, eval)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -196,9 +198,11 @@ class PoseModel:
     ) -> PoseModel:
         """A clpose checkpoint's network, codec and skeleton. `amp` is resolved on this machine: the precision the
         model was trained in does not bind how it runs."""
-        state, recipe = load_trained(path, recipe_path)
+        state, recipe, digest = load_trained(path, recipe_path)
         skeleton = checkpoint_skeleton(state, recipe, path)
-        return cls.from_recipe(recipe, skeleton, state, device, amp, input_hw, source=f"checkpoint {path}")
+        pose = cls.from_recipe(recipe, skeleton, state, device, amp, input_hw, source=f"checkpoint {path}")
+        pose.checkpoint_sha256 = digest
+        return pose
 
     # -- the three steps ---------------------------------------------------------------------------------------
 

@@ -254,11 +254,14 @@ class RuntimeInfo:
         }
 
 
+MAX_THREADS = 1024  # more is a typo (torch's own limit is 2^31 - 1, where it fails with an overflow)
+
+
 def check_threads(threads: int | None) -> int:
     """--threads: set torch's CPU threads (crops, decode, the torch runtime) and return the count runtimes use."""
     if threads is not None:
-        if threads < 1:
-            raise ClposeError(f"--threads must be >= 1, got {threads}")
+        if not 1 <= threads <= MAX_THREADS:
+            raise ClposeError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
 
@@ -290,7 +293,7 @@ def use_runtime(
             pose.runner = CompiledRunner(pose.model)
         return RuntimeInfo("torch", torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
     precision = runtime_precision(choice.name, pose.precision)
-    graph = cached_graph(checkpoint, pose, check=parity_check(choice.name))
+    graph = cached_graph(checkpoint, pose, check=parity_check(choice.name), runtime=choice.name)
     pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
     return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count)
 
