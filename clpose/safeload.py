@@ -20,13 +20,17 @@ def load_tensors(path: str | Path, what: str, map_location: str | torch.device =
     Every failure is a ClposeError naming `what` and the file: missing, empty (an interrupted copy), a pickle
     with other objects (refused unread: unpickling it could run code), or not a PyTorch file at all.
     """
-    return read_tensors(path, what, map_location)[0]
+    return _load(Path(path), what, map_location)[0]
 
 
 def read_tensors(path: str | Path, what: str, map_location: str | torch.device = "cpu") -> tuple[Any, str]:
     """`load_tensors`, and the SHA-256 of the very bytes that were loaded: the file is read once, so a file replaced
     meanwhile (a training writing a new best.pt) cannot give weights of one version and the hash of another."""
-    path = Path(path)
+    value, data = _load(Path(path), what, map_location)
+    return value, hashlib.sha256(data).hexdigest()
+
+
+def _load(path: Path, what: str, map_location: str | torch.device) -> tuple[Any, bytes]:
     if not path.is_file():
         raise ClposeError(f"{what} {path} does not exist")
     data = path.read_bytes()
@@ -46,4 +50,4 @@ def read_tensors(path: str | Path, what: str, map_location: str | torch.device =
         raise ClposeError(
             f"{what} {path} cannot be read: it is corrupt or not a PyTorch file ({type(e).__name__}: {first_line(e)})"
         ) from None
-    return value, hashlib.sha256(data).hexdigest()
+    return value, data

@@ -127,10 +127,8 @@ def _mean_pixel_error(dataset, preds: Predictions, o: ScoreOptions) -> tuple[dic
 
 @pytest.fixture
 def toy_metric(monkeypatch: pytest.MonkeyPatch) -> None:
-    def not_for_files(predictions: Path, annotations: Path, o: ScoreOptions) -> dict:
-        raise NotImplementedError  # the toy scores models only
-
-    metric = Metric("mpe", "mean pixel error", ("MPE",), "MPE", None, 1.0, _mean_pixel_error, not_for_files, False)
+    # models only: no scorer for --predictions files
+    metric = Metric("mpe", "mean pixel error", ("MPE",), "MPE", None, 1.0, _mean_pixel_error, None, False)
     monkeypatch.setitem(METRICS, "mpe", metric)
 
 
@@ -181,6 +179,8 @@ def test_a_toy_metric_is_a_choice_of_eval_and_recipes_and_prints_its_table(
     assert json.loads(out.read_text())["MPE"] == pytest.approx(row["value"])
     one_line_error(runner.invoke(app, ["eval", str(tmp_path / "run"), "--metric", "mp"]),
                    "--metric 'mp': unknown (did you mean mpe?); valid: pck, pckh, oks, mpe")  # fmt: skip
+    files = ["eval", "--metric", "mpe", "--predictions", str(out), "--annotations", str(out)]
+    one_line_error(runner.invoke(app, files), "--metric mpe scores a checkpoint's predictions only")
 
 
 def test_recipes_refuse_names_no_registry_holds(tmp_path: Path, data: Path) -> None:

@@ -148,6 +148,12 @@ def _score_file(
     from clpose.evaluation.coco import check_sigmas
     from clpose.evaluation.metrics import ScoreOptions, get_metric
 
+    scorer = get_metric(metric).score_file
+    if scorer is None:
+        raise ClposeError(
+            f"--metric {metric} scores a checkpoint's predictions only (clpose eval RUN --metric {metric}); "
+            "it reads no --predictions file"
+        )
     values = None
     if sigmas:
         try:
@@ -156,4 +162,4 @@ def _score_file(
             raise ClposeError(f"--sigmas {sigmas!r}: expected comma-separated numbers") from None
         values = check_sigmas(values, "--sigmas").tolist()
     options = ScoreOptions(alpha, head_official=head == "official", sigmas=values)
-    return get_metric(metric).score_file(predictions, annotations, options)
+    return scorer(predictions, annotations, options)

@@ -66,7 +66,9 @@ class Metric:
     default_alpha: float | None
     scale: float  # printed value = table value x scale (COCO's AP is stored in [0, 1])
     score_predictions: Callable[[TopDownDataset, Predictions, ScoreOptions], tuple[Table, list[dict] | None]]
-    score_file: Callable[[Path, Path, ScoreOptions], Table]
+    # a predictions file against an annotations file (`clpose eval --predictions`); None: the metric scores a
+    # model's predictions only
+    score_file: Callable[[Path, Path, ScoreOptions], Table] | None = None
     higher_is_better: bool = True  # PCK and AP; an error in pixels would be lower-is-better
 
     def improves(self, value: float, best: float) -> bool:
