@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,9 +18,10 @@ from typing import TYPE_CHECKING, Any
 from rich.rule import Rule
 
 from clpose.config import Recipe, recipe_from_dict
-from clpose.console import console
+from clpose.console import console, styled
 from clpose.errors import ClposeError
 from clpose.io import write_json
+from clpose.outputs import OwnedFolder
 
 if TYPE_CHECKING:
     from clpose.inference.predictor import Predictor
@@ -55,6 +55,8 @@ IMAGE_SIZE = 256  # of the synthetic images (at 192 they render 1.7x faster but 
 
 
 CLIP_FRAMES = 100  # the synthetic video that `infer` annotates (4 s at 25 frames/s)
+# what the demo writes in its --out folder: all it may reuse, replace or (--fresh) remove there
+DEMO_ENTRIES = ("data", "train", "vis", "video", "plan.json", "eval.json", "summary.json")
 
 
 @dataclass
@@ -92,7 +94,7 @@ def _minutes(minutes: float) -> str:
 
 
 def _step(number: int, title: str) -> None:
-    console.print(Rule(f"[bold]{number}/6  {title}", align="left"))
+    console.print(Rule(styled((f"{number}/6  {title}", "bold")), align="left"))
 
 
 def fit_budget(seconds: float, speed: float, n_train: int, n_val: int, batch: int) -> tuple[int, int]:
@@ -158,12 +160,12 @@ def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResul
     """Run (or resume) the demo in `out` and return its summary."""
     if not 0 < minutes < math.inf:
         raise ClposeError(f"--minutes must be a positive number, got {minutes}")
-    if out.exists() and not out.is_dir():
-        raise ClposeError(f"--out {out} is a file, not a folder")
     start = time.perf_counter()
-    if fresh and out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    folder = OwnedFolder(out, "demo", DEMO_ENTRIES, legacy=_older_demo)
+    folder.claim()  # the demo reuses and replaces only what it wrote: never a folder of the user's
+    if fresh and (removed := folder.clear()):
+        console.print(f"--fresh: removed what the demo wrote in {out}: {', '.join(removed)}")
+    folder.record(DEMO_ENTRIES)
     n_train, n_val = data_sizes(minutes)
     data_dir = out / "data"
     _step(1, f"data: {n_train} + {n_val} synthetic images and a clip (clpose prepare synthetic)")
@@ -205,6 +207,15 @@ def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResul
         },
     )
     return result
+
+
+def _older_demo(folder: Path) -> bool:
+    """A folder the demo of an older clpose (before its manifest) wrote: its plan.json is the demo's."""
+    try:
+        plan = json.loads((folder / "plan.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(plan, dict) and {"minutes", "train_per_epoch", "samples_per_s"} <= plan.keys()
 
 
 def _data_is_there(data_dir: Path, n_train: int, n_val: int) -> bool:

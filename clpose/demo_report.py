@@ -9,16 +9,18 @@ from pathlib import Path
 from rich.rule import Rule
 from rich.table import Table
 
-from clpose.console import console
+from clpose.console import console, styled
 from clpose.demo import DemoResult, model_label
 from clpose.errors import ClposeError
 
 
 def print_summary(result: DemoResult) -> None:
-    console.print(Rule("[bold green]clpose demo: summary", align="left"))
+    console.print(Rule(styled(("clpose demo: summary", "bold green")), align="left"))
     console.print(
-        f"[bold]PCK@0.2 on the synthetic validation split: {result.pck:.1f}%[/bold] "
-        f"({result.epochs} epochs; the whole demo took {result.seconds / 60:.1f} minutes)"
+        styled(
+            (f"PCK@0.2 on the synthetic validation split: {result.pck:.1f}%", "bold"),
+            f" ({result.epochs} epochs; the whole demo took {result.seconds / 60:.1f} minutes)",
+        )
     )
     m = result.model
     console.print(
@@ -30,7 +32,7 @@ def print_summary(result: DemoResult) -> None:
         table.add_row(name, path)
     console.print(table)
     clip, run = result.out / "data" / "clip.mp4", result.out / "train"
-    console.print("\n[bold]Next:[/bold]")
+    console.print(styled("\n", ("Next:", "bold")))
     for line in (
         f"clpose infer {clip} --checkpoint {run} --boxes {clip.with_suffix('.boxes.json')} --smooth oneeuro "
         "--out my.mp4",

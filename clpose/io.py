@@ -26,6 +26,8 @@ from typing import IO, Any
 
 import numpy as np
 
+from clpose.errors import ClposeError
+
 _UMASK = os.umask(0o022)  # read the process umask once (os.umask can only read it by setting it)
 os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK  # what open() would give; mkstemp's temporary files are 0600
@@ -83,7 +85,7 @@ def _remove_stale(target: Path, listed: dict[str, list[str]]) -> None:
     if folder not in listed:
         listed[folder] = _temporaries(target.parent)
     names = listed[folder]
-    prefix, suffix = f".{target.stem}.", f".tmp{target.suffix}"
+    prefix, suffix = f".{_temp_stem(target)}.", f".tmp{target.suffix}"
     for name in [n for n in names if n.startswith(prefix) and n.endswith(suffix)]:
         owner = _OWNER.fullmatch(name[len(prefix) : len(name) - len(suffix)])
         if owner is None or owner[2] != _HOST or _pid_alive(int(owner[1])):
@@ -91,6 +93,21 @@ def _remove_stale(target: Path, listed: dict[str, list[str]]) -> None:
         with contextlib.suppress(OSError):  # already gone, or not ours to remove: it stays, nothing fails
             os.unlink(target.parent / name)
         names.remove(name)
+
+
+_NAME_MAX = 255  # bytes in one file name on every file system clpose meets (ext4, XFS, APFS, NTFS in UTF-16 units)
+_TEMP_EXTRA = len(".") * 3 + 7 + len("-") + 6 + 8 + len(".tmp")  # dots, a pid, -HOST, mkstemp's 8, ".tmp"
+
+
+def _temp_stem(target: Path) -> str:
+    """The target's stem as its temporary file's name carries it: whole where the temporary name fits in a file name
+    (255 bytes), else cut and followed by a hash of the whole stem, so that a valid 250-byte output name can still be
+    written (its temporary name would be 280 bytes) and a stale temporary is still found by its target."""
+    stem, room = target.stem, _NAME_MAX - _TEMP_EXTRA - len(target.suffix.encode())
+    if len(stem.encode()) <= room:
+        return stem
+    cut = stem.encode()[: max(0, room - 9)].decode(errors="ignore")  # whole UTF-8 characters only
+    return f"{cut}~{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
 
 
 def _naming_the_target(error: OSError, temporaries: dict[Path, Path]) -> OSError:
@@ -122,7 +139,7 @@ class Staged:
         _remove_stale(target, self._listed)
         tmp = None
         try:
-            prefix = f".{target.stem}.{os.getpid()}-{_HOST}."
+            prefix = f".{_temp_stem(target)}.{os.getpid()}-{_HOST}."
             fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=f".tmp{target.suffix}", dir=target.parent)
             os.close(fd)
             os.chmod(tmp, _FILE_MODE)
@@ -281,15 +298,27 @@ def sha256(path: str | Path) -> str:
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """One process at a time makes `path` (a download, an exported graph): the others wait, then find it there. The
-    lock file lives in a `.clpose-locks` folder beside it, not among the files it guards."""
+    lock file lives in a `.clpose-locks` folder beside it, not among the files it guards; neither is followed
+    through a symbolic link (a link planted there would make the lock write wherever it points)."""
     locks = path.parent / ".clpose-locks"
+    if locks.is_symlink():
+        raise ClposeError(f"{locks} is a symbolic link: clpose writes its lock files only in a folder of its own")
     locks.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
     except ImportError:  # Windows: the atomic rename still keeps the file whole; two may make it at once
         yield
         return
-    with open(locks / f"{path.name}.lock", "a+") as handle:
+    lock = locks / f"{path.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError:
+        if lock.is_symlink():
+            raise ClposeError(
+                f"{lock} is a symbolic link: clpose writes its lock files only in a folder of its own"
+            ) from None
+        raise
+    with os.fdopen(fd, "a+") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -9,14 +9,17 @@ are one-line errors instead of a lost input. Paths are compared as the file syst
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable, Mapping
+import shutil
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from clpose.errors import ClposeError
+from clpose.io import write_json
 
 RUN_CHECKPOINTS = ("best.pt", "last.pt")
-_RUN_MARKERS = ("metrics.jsonl", "recipe.yaml")  # what `clpose train` writes beside its checkpoints
+_RUN_MARKERS = ("metrics.jsonl", "run.json")  # what `clpose train` writes beside its checkpoints
 
 PathsLike = Path | str | Iterable[Path | str] | None
 
@@ -30,7 +33,10 @@ def _paths(value: PathsLike) -> list[Path]:
 
 
 def _key(path: Path) -> Path:
-    return Path(os.path.abspath(path)).resolve()
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except (RuntimeError, OSError):  # Python < 3.13 raises RuntimeError on a loop of symbolic links
+        raise ClposeError(f"{path} is a loop of symbolic links (it names no file)") from None
 
 
 def _inode(path: Path) -> tuple[int, int] | None:
@@ -42,7 +48,7 @@ def _inode(path: Path) -> tuple[int, int] | None:
 
 
 def run_checkpoint(path: Path) -> bool:
-    """Whether `path` is best.pt or last.pt of a run folder (one that holds metrics.jsonl or recipe.yaml)."""
+    """Whether `path` is best.pt or last.pt of a run folder (one that holds metrics.jsonl or run.json)."""
     return path.name in RUN_CHECKPOINTS and any((path.parent / marker).is_file() for marker in _RUN_MARKERS)
 
 
@@ -79,3 +85,70 @@ def check_outputs(outputs: Mapping[str, PathsLike], inputs: Mapping[str, PathsLi
                 f"{label} {path} names the same file as {what}, an input of this command: writing it would replace "
                 "the input; choose another file name"
             )
+
+
+# -- folders a command fills: it deletes only what it wrote --------------------------------------------------------
+
+
+class OwnedFolder:
+    """A folder that a command fills with outputs of known names (the demo's data/, train/, eval.json, ...), with a
+    manifest of its own (`.clpose-COMMAND.json`) listing what it wrote there.
+
+    The command may reuse or replace only the entries its manifest lists: a folder that holds one of its names
+    without a manifest (the user's own files, another command's) is refused before anything is written, and
+    `clear` removes the listed entries and nothing else. So `clpose demo --out runs --fresh` cannot delete the
+    other runs in runs/, and `--out` onto a folder of the user's is a one-line error, not a loss.
+    """
+
+    def __init__(self, folder: Path, command: str, names: Iterable[str], legacy: Callable[[Path], bool] | None = None):
+        """`names`: the entries the command writes directly in `folder`; `legacy`: recognises a folder written by an
+        older clpose, before manifests (it is then adopted)."""
+        self.folder, self.command, self.names = Path(folder), command, tuple(names)
+        self.manifest = self.folder / f".clpose-{command.replace(' ', '-')}.json"
+        self._legacy = legacy
+
+    def written(self) -> list[str]:
+        """The entries the manifest says the command wrote (empty without a manifest)."""
+        try:
+            listed = json.loads(self.manifest.read_text(encoding="utf-8")).get("wrote", [])
+        except (OSError, ValueError, AttributeError):
+            return []
+        return [name for name in listed if name in self.names]
+
+    def claim(self) -> None:
+        """Make the folder the command's to fill: refuse (ClposeError) when it holds an entry of the command's names
+        that the command did not write; otherwise create it and its manifest."""
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ClposeError(f"--out {self.folder} is a file, not a folder")
+        ours = set(self.written())
+        if not ours and not self.manifest.is_file() and self._legacy is not None and self._legacy(self.folder):
+            ours = set(self.names)  # written by an older clpose: adopt it
+        foreign = [n for n in self.names if n not in ours and (self.folder / n).exists()]
+        if foreign:
+            shown = ", ".join(foreign[:4]) + (" ..." if len(foreign) > 4 else "")
+            raise ClposeError(
+                f"--out {self.folder} holds {shown}, which clpose {self.command} did not write there (no "
+                f"{self.manifest.name} lists it): it would be reused or replaced; choose a new or empty folder"
+            )
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.record(sorted(ours))
+
+    def record(self, names: Iterable[str]) -> None:
+        """Add `names` to the manifest (call it before writing them, so a kill mid-write leaves them listed)."""
+        wrote = sorted(set(self.written()) | set(names))
+        write_json(self.manifest, {"command": f"clpose {self.command}", "wrote": wrote})
+
+    def clear(self) -> list[str]:
+        """Remove every entry the manifest lists (and only those); returns their names."""
+        removed = []
+        for name in self.written():
+            path = self.folder / name
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            elif path.exists() or path.is_symlink():
+                path.unlink()
+            else:
+                continue
+            removed.append(name)
+        write_json(self.manifest, {"command": f"clpose {self.command}", "wrote": []})
+        return removed

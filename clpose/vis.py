@@ -23,6 +23,7 @@ from clpose.skeletons import Skeleton
 
 SIDE_BGR = {"left": (235, 150, 40), "right": (40, 110, 245), "centre": (60, 200, 60)}
 GT_BGR, PRED_BGR = (60, 255, 60), (255, 60, 255)
+FAR = 1e9  # pixels: inside OpenCV's int range (2^31), which it clips to the image itself; far beyond any image
 
 
 def score_color(score: float) -> tuple[int, int, int]:
@@ -46,12 +47,14 @@ def draw_pose(
         scores: (K,) confidences or visibilities; keypoints below `threshold` are not drawn. None draws all.
     """
     k = skeleton.num_keypoints
+    keypoints = np.asarray(keypoints, dtype=np.float64)
     scores = np.ones(k) if scores is None else np.asarray(scores, dtype=np.float64)
-    ok = (scores >= threshold) & np.isfinite(keypoints).all(axis=1)
+    # OpenCV takes C ints: a keypoint farther off than FAR (NaN, inf, 1e308) is not drawn, nor are its limbs
+    ok = (scores >= threshold) & (np.abs(keypoints) <= FAR).all(axis=1)
     size = max(image.shape[:2])
     t = thickness or max(1, round(size / 250))
     radius = max(2, round(size / 120))
-    pts = [(round(float(x)), round(float(y))) for x, y in keypoints]
+    pts = [(round(float(x)), round(float(y))) if ok[j] else (0, 0) for j, (x, y) in enumerate(keypoints)]
     for a, b in skeleton.edges:
         if ok[a] and ok[b]:
             side = skeleton.side(a) if skeleton.side(a) == skeleton.side(b) else "centre"

@@ -9,26 +9,34 @@ names, so a file a user already has from torchvision is used as it is.
 
 - Every use checks the file's SHA-256 against the hash prefix in its name (as torch.hub's check_hash does on
   download): a file that fails, or that no longer loads, is named with the command to remove it; never used.
-- A download goes to a temporary file beside the target and is renamed only after the hash check; a file lock
-  makes one process (one torchrun rank, or one of two commands) download while the others wait and then use it.
+- A cached file is verified before anything else, so a read-only cache (a shared TORCH_HOME) serves it; only a
+  download takes the file lock, which makes one process (one torchrun rank, or one of two commands) download while
+  the others wait and then use it. A download goes to a temporary file beside the target and is renamed only after
+  the hash check.
+- A download ends: within CLPOSE_DOWNLOAD_TIMEOUT seconds (default 3600) and at no less than
+  CLPOSE_DOWNLOAD_MIN_RATE kB/s over any 60 s (default 10; 0: no minimum), else one line naming the URL, the cache
+  path and what to do.
 - CLPOSE_OFFLINE=1 makes no network call at all; a missing file is then one line naming the URL, the exact cache
-  path to put it at, and the local-file alternative. CLPOSE_WEIGHTS_MIRROR=URL fetches the same file names from
-  another server (a cluster's mirror).
+  path to put it at, and the local-file alternative. CLPOSE_WEIGHTS_MIRROR fetches the same file names from another
+  server (a cluster's mirror: an http(s):// URL) or reads them from a folder (a path or file:// URL: used in place,
+  verified in the same way, offline too). Environment values are read here only, each in one function.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
-import http.client
 import os
 import re
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from clpose.download import download, env_flag
 from clpose.errors import ClposeError, first_line
 from clpose.io import file_lock, sha256
 
@@ -36,8 +44,10 @@ OFFLINE_ENV = "CLPOSE_OFFLINE"
 MIRROR_ENV = "CLPOSE_WEIGHTS_MIRROR"
 _TORCHVISION_BASE = "https://download.pytorch.org/models/"
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")  # torch.hub's HASH_REGEX: resnet50-0676ba61.pth -> 0676ba61
-_CHUNK = 1 << 20
-_TIMEOUT_S = 30.0
+_MIRROR_FORM = (
+    "expected an http(s):// URL of a folder of torchvision's file names (https://mirror.example/models/) or a folder "
+    "holding them (/shared/weights or file:///shared/weights)"
+)
 
 # trunk -> its reference ImageNet weights (`model.pretrained: imagenet`). IMAGENET1K_V1 everywhere: for the ResNets
 # it is torchvision's original training, which SimpleBaseline's and HRNet's configs load (as resnet50-19c8e357.pth,
@@ -90,12 +100,16 @@ class WeightsFile:
     def kind(self) -> str:
         return "detector" if self.builder in DETECTORS else "trunk"
 
+    def origin(self) -> str | Path:
+        """Where it comes from: torchvision's URL, the same file name under CLPOSE_WEIGHTS_MIRROR's URL, or the file
+        in the mirror folder (a Path)."""
+        base = mirror()
+        if base is None or not self.url.startswith(_TORCHVISION_BASE):
+            return self.url
+        return base / self.filename if isinstance(base, Path) else base + self.filename
+
     def source(self) -> str:
-        """The URL it is fetched from: torchvision's, or the same file name on CLPOSE_WEIGHTS_MIRROR."""
-        mirror = os.environ.get(MIRROR_ENV, "").strip()
-        if mirror and self.url.startswith(_TORCHVISION_BASE):
-            return mirror.rstrip("/") + "/" + self.filename
-        return self.url
+        return str(self.origin())
 
 
 @dataclass(frozen=True)
@@ -188,7 +202,33 @@ def cache_dir() -> Path:
 
 
 def offline() -> bool:
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() not in ("", "0", "false", "no")
+    return env_flag(OFFLINE_ENV)
+
+
+def mirror() -> str | Path | None:
+    """CLPOSE_WEIGHTS_MIRROR, checked: None (unset), a base URL ending in "/", or an existing folder."""
+    value = os.environ.get(MIRROR_ENV, "")
+    text = value.strip()
+    if not text:
+        return None
+    if "://" not in text:  # a path (C:\\ on Windows has a colon too, never "://")
+        folder = Path(text).expanduser()
+    else:
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port  # noqa: B018 (a port out of range raises only when read)
+        except ValueError as e:
+            raise ClposeError(f"{MIRROR_ENV}={value!r}: not a URL ({e}); {_MIRROR_FORM}") from None
+        if parts.scheme.lower() in ("http", "https"):
+            if not parts.hostname:
+                raise ClposeError(f"{MIRROR_ENV}={value!r}: the URL names no server; {_MIRROR_FORM}")
+            return text.rstrip("/") + "/"
+        if parts.scheme.lower() != "file":
+            raise ClposeError(f"{MIRROR_ENV}={value!r}: {parts.scheme}:// is not fetched; {_MIRROR_FORM}")
+        folder = Path(urllib.request.url2pathname(parts.path))
+    if not folder.is_dir():
+        raise ClposeError(f"{MIRROR_ENV}={value!r}: not a URL, and no folder {folder} exists; {_MIRROR_FORM}")
+    return folder.absolute()
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -239,80 +279,73 @@ def local_file(path: Path, what: str) -> Resolved:
     return Resolved(path, path.name, sha256(path), "local file")
 
 
-def cached(entry: WeightsFile) -> Path | None:
-    """The cached file of `entry`, or None where it is not there (not checked)."""
+def cached(entry: WeightsFile) -> tuple[Path | None, str]:
+    """The cached file of `entry` and its state: "no" (absent), "verified", "damaged" (its hash does not match its
+    name) or "unchecked" (no hash in its name). Hashed, never fetched (a 100 MB file takes about 0.3 s)."""
     path = cache_dir() / entry.filename
-    return path if path.is_file() else None
+    if not path.is_file():
+        return None, "no"
+    if not entry.hash_prefix:
+        return path, "unchecked"
+    return path, "verified" if sha256(path).startswith(entry.hash_prefix) else "damaged"
 
 
 def fetch(entry: WeightsFile, alternative: str = "a local file", progress: bool = True) -> Resolved:
-    """The verified file of `entry`: from the cache, else downloaded (unless offline) under a file lock."""
+    """The verified file of `entry`: from the cache, from a mirror folder, else downloaded (unless offline) under a
+    file lock. A cached file is checked first and needs no lock: a read-only cache serves it."""
     path = cache_dir() / entry.filename
-    with file_lock(path):
-        if not path.is_file():
-            if offline():
-                raise ClposeError(
-                    f"{entry.name} is not in the cache and {OFFLINE_ENV}=1: download {entry.source()} to {path} "
-                    f"(e.g. `clpose weights fetch {entry.name}` on a machine with a network), or use {alternative}"
-                )
-            _download(entry, path, alternative, progress)
+    origin, is_offline = entry.origin(), offline()  # both checked whatever happens next: a typo shows at once
+    if path.is_file():  # complete: a download is renamed into place only once verified
+        return Resolved(path, entry.name, _verify(entry, path), str(origin))
+    if isinstance(origin, Path):
+        if not origin.is_file():
+            raise ClposeError(
+                f"{entry.name} is not in the mirror folder {origin.parent} ({MIRROR_ENV}): put {entry.filename} "
+                f"there, or use {alternative}"
+            )
+        return Resolved(origin, entry.name, _verify(entry, origin, "replace it with a good copy"), str(origin))
+    if is_offline:
+        raise ClposeError(
+            f"{entry.name} is not in the cache and {OFFLINE_ENV}=1: download {origin} to {path} "
+            f"(e.g. `clpose weights fetch {entry.name}` on a machine with a network), or use {alternative}"
+        )
+    with _download_lock(entry, path, alternative):
+        if not path.is_file():  # another process may have fetched it while this one waited
+            where = f"put the file at {path} yourself, or use {alternative} ({OFFLINE_ENV}=1: never try the network)"
+            download(entry.source(), path, entry.hash_prefix, entry.name, entry.size_mb, where, progress)
         digest = _verify(entry, path)
-    return Resolved(path, entry.name, digest, entry.source())
+    return Resolved(path, entry.name, digest, str(origin))
 
 
-def _verify(entry: WeightsFile, path: Path) -> str:
+def _verify(entry: WeightsFile, path: Path, advice: str = "") -> str:
     digest = sha256(path)
     expected = entry.hash_prefix
     if expected and not digest.startswith(expected):
+        advice = advice or f"remove it (rm {path}) and run again to download {entry.name} afresh"
         raise ClposeError(
             f"{path} does not match its name's hash (sha256 {digest[: len(expected)]}..., expected {expected}...): "
-            f"a damaged or replaced file; remove it (rm {path}) and run again to download {entry.name} afresh"
+            f"a damaged or replaced file; {advice}"
         )
     return digest
 
 
-def _download(entry: WeightsFile, path: Path, alternative: str, progress: bool) -> None:
-    """Download into a temporary file beside `path`; it is renamed into place only when complete and its hash fits."""
-    from clpose.io import atomic_path
-    from clpose.progress import ProgressBar
-
-    url = entry.source()
-    where = f"put the file at {path} yourself, or use {alternative} ({OFFLINE_ENV}=1: never try the network)"
-    try:
-        with atomic_path(path) as tmp:
-            request = urllib.request.Request(url, headers={"User-Agent": "clpose"})
-            with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response:
-                total = int(response.headers.get("Content-Length") or 0)
-                digest, received = hashlib.sha256(), 0
-                bar = ProgressBar(f"downloading {entry.filename}", max(1, total // _CHUNK) if total else None, "")
-                with open(tmp, "wb") as f, bar:
-                    bar.log(f"downloading {entry.name} from {url} to {path}")
-                    for chunk in iter(lambda: response.read(_CHUNK), b""):
-                        f.write(chunk)
-                        digest.update(chunk)
-                        received += len(chunk)
-                        bar.update(1)
-            if total and received != total:
-                raise ClposeError(f"cannot download {url}: the server sent {received} of {total} bytes; {where}")
-            expected = entry.hash_prefix
-            if expected and not digest.hexdigest().startswith(expected):
-                raise ClposeError(
-                    f"the download of {url} does not match its name's hash (sha256 {digest.hexdigest()[:12]}..., "
-                    f"expected {expected}...: a proxy that rewrote it?): nothing was kept; {where}"
-                )
-    except ClposeError:
-        raise
-    except urllib.error.HTTPError as e:
-        raise ClposeError(f"cannot download {url} (HTTP {e.code} {e.reason}): {where}") from None
-    except urllib.error.URLError as e:
-        reason = " ".join(str(e.reason or e).split())
-        raise ClposeError(f"cannot download {url} ({reason}): {where}") from None
-    except (TimeoutError, http.client.HTTPException, ConnectionError) as e:
-        raise ClposeError(f"cannot download {url} ({type(e).__name__}: {first_line(e)}): {where}") from None
+@contextlib.contextmanager
+def _download_lock(entry: WeightsFile, path: Path, alternative: str) -> Iterator[None]:
+    """The file lock of a download; a cache where it cannot be made (read-only) is one line naming the folder."""
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(file_lock(path))
+        except OSError as e:
+            why = f"{e.strerror or first_line(e)}{f': {e.filename}' if e.filename else ''}"
+            raise ClposeError(
+                f"cannot download {entry.name} into {path.parent}: the folder is not writable ({why}); set TORCH_HOME "
+                f"to a writable folder, or put the file there ({path}), or use {alternative}"
+            ) from None
+        yield
 
 
 def status() -> list[dict[str, Any]]:
-    """Every known weights file with what clpose uses it for and whether it is in the cache (for `clpose weights`)."""
+    """Every known weights file with what clpose uses it for and its cached file's state (for `clpose weights`)."""
     uses: dict[str, list[str]] = {}
     for trunk, name in IMAGENET.items():
         uses.setdefault(name, []).append(f"imagenet of the {trunk} trunk")
@@ -320,7 +353,7 @@ def status() -> list[dict[str, Any]]:
         uses.setdefault(name, []).append(f"--detector {builder}")
     rows = []
     for name, entry in catalog().items():
-        path = cached(entry)
+        path, state = cached(entry)
         rows.append(
             {
                 "name": name,
@@ -330,6 +363,7 @@ def status() -> list[dict[str, Any]]:
                 "note": entry.note,
                 "used_as": uses.get(name, []),
                 "cached": str(path) if path else None,
+                "state": state,
                 "source": entry.source(),
             }
         )

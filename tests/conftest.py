@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,6 +41,8 @@ def no_network(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPat
     has cached change no result. Subprocesses inherit both."""
     monkeypatch.setenv("CLPOSE_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path_factory.getbasetemp() / "torch_home"))
+    # the user's cache (graphs of read-only run folders, the record of checked graphs): the test session's own
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.getbasetemp() / "xdg_cache"))
     monkeypatch.delenv("CLPOSE_WEIGHTS_MIRROR", raising=False)
     monkeypatch.setenv("CLPOSE_RUNTIME", "torch")  # `clpose infer` tests run torch; tests/test_runtimes.py the others
 
@@ -53,3 +57,15 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Any]:
+    """A server, an empty torch hub cache, the network allowed (conftest turns it off)."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.delenv("CLPOSE_OFFLINE")
+    from helpers import Server
+
+    s = Server()
+    yield s
+    s.close()

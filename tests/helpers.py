@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -46,3 +49,68 @@ def fit_recipe(path: Path, text: str, out: Path) -> Path:
 
     path.write_text(text)
     return fit(load_recipe(path), out=out, device="cpu", show_progress=False).run_dir
+
+
+class Server:
+    """Files served from memory by a ThreadingHTTPServer on 127.0.0.1: `files` name -> bytes; `requests` counts the
+    GETs per name; `mode` "ok", "truncate" (Content-Length of the whole file, then half of it and a closed
+    connection), "slow" (a pause before sending, so that two clients overlap), "trickle" (the headers, then one byte
+    every `interval` seconds), "trickle-headers" (the status line, then a header one byte at a time) or "silent"
+    (the connection accepted, nothing ever sent)."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, bytes] = {}
+        self.requests: dict[str, int] = {}
+        self.mode = "ok"
+        self.interval = 0.05
+        self.stopping = threading.Event()  # set at close: a trickling handler stops
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def trickle(self, data: bytes) -> None:
+                for i in range(len(data)):
+                    if server.stopping.wait(server.interval):
+                        return
+                    self.wfile.write(data[i : i + 1])
+                    self.wfile.flush()
+
+            def do_GET(self) -> None:
+                name = self.path.rsplit("/", 1)[-1]
+                server.requests[name] = server.requests.get(name, 0) + 1
+                data = server.files.get(name)
+                if data is None:
+                    self.send_error(404)
+                    return
+                if server.mode == "slow":
+                    time.sleep(1.0)
+                if server.mode == "silent":
+                    server.stopping.wait(30)
+                    return
+                if server.mode == "trickle-headers":
+                    self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                    self.trickle(b"X-Pad: " + b"a" * 1000 + b"\r\n")
+                    return
+                if server.mode == "trickle":
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.trickle(data)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data[: len(data) // 2] if server.mode == "truncate" else data)
+                if server.mode == "truncate":
+                    self.close_connection = True
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/models/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()

@@ -35,13 +35,24 @@ def _xs(found: tuple[np.ndarray, np.ndarray]) -> list[float]:
     return found[0][:, 0].tolist()
 
 
+def _on_images(boxes: BoxesFile, names: list[str]) -> list[list[float]]:
+    """The x of the boxes each image of a folder of `names` (in this order) gets."""
+    boxes.match(names)
+    return [_xs(boxes.boxes(i, n)) for i, n in enumerate(names)]
+
+
+def _on_video(boxes: BoxesFile, frames: int, count: int = 0) -> list[list[float]]:
+    boxes.match(None, count)
+    return [_xs(boxes.boxes(i, f"frame {i}")) for i in range(frames)]
+
+
 def test_integer_ids_match_coco_file_names_in_a_folder(tmp_path: Path) -> None:
     """A standard COCO detections file on a folder of COCO images: 397133 is 000000397133.jpg, not the 397134th
     image of the folder (before, every image got no box, silently)."""
     dets = [_det(397133, 1.0), _det(397133, 2.0, 0.3), _det(37777, 3.0), _det(252219, 4.0)]
     boxes = BoxesFile(_boxes(tmp_path, dets), threshold=0.5)
     names = ["000000000139.jpg", "000000037777.jpg", "000000397133.jpg", "COCO_val2014_000000252219.jpg"]
-    assert [_xs(boxes.boxes(i, n)) for i, n in enumerate(names)] == [[], [3.0], [1.0], [4.0]]
+    assert _on_images(boxes, names) == [[], [3.0], [1.0], [4.0]]
     np.testing.assert_array_equal(boxes.boxes(2, "000000397133.jpg")[1], [0.9])  # 0.3 < --det-threshold
     assert boxes.unmatched_warning() is None  # every id matched; 000000000139.jpg simply has no detection
 
@@ -49,15 +60,15 @@ def test_integer_ids_match_coco_file_names_in_a_folder(tmp_path: Path) -> None:
 def test_video_frames_match_frame_indices_and_names_match_names(tmp_path: Path) -> None:
     dets = [_det(0, 1.0), _det(2, 2.0), _det("frame 1", 3.0)]
     boxes = BoxesFile(_boxes(tmp_path, dets))
-    assert [_xs(boxes.boxes(i, f"frame {i}")) for i in range(4)] == [[1.0], [3.0], [2.0], []]
+    assert _on_video(boxes, 4) == [[1.0], [3.0], [2.0], []]
     assert boxes.unmatched_warning() is None
     named = [_det("b.jpg", 1.0), _det("c", 2.0), {**_det(0, 3.0), "file_name": "a.png"}, _det(1, 4.0)]
     boxes = BoxesFile(_boxes(tmp_path, named))
-    found = [_xs(boxes.boxes(i, n)) for i, n in enumerate(["a.png", "b.jpg", "c.jpg", "d.jpg"])]
+    found = _on_images(boxes, ["a.png", "b.jpg", "c.jpg", "d.jpg"])
     # names and stems first; an integer id is the position in the folder where a name holds no COCO id
     assert found == [[3.0], [1.0], [2.0], []]
     folder = BoxesFile(_boxes(tmp_path, [_det(0, 5.0), _det(1, 6.0)]))
-    assert [_xs(folder.boxes(i, n)) for i, n in enumerate(["x.jpg", "y.JPG"])] == [[5.0], [6.0]]
+    assert _on_images(folder, ["x.jpg", "y.JPG"]) == [[5.0], [6.0]]
 
 
 def test_a_name_wins_over_an_integer_id_for_the_same_image(tmp_path: Path) -> None:
@@ -65,19 +76,18 @@ def test_a_name_wins_over_an_integer_id_for_the_same_image(tmp_path: Path) -> No
     the entries of id 139 are not added to them."""
     dets = [_det("000000000139.jpg", 1.0, 0.2), _det(139, 2.0)]
     boxes = BoxesFile(_boxes(tmp_path, dets), threshold=0.5)
-    assert _xs(boxes.boxes(0, "000000000139.jpg")) == []
+    assert _on_images(boxes, ["000000000139.jpg"]) == [[]]
     assert boxes.unmatched_warning() is None  # the image found its entries
 
 
 def test_the_warning_when_no_id_matched(tmp_path: Path) -> None:
     boxes = BoxesFile(_boxes(tmp_path, [_det(397133, 1.0), _det(37777, 2.0), _det(252219, 3.0)]))
-    for i in range(5):
-        assert _xs(boxes.boxes(i, f"{i:012d}.jpg")) == []
+    assert _on_images(boxes, [f"{i:012d}.jpg" for i in range(5)]) == [[]] * 5
     assert boxes.unmatched_warning() == (
         f"boxes.json: none of its 3 image ids matched the 5 images (ids like 397133, 37777, 252219; {HINT})"
     )
     video = BoxesFile(_boxes(tmp_path, [_det("a.jpg", 1.0)], "video.json"))
-    video.boxes(0, "frame 0")
+    _on_video(video, 1)
     assert (
         video.unmatched_warning()
         == f'video.json: none of its 1 image id matched the 1 frame (ids like "a.jpg"; {HINT})'
@@ -88,7 +98,7 @@ def test_the_warning_when_only_some_ids_matched(tmp_path: Path) -> None:
     dets = [_det(139, 1.0), _det(397133, 2.0), _det("x.jpg", 3.0), _det(285, 4.0, 0.1)]
     boxes = BoxesFile(_boxes(tmp_path, dets), threshold=0.5)
     names = ["000000000139.jpg", "000000000285.jpg", "000000000632.jpg", "000000000724.jpg"]
-    assert [_xs(boxes.boxes(i, n)) for i, n in enumerate(names)] == [[1.0], [], [], []]
+    assert _on_images(boxes, names) == [[1.0], [], [], []]
     assert boxes.unmatched_warning() == (
         f"boxes.json: 2 of its 4 image ids matched none of the 4 images, and 2 images found no entry (unmatched ids "
         f'like 397133, "x.jpg"; {HINT})'
@@ -98,7 +108,7 @@ def test_the_warning_when_only_some_ids_matched(tmp_path: Path) -> None:
 def test_no_warning_for_a_file_that_covers_more_than_was_seen(tmp_path: Path) -> None:
     """A detections file of the whole val set on a few of its images, or a video stopped early, is fine."""
     boxes = BoxesFile(_boxes(tmp_path, [_det(i, float(i)) for i in range(10)]))
-    assert [_xs(boxes.boxes(i, f"frame {i}")) for i in range(3)] == [[0.0], [1.0], [2.0]]
+    assert _on_video(boxes, 3, count=3) == [[0.0], [1.0], [2.0]]
     assert boxes.unmatched_warning() is None
     assert BoxesFile(_boxes(tmp_path, [_det(1, 1.0)])).unmatched_warning() is None  # no frame seen
 

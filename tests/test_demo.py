@@ -105,8 +105,11 @@ def test_miniature_demo_runs_end_to_end_reuses_retrains_for_a_new_budget_and_sta
     assert checkpoint.stat().st_mtime_ns != first[0]
     assert json.loads((out / "summary.json").read_text())["minutes"] == 0.02
 
-    (out / "stale.txt").write_text("from an earlier run")
+    (out / "notes.txt").write_text("the user's, not the demo's")
+    (out / "data" / "stale.txt").write_text("inside a folder the demo wrote")
     fresh = CliRunner().invoke(app, ["demo", "--out", str(out), "--minutes", "0.01", "--fresh"])
     assert fresh.exit_code == 0, fresh.output
-    assert not (out / "stale.txt").exists() and "reusing" not in fresh.output
+    assert "reusing" not in fresh.output and "--fresh: removed what the demo wrote in" in fresh.output
+    assert not (out / "data" / "stale.txt").exists()  # the demo's folders start over
+    assert (out / "notes.txt").read_text() == "the user's, not the demo's"  # what it did not write stays
     _check_outputs(out)

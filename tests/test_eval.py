@@ -42,7 +42,9 @@ def test_pooled_mean_weights_joints_by_how_often_they_are_labelled() -> None:
     table = pck_table(correct, counted, MPII)
     assert table["Ankle"] == pytest.approx(50.0)  # the column is the mean of the two joints' rates (100, 0)
     assert table["Mean"] == pytest.approx(80.0)  # pooled: 4 correct / 5 labelled
-    assert np.isnan(table["Head"])  # never labelled
+    assert table["Head"] is None  # never labelled: undefined, and the table says why
+    assert table["undefined"]["Head"] == "no head-top is labelled among the people scored"
+    assert set(table["undefined"]) == {"Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee"}
 
 
 def test_lsp_columns_and_torso() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.io
+from helpers import one_line_error
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
@@ -81,6 +82,38 @@ def test_saved_predictions_read_back_in_every_format(synthetic_runs: dict[str, P
     np.testing.assert_allclose(mat_kp - 1.0, npy_kp, atol=1e-6)
     np.testing.assert_allclose(json_kp, npy_kp, atol=1e-3)
     assert scipy.io.loadmat(str(tmp_path / "pred.mat"))["preds"].shape == (8, 16, 2)
+
+
+def test_a_runs_table_equals_the_table_of_the_predictions_it_saved(
+    synthetic_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 31: `clpose eval RUN` gave PCKh Head 25.2 and `clpose eval --predictions saved.json` 22.4 (the file was
+    scored as MPII; the synthetic skeleton's Head is upper neck and head top). Each metric, each format: one table."""
+    run = synthetic_runs["clnet_resnet18"]
+    records = run.parents[1] / "valid.json"
+    for metric in ("pck", "pckh"):
+        for suffix in (".json", ".npy", ".mat"):
+            saved, from_run, from_file = tmp_path / f"p{suffix}", tmp_path / "run.json", tmp_path / "file.json"
+            args = ["eval", str(run), "--metric", metric, "--save-predictions", str(saved), "--json", str(from_run)]
+            assert runner.invoke(app, args).exit_code == 0
+            args = ["eval", "--metric", metric, "--predictions", str(saved), "--annotations", str(records)]
+            result = runner.invoke(app, [*args, "--json", str(from_file)])
+            assert result.exit_code == 0, result.output
+            tables = [json.loads(p.read_text()) for p in (from_run, from_file)]
+            for table in tables:
+                table.pop("settings"), table.pop("versions")
+            assert tables[0] == tables[1], (metric, suffix)
+
+
+def test_options_a_run_cannot_use_are_refused(synthetic_runs: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 31: an option that does not apply to the metric or the run was ignored in silence."""
+    run = synthetic_runs["clnet_resnet18"]
+    one_line_error(runner.invoke(app, ["eval", str(run), "--head", "official"]),
+                   "--head official does not apply to --metric pck (it applies to pckh)")  # fmt: skip
+    result = runner.invoke(app, ["eval", str(run), "--annotations", str(run.parents[1] / "valid.json")])
+    one_line_error(result, "--annotations cannot be used with RUN and --metric pck: the records (", "its ground truth")
+    one_line_error(runner.invoke(app, ["eval", str(run), "--format", "npy"]), "--format needs --save-predictions")
+    assert not list(tmp_path.iterdir())
 
 
 def test_without_a_checkpoint_the_latest_run_is_used(synthetic_runs: dict[str, Path], tmp_path: Path) -> None:

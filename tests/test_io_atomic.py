@@ -198,3 +198,20 @@ def test_stale_check_lists_a_folder_once_for_many_outputs(tmp_path: Path, monkey
         for i in range(50):
             stage.path(tmp_path / f"{i}.png").write_bytes(b"png")
     assert len(calls) == 1 and len(_names(tmp_path)) == 50
+
+
+@pytest.mark.parametrize("name", ["a" * 246 + ".png", "b" * 251 + ".png", "é" * 123 + ".json", "c" * 255])
+def test_an_output_name_that_fits_a_file_name_is_written_whatever_its_length(tmp_path: Path, name: str) -> None:
+    """Issue 31, class 8: a valid 250-character output name was refused because its temporary name passed 255
+    bytes. The temporary name carries a cut stem and its hash; the next writer still finds it when stale."""
+    target = tmp_path / name
+    write_text(target, "x")
+    assert target.read_text() == "x" and _names(tmp_path) == [name]
+    stage = Staged()
+    tmp = stage.path(target)
+    assert len(tmp.name.encode()) <= 255 and tmp.name.endswith(f".tmp{target.suffix}")
+    stale = tmp.name.replace(f".{os.getpid()}-", ".4194303-")  # a writer that is gone (the largest Linux pid)
+    os.rename(tmp, tmp_path / stale)
+    stage.temporaries.clear()
+    write_text(target, "y")
+    assert target.read_text() == "y" and _names(tmp_path) == [name]

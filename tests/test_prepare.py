@@ -134,6 +134,30 @@ def test_lsp_fixture_splits_and_errors(tmp_path: Path) -> None:
         run_prepare("lsp", tmp_path / "raw" / "lsp_dataset", tmp_path, show=False)
 
 
+def test_lspet_fixture_flags_mark_the_visible_joints(tmp_path: Path) -> None:
+    """The synthetic twin of the real LSPET check: in lspet_dataset/joints.mat (14 x 3 x N, 1-based) a flag of 1 marks
+    a VISIBLE joint (the opposite of LSP's occlusion flag), and the others carry no usable position. An inverted flag
+    was caught only with ../shared/realdata (issue 31, class 9)."""
+    root = tmp_path / "raw"
+    et = np.zeros((14, 3, 2))
+    et[:, 0, :] = np.arange(14)[:, None] + 11.0  # x, 1-based
+    et[:, 1, :] = 21.0
+    et[:, 2, 0] = [1] * 10 + [0] * 4  # person 1: joints 10-13 not visible
+    et[:, 2, 1] = [0, 1] * 7  # person 2: every other joint visible
+    et[12, :2, 0] = [70.0, 50.0]  # an invisible joint's numbers are not a position
+    (root / "lspet_dataset").mkdir(parents=True)
+    scipy.io.savemat(str(root / "lspet_dataset" / "joints.mat"), {"joints": et})
+    for i in range(2):
+        _write_image(root / "lspet_dataset" / "images" / f"im{i + 1:05d}.jpg")
+    run_prepare("lsp", root, root, show=False)
+    train = load_records(root / "train.json")
+    np.testing.assert_array_equal(train.keypoints[:, :, 2], np.where(et[:, 2, :].T > 0.5, 2.0, 0.0))
+    np.testing.assert_array_equal(train.keypoints[0, :10, 0], np.arange(10) + 10.0)  # 0-based
+    np.testing.assert_array_equal(train.keypoints[0, 10:, :2], 0.0)
+    np.testing.assert_array_equal(train.boxes[0], [10.0, 20.0, 9.0, 1.0])  # the visible joints only, not 70, 50
+    assert _summary(root)["train"]["labelled_keypoints"] == 10 + 7
+
+
 def _mpii_json_fixture(root: Path) -> None:
     (root / "annot").mkdir(parents=True)
     people = []

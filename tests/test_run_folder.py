@@ -336,3 +336,80 @@ def test_resume_auto_without_out_finds_a_run_to_continue_else_one_to_start_again
     (runs / "demo-2" / "last.pt").write_bytes(b"x")
     assert make_run_dir(recipe, None, "auto", runs) == runs / "demo-2"  # a run to continue comes first
     assert make_run_dir(recipe, None, str(tmp_path / "elsewhere" / "best.pt"), runs) == tmp_path / "elsewhere"
+
+
+def test_training_into_the_recipes_own_folder_leaves_the_recipe_as_written(
+    runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Issue 31, class 1: `clpose train exp2/recipe.yaml --out exp2 --set train.lr=0.123` replaced the user's recipe
+    (its comments and values) with the resolved one. The run's resolved recipe now goes beside it, and a rerun with
+    --overwrite or --resume auto still leaves the user's file alone."""
+    exp = tmp_path / "exp2"
+    exp.mkdir()
+    mine = exp / "recipe.yaml"
+    mine.write_text(
+        "# my experiment: keep this comment\n" + runs["recipe"].read_text().replace("epochs: 2", "epochs: 1")
+    )
+    before = mine.read_bytes()
+    for extra in ([], ["--overwrite"], ["--resume", "auto", "--set", "train.epochs=2"]):
+        result = runner.invoke(app, ["train", str(mine), "--out", str(exp), "--set", "train.lr=0.123", *extra])
+        assert result.exit_code == 0, result.output
+        assert mine.read_bytes() == before
+    resolved = (exp / "recipe.resolved.yaml").read_text()
+    assert resolved.startswith("# clpose train: the resolved recipe of run ") and "lr: 0.123" in resolved
+    assert load_checkpoint(exp / "last.pt")["epoch"] == 2
+
+
+def test_a_run_file_that_clpose_did_not_write_is_never_replaced(runs: dict[str, Path], tmp_path: Path) -> None:
+    """A hand-made metrics.jsonl or run.json (or one of another tool) in --out is named, not replaced; a recipe.yaml
+    that clpose wrote (its first line says so) is a run's and is replaced as before."""
+    for name, text in (
+        ("metrics.jsonl", "my notes\n"),
+        ("run.json", '{"tool": "other"}\n'),
+        ("recipe.resolved.yaml", "model: {}\n"),
+    ):
+        out = tmp_path / name
+        out.mkdir()
+        (out / name).write_text(text)
+        if name == "recipe.resolved.yaml":
+            (out / "recipe.yaml").write_text("# the user's\n")
+        result = runner.invoke(app, ["train", str(runs["recipe"]), "--out", str(out)])
+        one_line_error(result, f"--out {out} holds {name}, which clpose train did not write")
+        assert (out / name).read_text() == text and sorted(p.name for p in out.iterdir() if p.name != ".lock") == (
+            sorted([name, "recipe.yaml"]) if name == "recipe.resolved.yaml" else [name]
+        )
+
+
+@pytest.mark.parametrize(
+    ("higher_is_better", "values", "best_epoch"),
+    [(False, [5.0, 2.0, 3.0], 2), (True, [2.0, 5.0, 3.0], 2), (False, [1.0, 2.0, 3.0], 1)],
+)
+def test_best_pt_is_the_best_epoch_in_the_metrics_direction(
+    runs: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    higher_is_better: bool,
+    values: list[float],
+    best_epoch: int,
+) -> None:
+    """Issue 31, class 9: best.pt chosen as if every metric were higher-is-better kept the worst epoch of an error in
+    pixels. The metric's scores are given; the rest is a real three-epoch run."""
+    import dataclasses
+
+    from clpose.evaluation.metrics import METRICS
+
+    scores = iter(values)
+
+    def score(dataset, predictions, options):
+        return {"Mean": next(scores), "metric": "err"}, None
+
+    metric = dataclasses.replace(
+        METRICS["pck"], name="err", score_predictions=score, higher_is_better=higher_is_better, scale=1.0
+    )
+    monkeypatch.setattr(train_module, "dataset_metric", lambda *args, **kwargs: metric)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", str(runs["recipe"]), "--out", str(out), "--set", "train.epochs=3"])
+    assert result.exit_code == 0, result.output
+    best = load_checkpoint(out / "best.pt")
+    assert (best["epoch"], best["best_metric"]) == (best_epoch, values[best_epoch - 1])
+    assert load_checkpoint(out / "last.pt")["best_metric"] == values[best_epoch - 1]

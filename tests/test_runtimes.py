@@ -180,19 +180,114 @@ def test_a_checkpoint_replaced_after_loading_never_gets_the_old_weights_graph(ru
 
 
 @pytest.mark.skipif(not runtimes.installed("openvino"), reason="no openvino")
-def test_a_runtime_checks_a_cached_graph_once_before_it_runs_it(run: Path, tmp_path: Path) -> None:
+def test_a_runtime_checks_a_cached_graph_once_before_it_runs_it(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once per user, graph bytes and runtime: the check is remembered in the user's cache, not in the run folder."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     checkpoint = tmp_path / "best.pt"
     checkpoint.write_bytes((run / "best.pt").read_bytes())
     pose = PoseModel.from_checkpoint(checkpoint, amp="off")
     graph = graph_cache.cached_graph(checkpoint, pose, runtimes.parity_check("onnxruntime"), "onnxruntime")
-    record = graph.with_suffix(".json")
-    assert json.loads(record.read_text())["checked_by"] == ["onnxruntime"]
+    key = graph_cache.graph_key(pose.checkpoint_sha256, pose)
+    remembered = tmp_path / "xdg" / "clpose" / "verified" / f"{graph_cache.sha256(graph)}-{key}.json"
+    assert json.loads(remembered.read_text())["checked_by"] == ["onnxruntime"]
     checked = []
     real = runtimes.parity_check("openvino")
     graph_cache.cached_graph(checkpoint, pose, lambda path: checked.append(path) or real(path), "openvino")
-    assert checked == [graph] and json.loads(record.read_text())["checked_by"] == ["onnxruntime", "openvino"]
+    assert checked == [graph] and json.loads(remembered.read_text())["checked_by"] == ["onnxruntime", "openvino"]
     graph_cache.cached_graph(checkpoint, pose, lambda path: checked.append(path) or real(path), "openvino")
     assert checked == [graph]  # once
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "another-user"))
+    graph_cache.cached_graph(checkpoint, pose, lambda path: checked.append(path) or real(path), "openvino")
+    assert checked == [graph, graph]  # another user's clpose checks it for itself
+
+
+def _other_weights(run: Path, path: Path) -> Path:
+    state = torch.load(run / "best.pt", weights_only=False)
+    state["model"] = {k: v * 1.3 if v.dim() == 4 else v for k, v in state["model"].items()}
+    torch.save(state, path)
+    return path
+
+
+@pytest.mark.parametrize("forged_checks", [[], ["onnxruntime", "openvino"]])
+def test_a_graph_placed_in_the_run_folder_is_never_run_unchecked(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forged_checks: list[str]
+) -> None:
+    """Issue 31, class 6: another checkpoint's graph with a record naming this checkpoint (its key, the graph's hash,
+    even `checked_by`) was run by `eval --runtime openvino` and the default `infer` without a check (PCK 6.0 where
+    torch gives 15.8). It is now checked against this checkpoint before it runs, found wrong, and exported again."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    mine, theirs = tmp_path / "mine" / "best.pt", _other_weights(run, tmp_path / "theirs.pt")
+    mine.parent.mkdir()
+    mine.write_bytes((run / "best.pt").read_bytes())
+    other = graph_cache.cached_graph(theirs, PoseModel.from_checkpoint(theirs, amp="off"))
+    pose = PoseModel.from_checkpoint(mine, amp="off")
+    key = graph_cache.graph_key(pose.checkpoint_sha256, pose)
+    planted = mine.parent / "cache" / f"best-{key}.onnx"
+    planted.parent.mkdir()
+    planted.write_bytes(other.read_bytes())
+    record = {"key": key, "graph_sha256": graph_cache.sha256(planted), "checked_by": forged_checks}
+    planted.with_suffix(".json").write_text(json.dumps(record))
+    result = runner.invoke(app, ["eval", str(mine), "--runtime", "onnxruntime", "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert "does not reproduce" in result.stderr and "exporting it again" in result.stderr
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        want = pose.model.eval()(x)
+    got = runtimes.OnnxRuntimeRunner(planted, 1)(x)  # the graph there now is this checkpoint's
+    assert float((got - want).abs().max()) < 1e-3
+    ref = _eval(mine.parent, tmp_path / "torch", "--runtime", "torch")
+    assert json.loads((tmp_path / "e.json").read_text())["Mean"] == pytest.approx(ref["Mean"], abs=0.05)
+
+
+def test_a_cache_folder_that_is_a_link_is_not_followed(run: Path, tmp_path: Path, monkeypatch) -> None:
+    """A `cache` symlink sent the graph, the record and the lock outside the run folder: the user's cache is used."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    checkpoint = tmp_path / "run" / "best.pt"
+    checkpoint.parent.mkdir()
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (checkpoint.parent / "cache").symlink_to(elsewhere)
+    graph = graph_cache.cached_graph(checkpoint, PoseModel.from_checkpoint(checkpoint, amp="off"))
+    assert graph.parent == tmp_path / "xdg" / "clpose" / "graphs" and not any(elsewhere.iterdir())
+
+
+def test_a_lock_folder_that_is_a_link_is_refused(tmp_path: Path) -> None:
+    from clpose.io import file_lock
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / ".clpose-locks").symlink_to(elsewhere)
+    with pytest.raises(ClposeError, match=r"\.clpose-locks is a symbolic link"), file_lock(tmp_path / "cache" / "g"):
+        pass
+    (tmp_path / "cache" / ".clpose-locks").unlink()
+    (tmp_path / "cache" / ".clpose-locks").mkdir()
+    (tmp_path / "cache" / ".clpose-locks" / "h.lock").symlink_to(elsewhere / "planted")
+    with pytest.raises(ClposeError, match=r"h\.lock is a symbolic link"), file_lock(tmp_path / "cache" / "h"):
+        pass
+    assert not any(elsewhere.iterdir())
+
+
+def test_no_writable_cache_runs_torch_under_auto_and_is_one_line_otherwise(
+    run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read-only run folder and no user cache (a service account without a home): `--runtime auto` runs torch and
+    says why; an explicit runtime is one line naming both folders. (Files stand where the folders would be made:
+    the tests may run as root, whom permissions do not stop.)"""
+    checkpoint = tmp_path / "best.pt"
+    checkpoint.write_bytes((run / "best.pt").read_bytes())
+    (tmp_path / "cache").write_text("in the way")
+    (tmp_path / "xdg").write_text("in the way")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setattr(runtimes, "installed", lambda name: True)
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    info = runtimes.use_runtime(pose, checkpoint, "auto", threads=1)
+    assert info.runtime == "torch" and "needs a graph cache" in info.why and str(tmp_path / "cache") in info.why
+    result = runner.invoke(app, ["eval", str(checkpoint), "--runtime", "onnxruntime"])
+    one_line_error(result, f"neither {tmp_path / 'cache'} nor {tmp_path / 'xdg'}", "XDG_CACHE_HOME")
 
 
 def test_an_unwritable_run_folder_caches_in_the_users_cache(run: Path, tmp_path: Path, monkeypatch) -> None:

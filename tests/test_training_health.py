@@ -124,3 +124,22 @@ def test_the_epoch_summary_prints_the_metric_on_its_scale() -> None:
         "epoch 7: loss 0.0123, 88.0 samples/s, data wait 12%, oks 56.9 (best 57.0)"
     )
     assert epoch_summary({**row, "value": None}, 0.57, 100.0) == "epoch 7: loss 0.0123, 88.0 samples/s, data wait 12%"
+
+
+def test_the_remedy_never_advises_a_setting_that_is_already_set() -> None:
+    """Issue 31, class 8: the stall warning advised `--set loss.w_h=5` to a run whose w_h was already 5."""
+    from clpose.training.health import health_warnings
+
+    rows = [_row(e, 0.001, 1.0 - 0.1 * e, offset_y=0.1, offset_x=0.1, heatmap=0.1) for e in (1, 2, 3)]
+    cases = {
+        (0.5, "pred"): "remedy: try --set loss.w_h=5 --set loss.region=union (on COCO",
+        (5.0, "pred"): "remedy: try --set loss.region=union (on COCO",
+        (8.0, "pred"): "remedy: try --set loss.region=union (on COCO",
+        (5.0, "union"): "remedy: raise loss.w_h (e.g. --set loss.w_h=10) or lower train.lr",
+        (1.0, "union"): "remedy: raise loss.w_h (e.g. --set loss.w_h=5) or lower train.lr",
+        (0.5, "gt"): "remedy: raise loss.w_h (e.g. --set loss.w_h=5) or lower train.lr",
+    }
+    for (w_h, region), advice in cases.items():
+        (warning,) = health_warnings(rows, LossConfig(name="composite", w_h=w_h, region=region), 0.6, 100.0)
+        assert advice in warning, (w_h, region, warning)
+        assert f"--set loss.w_h={w_h:g} " not in warning and f"--set loss.region={region} " not in warning

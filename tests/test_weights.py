@@ -7,20 +7,16 @@ own SHA-256 prefix, as torchvision's names do."""
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import json
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from helpers import one_line_error
+from helpers import Server, one_line_error
 from typer.testing import CliRunner
 
 import clpose.weights as weights
@@ -33,62 +29,15 @@ runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
 
 
-class Server:
-    """Files served from memory by a ThreadingHTTPServer on 127.0.0.1: `files` name -> bytes; `requests` counts the
-    GETs per name; `mode` "ok", "truncate" (Content-Length of the whole file, then half of it and a closed
-    connection) or "slow" (a pause before sending, so that two clients overlap)."""
-
-    def __init__(self) -> None:
-        self.files: dict[str, bytes] = {}
-        self.requests: dict[str, int] = {}
-        self.mode = "ok"
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                name = self.path.rsplit("/", 1)[-1]
-                server.requests[name] = server.requests.get(name, 0) + 1
-                data = server.files.get(name)
-                if data is None:
-                    self.send_error(404)
-                    return
-                if server.mode == "slow":
-                    time.sleep(1.0)
-                self.send_response(200)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data[: len(data) // 2] if server.mode == "truncate" else data)
-                if server.mode == "truncate":
-                    self.close_connection = True
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/models/"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-@pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Server]:
-    """A server, an empty torch hub cache, the network allowed (conftest turns it off)."""
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.delenv("CLPOSE_OFFLINE")
-    s = Server()
-    yield s
-    s.close()
-
-
 def _state_dict_bytes(builder: str = "resnet18", seed: int = 0) -> bytes:
-    """A few tensors of the torchvision model's state dict (conv1 and bn1): what a trunk loads, in kilobytes."""
+    """The torchvision model's state dict, every name and shape, in kilobytes: conv1.weight as made, every other
+    tensor one stored number broadcast to its shape (a trunk refuses a file that lacks any of its tensors)."""
     torch.manual_seed(seed)
     full = getattr(torchvision.models, builder)(weights=None).state_dict()
+    small = {k: v.reshape(-1)[:1].clone().reshape([1] * v.dim()).expand(v.shape) if v.dim() else v
+             for k, v in full.items() if k != "conv1.weight"}  # fmt: skip
     buffer = io.BytesIO()
-    torch.save({k: v for k, v in full.items() if k.startswith(("conv1.", "bn1."))}, buffer)
+    torch.save({"conv1.weight": full["conv1.weight"], **small}, buffer)
     return buffer.getvalue()
 
 
@@ -233,7 +182,7 @@ def test_the_mpii_recipe_starts_from_imagenet_weights_by_name_and_says_which(ser
     assert result.exit_code == 0, result.output
     digest = hashlib.sha256(cached.read_bytes()).hexdigest()
     said = "".join(result.output.split())  # the console wraps long paths
-    line = f"pretrained: ResNet50_Weights.IMAGENET1K_V1 ({cached}, sha256 {digest[:12]}...): 6 trunk tensors"
+    line = f"pretrained: {entry.name} ({cached}, sha256 {digest[:12]}...): 258 trunk tensors; unused 62 (fc, layer4)"
     assert "".join(line.split()) in said
     recipe = (tmp_path / "run" / "recipe.yaml").read_text()
     assert f"loaded ResNet50_Weights.IMAGENET1K_V1: {cached} (sha256 {digest}, from {entry.url})" in recipe
@@ -271,7 +220,7 @@ def test_clpose_weights_lists_and_fetches(server, monkeypatch) -> None:
     assert f"ResNet18_Weights.TEST: {weights.cache_dir() / entry.filename}" in " ".join(fetched.output.split())
     listed = runner.invoke(app, ["weights"])
     line = next(x for x in listed.output.splitlines() if "ResNet18_Weights.TEST" in x)
-    assert line.rstrip(" │").endswith("yes")
+    assert line.rstrip(" │").endswith("verified")
     one_line_error(runner.invoke(app, ["weights", "fetch", "resnet1"]), "unknown weights 'resnet1'")
     one_line_error(runner.invoke(app, ["weights", "fetch"]), "give weights names to fetch, or --all")
 

@@ -16,7 +16,10 @@ def demo(
         ),
     ] = Path("runs/demo"),
     minutes: Annotated[float, typer.Option(help="Training budget in minutes (the data scales down below 10).")] = 10.0,
-    fresh: Annotated[bool, typer.Option(help="Start over instead of reusing what an earlier run left.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(help="Start over: first remove what an earlier demo wrote in --out (only that: its manifest)."),
+    ] = False,
 ) -> None:
     """Generate synthetic data, train CLNet-ResNet-18, evaluate, render pictures and a video, and summarise.
 

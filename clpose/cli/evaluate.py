@@ -11,8 +11,20 @@ from clpose.cli.options import Amp, Compile, Device, RuntimeName, Threads, metri
 from clpose.config import ALPHA_RANGE
 from clpose.evaluation.formats import SaveFormat
 
+# Which options belong to which way in (one rule, checked by `_check_mode`): a predictions file (--predictions) or
+# a checkpoint (RUN, or the latest run). The options in neither list (--metric, --annotations, --alpha, --head,
+# --json) apply to both; --annotations names the ground truth of a file, or with a checkpoint the COCO annotation
+# file or the MPII RELEASE file where the records' own is not found.
+FILE_ONLY = ("sigmas",)  # a file's OKS sigmas; a checkpoint's are its skeleton's
+CHECKPOINT_ONLY = (
+    "target", "recipe", "split", "flip", "boxes", "batch", "stages", "save_predictions", "format_", "device", "amp",
+    "runtime", "threads", "compile_",
+)  # fmt: skip
+NEEDS = {"format_": "save_predictions"}  # an option that only shapes another one
+
 
 def evaluate(
+    ctx: typer.Context,
     target: Annotated[
         Path | None,
         typer.Argument(help="Run folder or checkpoint to evaluate (default: the latest best.pt under runs/)."),
@@ -96,6 +108,7 @@ def evaluate(
     from clpose.io import sha256
     from clpose.outputs import check_outputs
 
+    _check_mode(ctx, predictions is not None)
     if batch is not None:
         check_option("--batch", batch, ">= 1")
     if alpha is not None:
@@ -105,6 +118,7 @@ def evaluate(
         if metric is None or annotations is None:
             raise ClposeError("scoring a predictions file needs --metric and --annotations")
         check_outputs({"--json": json_out}, {"--predictions": predictions, "--annotations": annotations})
+        _metric_options(metric, alpha, head, sigmas)
         tables = [_score_file(metric, predictions, annotations, alpha, head, sigmas)]
         settings: dict[str, Any] = {
             "predictions": str(predictions),
@@ -139,6 +153,50 @@ def evaluate(
         if len(tables) > 1:
             final["stages"] = tables
         write_json(json_out, {**final, "settings": settings, "versions": versions()})
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the user gave the parameter on the command line (not its default)."""
+    source = ctx.get_parameter_source(name)  # click's ParameterSource (typer vendors click: compared by name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _shown(ctx: typer.Context, name: str) -> str:
+    """A parameter as the user writes it: RUN for the argument, the option's spellings otherwise."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    return "RUN" if name == "target" else "/".join([*param.opts, *param.secondary_opts])
+
+
+def _check_mode(ctx: typer.Context, scoring_a_file: bool) -> None:
+    """The one rule of which options go together: an option of the other way in than the one taken (a file with
+    --predictions, else a checkpoint), or one whose partner is missing, is refused naming both (it would be
+    ignored in silence)."""
+    from clpose.errors import ClposeError
+
+    for name in CHECKPOINT_ONLY if scoring_a_file else FILE_ONLY:
+        if not _given(ctx, name):
+            continue
+        if scoring_a_file:
+            raise ClposeError(
+                f"{_shown(ctx, name)} cannot be used with --predictions: a predictions file is scored as it is, no "
+                "checkpoint is run (use one or the other)"
+            )
+        raise ClposeError(
+            f"{_shown(ctx, name)} applies to --predictions (a file) only: a checkpoint (RUN) is scored with its "
+            "skeleton's sigmas"
+        )
+    for name, partner in NEEDS.items():
+        if _given(ctx, name) and not _given(ctx, partner):
+            raise ClposeError(f"{_shown(ctx, name)} needs {_shown(ctx, partner)}: it says how that file is written")
+
+
+def _metric_options(metric: str, alpha: float | None, head: str, sigmas: str | None) -> None:
+    """Options the metric does not read are refused, naming both (Metric.reads)."""
+    from clpose.evaluation.metrics import get_metric
+
+    given = [name for name, value in (("alpha", alpha), ("head", head == "official" or None), ("sigmas", sigmas))
+             if value is not None]  # fmt: skip
+    get_metric(metric).check_options(given)
 
 
 def _score_file(

@@ -6,9 +6,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
-from rich.markup import escape
+from rich.text import Text
 
 from clpose.cli.options import Amp, Compile, Device, Runtime, Threads, options_from
+
+
+def say(*parts: str | tuple[str, str]) -> None:
+    """One line on stdout, each part printed as it is (paths and names are never read as rich markup: `out [x].png`
+    kept its `[x]`); a (text, style) part is styled."""
+    from clpose.console import console
+
+    console.print(Text.assemble(*parts), soft_wrap=True)
 
 
 def infer(
@@ -19,10 +27,20 @@ def infer(
     boxes: Annotated[
         str,
         typer.Option(
-            help="Person boxes: full (the whole frame is one person) or a COCO results-format file, "
-            "keyed by image file name, COCO image id (000000397133.jpg = 397133) or, for videos, frame index."
+            help="Person boxes: full (the whole frame is one person) or a COCO results-format file, keyed by "
+            "image file name or by integer image_id (--boxes-ids), its boxes in the image as displayed (EXIF "
+            "orientation applied)."
         ),
     ] = "full",
+    boxes_ids: Annotated[
+        Literal["auto", "index", "number"],
+        typer.Option(
+            help="How integer image_id of --boxes name images: index (0-based position in sorted name order; a "
+            "video's 0-based frame index), number (the number in the file name: 397133 = 000000397133.jpg, 1 = "
+            "00001.png; a video's 1-based frame number) or auto (the one every id fits; ids that fit both are "
+            "refused)."
+        ),
+    ] = "auto",
     detector: Annotated[
         str | None,
         typer.Option(
@@ -71,7 +89,6 @@ def infer(
 
     Ctrl-C stops early and still finalises the video and the JSON. docs/inference.md has examples.
     """
-    from clpose.console import console
     from clpose.engine.checkpoint import latest_checkpoint
     from clpose.errors import ClposeError
     from clpose.inference.predictor import Predictor
@@ -85,35 +102,36 @@ def infer(
         detector_builder(detector)
     elif detector_weights is not None:
         raise ClposeError("--detector-weights FILE needs --detector NAME (the network those weights are for)")
+    if boxes_ids != "auto" and (boxes == "full" or detector is not None):
+        raise ClposeError(f"--boxes-ids {boxes_ids} says how a --boxes FILE names images; there is no boxes file here")
     if checkpoint is None:
         checkpoint = latest_checkpoint()
-        console.print(f"using the latest checkpoint: {checkpoint}")
+        say(f"using the latest checkpoint: {checkpoint}")
     check_outputs({"--out": out, "--json": json_out}, {"--checkpoint": checkpoint})
     predictor = Predictor.from_checkpoint(checkpoint, device, flip, amp, runtime, threads, compile_)
-    console.print(escape(predictor.runtime.describe()))
+    say(predictor.runtime.describe())
     if predictor.device.type == "cuda":
         why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
-        console.print(
-            f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else "")
-        )
+        say(f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else ""))
     report = run_infer(source, predictor, options)
     rate = report.frames / report.total if report.total else 0.0
     status = "stopped (Ctrl-C or SIGTERM) after" if report.interrupted else "done:"
-    console.print(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
+    say(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
     if report.failed_files:
-        console.print(
-            f"[yellow]{len(report.failed_files)} images could not be read and were skipped[/yellow] (truncated, "
-            f"damaged or empty): {', '.join(report.failed_files)}"
-        )
+        by_why: dict[str, list[str]] = {}
+        for name in report.failed_files:
+            by_why.setdefault(report.failed_why.get(name, "unreadable"), []).append(name)
+        named = "; ".join(f"({why}): {', '.join(names)}" for why, names in by_why.items())
+        say((f"{len(report.failed_files)} images could not be read and were skipped", "yellow"), f" {named}")
     elif report.failed:
-        console.print(
-            f"[yellow]{report.failed} frames could not be read[/yellow] (a truncated or damaged video); the readable "
-            "ones were predicted"
+        say(
+            (f"{report.failed} frames could not be read", "yellow"),
+            " (a truncated or damaged video); the readable ones were predicted",
         )
     if predictor.runtime.compiled and (seconds := predictor.pose.runner.compile_seconds):
         sizes = ", ".join(str(s) for s in sorted(seconds))
-        console.print(f"torch.compile took {sum(seconds.values()):.1f} s of the run (batch sizes {sizes})")
+        say(f"torch.compile took {sum(seconds.values()):.1f} s of the run (batch sizes {sizes})")
     for line in report.outputs:
-        console.print(f"wrote {line}")
+        say(f"wrote {line}")
     if report.interrupted:
         raise typer.Exit(130)

@@ -57,19 +57,24 @@ def prepare(
     Writes one records JSON per split plus summary.json, and prints people per split, labelled keypoints and
     images missing on disk. docs/datasets.md shows each download's layout.
     """
+    from clpose.config import check_option
     from clpose.console import console
     from clpose.data.prepare import run_prepare
+    from clpose.data.prepare.synthetic import video_outputs, write_video
+    from clpose.errors import ClposeError
 
+    if video is not None and dataset != "synthetic":
+        raise ClposeError("--video renders synthetic figures: use it with `clpose prepare synthetic`")
+    if video is not None:
+        check_option("--frames", frames, ">= 1")
     root = root or Path("data") / dataset
     out = out or root
     options = {"train": train, "val": val, "size": size, "seed": seed, "workers": workers}
-    run_prepare(dataset, root, out, annotations, images, detections, options if dataset == "synthetic" else None)
+    clip = video_outputs(video) if video is not None else {}
+    run_prepare(
+        dataset, root, out, annotations, images, detections, options if dataset == "synthetic" else None, True, clip
+    )
     if video is not None:
-        if dataset != "synthetic":
-            from clpose.errors import ClposeError
-
-            raise ClposeError("--video renders synthetic figures: use it with `clpose prepare synthetic`")
-        from clpose.data.prepare.synthetic import write_video
-
         write_video(video, frames, seed=seed)
-        console.print(f"video: {video} ({frames} frames, ground truth in {video.with_suffix('.json')})")
+        truth = clip["the clip's ground truth"]
+        console.print(f"video: {video} ({frames} frames, ground truth in {truth})")

@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 app = typer.Typer(
-    help="Pretrained weights by name: list them (with size, source and whether each is cached) or fetch them ahead "
-    "of time. Files go to torch.hub's cache (TORCH_HOME); CLPOSE_OFFLINE=1 never touches the network.",
+    help="Pretrained weights by name: list them (with size, source and whether each is cached and verified) or fetch "
+    "them ahead of time. Files go to torch.hub's cache (TORCH_HOME); CLPOSE_OFFLINE=1 never touches the network.",
     invoke_without_command=True,
 )
 
@@ -24,12 +24,13 @@ def _default(ctx: typer.Context) -> None:
 def list_weights(
     kind: Annotated[str | None, typer.Option(help="Only trunk or detector weights.")] = None,
 ) -> None:
-    """Every known weights name: what clpose uses it for, its size, whether it is cached, and where it comes from."""
+    """Every known weights name: what clpose uses it for, its size, its cached file (verified against the hash in its
+    name: verified, DAMAGED, or unchecked where the name has none; nothing is downloaded), and its source."""
     from rich.table import Table
 
     from clpose.console import console
     from clpose.errors import ClposeError
-    from clpose.weights import cache_dir, offline, status
+    from clpose.weights import MIRROR_ENV, cache_dir, offline, status
 
     if kind not in (None, "trunk", "detector"):
         raise ClposeError(f"--kind {kind!r}: expected trunk or detector")
@@ -38,15 +39,18 @@ def list_weights(
         table.add_column(column, justify="right" if column == "size MB" else "left")
     rows = [r for r in status() if kind is None or r["kind"] == kind]
     for r in rows:
-        table.add_row(
-            r["name"],
-            "; ".join(r["used_as"]) or "-",
-            f"{r['size_mb']:.1f}",
-            r["note"],
-            "yes" if r["cached"] else "no",
-        )
+        state = "DAMAGED" if r["state"] == "damaged" else r["state"]
+        table.add_row(r["name"], "; ".join(r["used_as"]) or "-", f"{r['size_mb']:.1f}", r["note"], state)
     console.print(table)
-    console.print(f"source: {rows[0]['source'].rsplit('/', 1)[0]}/ (CLPOSE_WEIGHTS_MIRROR=URL for another server)")
+    for r in rows:
+        if r["state"] == "damaged":  # never used: every use checks the hash
+            console.print(
+                f"damaged: {r['cached']} does not match its name's hash; remove it (rm {r['cached']}) and fetch "
+                f"it again (clpose weights fetch {r['name']})",
+                soft_wrap=True,  # a path cut in two cannot be pasted
+            )
+    source = rows[0]["source"].rsplit("/", 1)[0] if rows else "https://download.pytorch.org/models"
+    console.print(f"source: {source}/ ({MIRROR_ENV}=URL or FOLDER for another server or an offline copy)")
 
 
 @app.command("fetch")

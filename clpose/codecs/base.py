@@ -66,6 +66,13 @@ class Codec(Protocol):
         """The output for horizontally flipped crops mapped back onto the original crops' grid."""
         ...
 
+    def decision_margin(self, output: torch.Tensor) -> torch.Tensor:
+        """(N, K): for a raw output (N, C K, H', W'), how much the maps may change before one of the decode's
+        discrete choices (a cell crossing tau, another arg-max) changes and moves the keypoint by a jump rather than
+        smoothly. Two implementations whose maps differ by less than this decode the keypoint alike; where they
+        differ by more, a jump of up to a cell is expected, not an error (the export's parity check)."""
+        ...
+
     def target_map(self, targets: dict[str, torch.Tensor], k: int) -> np.ndarray:
         """For pictures: the (H', W') map `clpose vis targets` colours for keypoint k of one sample's targets."""
         ...

@@ -211,6 +211,19 @@ class CompositeCodec:
         """Decode a raw network output (N, 3K, H', W')."""
         return self.decode(*self.split(output))
 
+    def decision_margin(self, output: torch.Tensor) -> torch.Tensor:
+        """The distance of the nearest cell to tau (which cells vote) and, where the arg-max cell decides (no cell
+        reaches tau, or decode "peak"), the gap between the two highest cells."""
+        heatmaps, _ = self.split(output)
+        hm = heatmaps.float().flatten(2)
+        top2 = hm.topk(min(2, hm.shape[-1]), dim=-1).values
+        peak_gap = top2[..., 0] - top2[..., -1] if top2.shape[-1] == 2 else torch.full_like(top2[..., 0], math.inf)
+        if self.decode_mode == "peak":
+            return peak_gap
+        tau_gap = (hm - self.tau).abs().amin(-1)
+        voted = top2[..., 0] >= self.tau
+        return torch.where(voted, tau_gap, torch.minimum(tau_gap, peak_gap))
+
     def decode_targets(self, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one sample's targets ("heatmaps" (K, H', W'), "offsets" (2K, H', W'))."""
         return self.decode(targets["heatmaps"][None], targets["offsets"][None])

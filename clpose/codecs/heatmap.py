@@ -10,6 +10,7 @@ benchmarks/bench_codec.py measures it.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,18 @@ class HeatmapCodec:
 
     def decode_output(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.decode(output)
+
+    def decision_margin(self, output: torch.Tensor) -> torch.Tensor:
+        """The gap between the two highest cells (which is the arg-max) and, without DARK, the differences of the
+        arg-max's neighbours whose sign picks the quarter-cell shift."""
+        hm = output.float()
+        flat = hm.flatten(2)
+        top2 = flat.topk(min(2, flat.shape[-1]), dim=-1).values
+        margin = top2[..., 0] - top2[..., -1] if top2.shape[-1] == 2 else torch.full_like(top2[..., 0], math.inf)
+        if not self.dark:
+            left, right, up, down = self._neighbours(hm, flat.argmax(-1), 1, [(0, -1), (0, 1), (-1, 0), (1, 0)])
+            margin = torch.minimum(margin, torch.minimum((right - left).abs(), (down - up).abs()))
+        return margin
 
     def decode_targets(self, targets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode one sample's targets ("heatmaps" (K, H', W'))."""

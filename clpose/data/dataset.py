@@ -19,9 +19,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from clpose.codecs import Codec
 from clpose.config import AugmentConfig
+from clpose.console import warn
 from clpose.data.records import Records
 from clpose.data.transforms import apply_affine, box_size, get_affine, half_body_box, person_affine, warp
-from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.skeletons import Skeleton
 
@@ -200,7 +200,11 @@ class TopDownDataset(Dataset):
         """(affine 2x3, flipped, jitter) of sample i: augmented in training, the plain box otherwise."""
         keypoints = self.records.keypoints[i]
         if not self.train:
-            return person_affine(self.records.centers[i], self.records.scales[i], self.input_hw, self.box_padding), False, None
+            return (
+                person_affine(self.records.centers[i], self.records.scales[i], self.input_hw, self.box_padding),
+                False,
+                None,
+            )
         center, size, rotation, shear, flip, jitter = self._augment(i, keypoints)
         return get_affine(center, size, self.input_hw, rotation, shear, flip), flip, jitter
 

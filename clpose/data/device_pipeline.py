@@ -11,18 +11,17 @@ is how it is tested where no GPU is.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset, default_collate
 
 from clpose.codecs import Codec
 from clpose.console import warn
 from clpose.data.dataset import LUMA_RGB, TopDownDataset, decode_image, normalize_batch
 from clpose.data.transforms import warp_batch
-
 
 
 class RawSamples(Dataset):
@@ -91,7 +90,9 @@ class DevicePipeline:
         crops = warp_batch(images, raw["affine"], self.input_hw)  # the host's matrices: no copy back from the GPU
         jittered = raw["jittered"].to(self.device)
         if bool(jittered.any()):
-            crops = torch.where(jittered[:, None, None, None], jitter_batch(crops, raw["jitter"].to(self.device)), crops)
+            crops = torch.where(
+                jittered[:, None, None, None], jitter_batch(crops, raw["jitter"].to(self.device)), crops
+            )
         visible = raw["visible"].to(self.device) * torch.tensor(ok, device=self.device)[:, None]
         keypoints = raw["keypoints"].to(self.device)
         targets = self.codec.encode_batch(keypoints, visible)
@@ -123,10 +124,8 @@ def decode_batch(files: list[torch.Tensor], device: torch.device) -> tuple[list[
                     images[i] = image
             except (RuntimeError, TypeError):  # one damaged file fails a batch (or torchvision < 0.19: no lists)
                 for i in jpeg:
-                    try:
+                    with contextlib.suppress(RuntimeError):  # damaged: the host tries below (OpenCV reads some)
                         images[i] = decode_jpeg(files[i], mode=ImageReadMode.RGB, device=device)
-                    except RuntimeError:
-                        pass  # damaged: the host tries below (OpenCV reads some truncated files)
     ok = [True] * len(files)
     for i, f in enumerate(files):
         if images[i] is None:

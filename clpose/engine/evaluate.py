@@ -9,8 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rich.markup import escape
-
 from clpose.config import Recipe
 from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
@@ -22,7 +20,7 @@ from clpose.engine.posemodel import PoseModel, checkpoint_skeleton, load_trained
 from clpose.engine.predict import predict
 from clpose.engine.runtimes import use_runtime
 from clpose.errors import ClposeError
-from clpose.evaluation.metrics import ScoreOptions, dataset_metric
+from clpose.evaluation.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.evaluation.scoring import coco_annotations, coco_results
 from clpose.evaluation.submission import choose_format, write_predictions
 from clpose.io import sha256
@@ -109,9 +107,11 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
         file = find_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
         runtime = use_runtime(pose, file, o.runtime, o.threads, o.compile_, channels_last=False)
         if d.main:
-            console.print(escape(runtime.describe()))
-        split = _split(checkpoint, recipe, pose, o, boxes)
+            console.print(runtime.describe())
         scorer = dataset_metric(recipe.data.dataset, o.metric or cfg.metric)
+        scorer.check_options([n for n, v in (("alpha", o.alpha), ("head", o.head_official or None)) if v is not None])
+        split = _split(checkpoint, recipe, pose, o, boxes)
+        _check_annotations_apply(o, scorer, split, boxes)
         workers = min(4, recipe.data.num_workers)
         batch = o.batch or cfg.batch_size
         preds = predict(pose, split.dataset, batch, flip, o.stages == "all", num_workers=workers, d=d)
@@ -144,6 +144,20 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
     if boxes != "gt":
         settings["boxes_sha256"] = sha256(boxes)
     return EvalRun(tables, settings)
+
+
+def _check_annotations_apply(o: EvalOptions, scorer: Metric, split: _Split, boxes: str) -> None:
+    """--annotations with a checkpoint names the file a metric scores against (Metric.reads: COCO's annotation
+    file), the annotation file of detected boxes, or the MPII RELEASE file of a test submission; otherwise the
+    records are the ground truth and it would be ignored in silence."""
+    reads = scorer.reads is None or "annotations" in scorer.reads
+    if o.annotations is None or reads or boxes != "gt" or split.fmt == "mpii-submission":
+        return
+    raise ClposeError(
+        f"--annotations cannot be used with RUN and --metric {scorer.name}: the records ({split.dataset.records.path})"
+        " are its ground truth; with a checkpoint, --annotations names a COCO annotation file or the MPII RELEASE "
+        "file (--save-predictions pred_keypoints_mpii.mat)"
+    )
 
 
 def _split(checkpoint: Path, recipe: Recipe, pose: PoseModel, o: EvalOptions, boxes: str) -> _Split:

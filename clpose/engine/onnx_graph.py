@@ -65,8 +65,9 @@ class FinalStage(nn.Module):
 @dataclass
 class Parity:
     map_diff: float
-    keypoint_diff: float
+    keypoint_diff: float  # over the keypoints whose decode is stable (see check_parity)
     inputs: str
+    unstable: int = 0  # keypoints within the maps' difference of a discrete choice of the decode: not compared
 
 
 def graph_module(pose: PoseModel, with_decode: bool = False) -> nn.Module:
@@ -174,23 +175,32 @@ def check_parity(
     dynamic_batch: bool,
 ) -> Parity:
     """Max abs differences of the maps and of the decoded keypoints against PyTorch; a ClposeError past the
-    tolerances."""
+    tolerances.
+
+    Maps are compared everywhere. Keypoints are compared where the decode is stable: a keypoint whose maps sit
+    within the maps' difference of one of the decode's discrete choices (a cell at tau, two near-equal peaks) may
+    jump by up to a cell between two correct fp32 implementations (`Codec.decision_margin`); those are counted in
+    `Parity.unstable`, and their maps are still held to the map tolerance."""
     if dynamic_batch:
         x = torch.cat([x, x[:1]])  # a batch size the export did not see
     with torch.no_grad():
         expected = as_numpy(module(x))
+        maps = expected[0] if not with_decode else as_numpy(final_output(module.model(x)))[0]
     got = run(x)
     if with_decode:
         maps_diff = float("nan")
-        kp_diff = float(np.abs(got[0] - expected[0]).max())
+        kp_ref, kp_got = expected[0], np.asarray(got[0])
     else:
-        maps_diff = float(np.abs(got[0] - expected[0]).max())
+        maps_diff = float(np.abs(np.asarray(got[0]) - expected[0]).max())
         kp_ref = codec.decode_output(torch.from_numpy(expected[0]))[0].numpy()
         kp_got = codec.decode_output(torch.from_numpy(np.asarray(got[0])))[0].numpy()
-        kp_diff = float(np.abs(kp_got - kp_ref).max())
+    changed = maps_diff if maps_diff == maps_diff else MAP_TOLERANCE  # with the decode in the graph: the tolerance
+    stable = codec.decision_margin(torch.from_numpy(maps)).numpy() > 2 * changed
+    moved = np.abs(kp_got - kp_ref).max(-1)  # (N, K) the larger of |dx| and |dy|
+    kp_diff = float(moved[stable].max()) if stable.any() else 0.0
     if not (maps_diff <= MAP_TOLERANCE or with_decode) or not kp_diff <= KEYPOINT_TOLERANCE:
         raise ClposeError(
             f"the export does not reproduce PyTorch on {name} inputs: maps differ by {maps_diff:.3g} "
             f"(tolerance {MAP_TOLERANCE}), keypoints by {kp_diff:.3g} px (tolerance {KEYPOINT_TOLERANCE})"
         )
-    return Parity(maps_diff, kp_diff, name)
+    return Parity(maps_diff, kp_diff, name, int((~stable).sum()))

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from clpose.console import console
-from clpose.engine.graph_cache import cached_graph
+from clpose.engine.graph_cache import NoGraphCache, cached_graph
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
 from clpose.errors import ClposeError, first_line
@@ -285,17 +285,28 @@ def use_runtime(
     if compile_ and choice.name != "torch":
         raise ClposeError(f"--compile compiles the torch runtime; --runtime {requested} runs {choice.name}")
     if choice.name == "torch":
-        if channels_last and pose.device.type == "cpu" and not pose.channels_last:
-            pose.channels_last = True
-            pose.model.to(memory_format=torch.channels_last)
-        if compile_:
-            pose.model.eval()
-            pose.runner = CompiledRunner(pose.model)
-        return RuntimeInfo("torch", torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
+        return _use_torch(pose, choice, count, compile_, channels_last)
     precision = runtime_precision(choice.name, pose.precision)
-    graph = cached_graph(checkpoint, pose, check=parity_check(choice.name), runtime=choice.name)
+    try:
+        graph = cached_graph(checkpoint, pose, check=parity_check(choice.name), runtime=choice.name)
+    except NoGraphCache as e:
+        if requested != "auto":
+            raise
+        choice = RuntimeChoice("torch", f"auto: {choice.name} needs a graph cache ({e})")
+        console.print(f"--runtime {choice.why}: running torch")
+        return _use_torch(pose, choice, count, compile_, channels_last)
     pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
     return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count)
+
+
+def _use_torch(pose: PoseModel, choice: RuntimeChoice, count: int, compile_: bool, channels_last: bool) -> RuntimeInfo:
+    if channels_last and pose.device.type == "cpu" and not pose.channels_last:
+        pose.channels_last = True
+        pose.model.to(memory_format=torch.channels_last)
+    if compile_:
+        pose.model.eval()
+        pose.runner = CompiledRunner(pose.model)
+    return RuntimeInfo("torch", torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
 
 
 def graph_runner(runtime: str, graph: Path, threads: int, precision: Precision) -> OnnxRuntimeRunner | OpenVinoRunner:

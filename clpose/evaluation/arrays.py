@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.io
 
 from clpose.errors import ClposeError, first_line
 
@@ -27,6 +26,8 @@ _KINDS = {
 
 
 def load_mat(path: Path) -> dict:
+    import scipy.io  # here, not at import: the COCO scorer (and the Predictor's rescoring) shares this module
+
     if not path.is_file():
         raise ClposeError(f"{path} does not exist")
     try:

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clpose.errors import ClposeError
+from clpose.evaluation.arrays import is_number, short
+from clpose.evaluation.undefined import mark_undefined
 
 COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")  # the first six of COCOeval.stats, in its order
+COLUMN_AREAS = {"APM": "medium", "APL": "large"}  # pycocotools' area range of a column (the others: all)
+COCO_SIGMAS = 17  # how many sigmas pycocotools' default kpt_oks_sigmas hold: COCO's 17 keypoints
 
 
 def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -112,7 +117,38 @@ def load_ground_truth(path: str | Path):
         raise ClposeError(
             f"{path}: {len(without)} annotations have no keypoints (e.g. id {without[0]}): not a person_keypoints file"
         )
+    seen: set[Any] = set()
+    for ann in gt.dataset["annotations"]:
+        check_annotation(ann, path)
+        if ann["id"] in seen:  # pycocotools indexes by id: the second would silently replace the first
+            raise ClposeError(f"{path}: annotation id {ann['id']} is given twice: each person needs its own id")
+        seen.add(ann["id"])
     return gt
+
+
+def check_annotation(ann: dict[str, Any], path: Path) -> None:
+    """One ground-truth person as COCOeval reads it, or an error naming the file and the annotation id: an area,
+    box or keypoint that is not a finite number (NaN or negative areas turned whole tables into -1 or let perfect
+    predictions miss), iscrowd and num_keypoints (which decide whether a person is scored) not what COCO writes."""
+    where = f"{path}: annotation id {ann.get('id')}"
+    area = ann.get("area")
+    if not is_number(area) or not math.isfinite(area) or area < 0:
+        raise ClposeError(f"{where} has area {short(area)}: expected a finite number >= 0 (pixels^2)")
+    box = ann.get("bbox")
+    if not isinstance(box, list) or len(box) != 4 or not all(is_number(v) and math.isfinite(v) for v in box):
+        raise ClposeError(f"{where} has bbox {short(box)}: expected [x, y, w, h], finite numbers")
+    if box[2] < 0 or box[3] < 0:
+        raise ClposeError(f"{where} has bbox {short(box)}: its width and height must be >= 0")
+    values = ann["keypoints"]
+    if not isinstance(values, list) or len(values) % 3 or not all(is_number(v) for v in values):
+        raise ClposeError(f"{where} has keypoints {short(values)}: expected [x1, y1, v1, ...] numbers")
+    if not all(math.isfinite(v) for v in values):
+        raise ClposeError(f"{where} has keypoints that are not finite numbers (NaN or inf)")
+    count = ann.get("num_keypoints")
+    if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+        raise ClposeError(f"{where} has num_keypoints {short(count)}: expected an integer >= 0")
+    if ann.get("iscrowd") not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
+        raise ClposeError(f"{where} has iscrowd {short(ann.get('iscrowd'))}: expected 0 or 1")
 
 
 def nonfinite_results(results: list[dict[str, Any]]) -> list[int]:
@@ -145,10 +181,15 @@ def evaluate_oks(
     sigmas: np.ndarray | None = None,
     source: str = "the predictions",
     image_ids: list[int] | None = None,
-) -> dict[str, float]:
+    annotations: str = "the annotations",
+) -> dict[str, Any]:
     """COCOeval(gt, results, 'keypoints'): AP, AP50, AP75, APM, APL, AR (0..1, as pycocotools gives them), and
     "nonfinite": how many results were scored as misses because their keypoints are not finite. `image_ids` limits
-    the evaluation to those images (a part of the split, e.g. data.val_limit); None scores every image of `gt`."""
+    the evaluation to those images (a part of the split, e.g. data.val_limit); None scores every image of `gt`.
+
+    pycocotools' -1 ("no ground truth in this area range") is an undefined column (None, with its reason:
+    clpose.evaluation.undefined); ground truth of which no person can be scored is a ClposeError naming
+    `annotations`, not a table of -1."""
     if not results:
         raise ClposeError("there are no predictions to score")
     known = set(gt.getImgIds())
@@ -160,6 +201,8 @@ def evaluate_oks(
             raise ClposeError(f"{source}: result {i} has score {r['score']}: a COCO result needs a finite score")
     if sigmas is not None:
         sigmas = check_sigmas(sigmas, "sigmas")
+    _check_keypoint_count(gt, len(sigmas) if sigmas is not None else COCO_SIGMAS, annotations)
+    areas = scorable_areas(gt, image_ids, annotations)
     nonfinite = nonfinite_results(results)
     with contextlib.redirect_stdout(io.StringIO()), np.errstate(invalid="ignore"):
         dt = gt.loadRes(results)
@@ -172,8 +215,57 @@ def evaluate_oks(
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    table = dict(zip(COLUMNS, (float(v) for v in ev.stats[:6]), strict=True))  # COCOeval.summarize's order
-    return {**table, "nonfinite": len(nonfinite)}
+    table: dict[str, Any] = {"nonfinite": len(nonfinite)}
+    ranges = dict(zip(ev.params.areaRngLbl, ev.params.areaRng, strict=True))
+    for column, value in zip(COLUMNS, ev.stats[:6], strict=True):  # COCOeval.summarize's order
+        if value != -1:
+            table[column] = float(value)
+            continue
+        label = COLUMN_AREAS.get(column, "all")
+        lo, hi = ranges[label]
+        if any(lo <= a <= hi for a in areas):  # pycocotools' -1 for a reason clpose does not know
+            mark_undefined(table, column, "pycocotools gives -1 (undefined)")
+        else:
+            mark_undefined(table, column, f"no ground truth of {label} area ({_area_range(lo, hi)})")
+    return {**{c: table[c] for c in COLUMNS}, **table}
+
+
+def _area_range(lo: float, hi: float) -> str:
+    """pycocotools' area range in words: "32^2 to 96^2 px^2", "above 96^2 px^2"."""
+
+    def side(area: float) -> str:
+        root = math.sqrt(area)
+        return f"{root:g}^2" if root.is_integer() else f"{area:g}"
+
+    return f"above {side(lo)} px^2" if hi >= 1e9 else f"{side(lo)} to {side(hi)} px^2"
+
+
+def _check_keypoint_count(gt, k: int, annotations: str) -> None:
+    for ann in gt.dataset["annotations"]:
+        if len(ann["keypoints"]) != 3 * k:
+            raise ClposeError(
+                f"{annotations}: annotation id {ann['id']} has {len(ann['keypoints']) // 3} keypoints, but the "
+                f"predictions and sigmas have {k}"
+            )
+
+
+def scorable_areas(gt, image_ids: list[int] | None, annotations: str) -> list[float]:
+    """The areas of the ground-truth people COCOeval scores (not a crowd, num_keypoints > 0) in the scored images;
+    none is a ClposeError saying why."""
+    ids = set(gt.getImgIds() if image_ids is None else image_ids)
+    cats = set(gt.getCatIds())
+    anns = [a for a in gt.dataset["annotations"] if a["image_id"] in ids and a["category_id"] in cats]
+    areas = [float(a["area"]) for a in anns if not a["iscrowd"] and a["num_keypoints"] > 0]
+    if not areas:
+        crowds = sum(1 for a in anns if a["iscrowd"])
+        why = (
+            f"the {len(anns)} people of the scored images: crowds (iscrowd 1): {crowds}, no labelled keypoint "
+            f"(num_keypoints 0): {len(anns) - crowds}"
+            if anns
+            else "the scored images have no annotated person"
+        )
+        raise ClposeError(f"{annotations}: no ground truth can be scored ({why})")
+    return areas
 
 
 def check_sigmas(sigmas: Any, what: str = "--sigmas") -> np.ndarray:

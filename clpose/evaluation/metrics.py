@@ -22,7 +22,7 @@ from clpose.data.dataset import TopDownDataset
 from clpose.errors import ClposeError
 from clpose.evaluation import coco as coco_metric
 from clpose.evaluation import scoring
-from clpose.evaluation.pck import pck_from_records, pck_table
+from clpose.evaluation.undefined import column_value
 
 
 @dataclass
@@ -70,47 +70,59 @@ class Metric:
     # model's predictions only
     score_file: Callable[[Path, Path, ScoreOptions], Table] | None = None
     higher_is_better: bool = True  # PCK and AP; an error in pixels would be lower-is-better
+    # the command-line options its scorers read (of OPTIONS); None: not said, every option is passed on
+    reads: tuple[str, ...] | None = None
 
     def improves(self, value: float, best: float) -> bool:
-        """Whether `value` beats `best` (NaN: no best yet), in this metric's direction."""
+        """Whether `value` beats `best` (NaN: no best yet), in this metric's direction; an undefined value (NaN)
+        never does."""
+        if math.isnan(value):
+            return False
         if math.isnan(best):
-            return not math.isnan(value)
+            return True
         return value > best if self.higher_is_better else value < best
 
     def alpha(self, options: ScoreOptions) -> float | None:
         return options.alpha if options.alpha is not None else self.default_alpha
 
     def value(self, table: Table) -> float:
-        return float(table[self.headline])
+        """The headline as a float: NaN where undefined (clpose.evaluation.undefined), so it never becomes a best."""
+        return column_value(table, self.headline)
+
+    def check_options(self, given: list[str]) -> None:
+        """A ClposeError naming the option and the metric where an option given on the command line (a key of
+        OPTIONS) is one this metric does not read: it would be ignored in silence."""
+        for option in given:
+            if self.reads is not None and option not in self.reads:
+                readers = [m.name for m in METRICS.values() if m.reads is None or option in m.reads]
+                raise ClposeError(
+                    f"{OPTIONS[option]} does not apply to --metric {self.name} (it applies to "
+                    f"{', '.join(readers) or 'no registered metric'})"
+                )
 
 
 PCK_COLUMNS = ("Head", "Shoulder", "Elbow", "Wrist", "Hip", "Knee", "Ankle", "Mean")  # the papers' PCK tables
+# what a metric may read: --annotations with a checkpoint (a file's ground truth is always read), the others anywhere
+OPTIONS = {"alpha": "--alpha", "head": "--head official", "sigmas": "--sigmas", "annotations": "--annotations"}
 
 
-def _head_boxes(dataset: TopDownDataset, indices: np.ndarray) -> np.ndarray:
-    records = dataset.records
-    boxes = [records.extras[i].get("head_box") for i in indices]
-    if any(b is None for b in boxes):
-        raise ClposeError(f"{records.path} has people without extras.head_box: PCKh needs head boxes")
-    return np.array(boxes, dtype=np.float64)
+def _keypoints(kind: scoring.PckKind) -> Callable[[TopDownDataset, Predictions, ScoreOptions], tuple[Table, None]]:
+    """PCK with the skeleton's normaliser (torso for LSP, the head box for MPII, the box for COCO-like data), or
+    PCKh (head boxes, Mean@0.1), of a model's predictions."""
+
+    def score(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, None]:
+        alpha = METRICS[kind.name].alpha(o)
+        return scoring.score_keypoints_records(kind, dataset, preds, alpha, o.head_official, o.stage), None
+
+    return score
 
 
-def _pck_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, None]:
-    """PCK with the skeleton's normaliser (torso for LSP, the head box for MPII, the box for COCO-like data)."""
-    skeleton, alpha = dataset.skeleton, METRICS["pck"].alpha(o)
-    gt = dataset.records.keypoints[preds.indices]
-    head = _head_boxes(dataset, preds.indices) if skeleton.pck_norm == "head_box" else None
-    correct, counted = pck_from_records(preds.keypoints[o.stage], gt, skeleton, alpha, head)
-    table = pck_table(correct, counted, skeleton)
-    return {**table, "metric": "pck", "alpha": alpha, "people": len(gt), "joints_counted": int(counted.sum())}, None
+def _keypoints_file(kind: scoring.PckKind) -> Callable[[Path, Path, ScoreOptions], Table]:
+    def score(predictions: Path, annotations: Path, o: ScoreOptions) -> Table:
+        alpha = METRICS[kind.name].alpha(o)
+        return scoring.score_keypoints_file(kind, predictions, annotations, alpha, o.head_official)
 
-
-def _pckh_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, None]:
-    gt = dataset.records.keypoints[preds.indices]
-    head = _head_boxes(dataset, preds.indices)
-    alpha = METRICS["pckh"].alpha(o)
-    kp = preds.keypoints[o.stage]
-    return scoring.pckh_table(kp, gt[..., :2], gt[..., 2] > 0, head, alpha, o.head_official, dataset.skeleton), None
+    return score
 
 
 def _oks_predictions(dataset: TopDownDataset, preds: Predictions, o: ScoreOptions) -> tuple[Table, list[dict]]:
@@ -125,8 +137,9 @@ METRICS: dict[str, Metric] = {
         "Mean",
         0.2,
         1.0,
-        _pck_predictions,
-        lambda p, a, o: scoring.score_pck_file(p, a, METRICS["pck"].alpha(o)),
+        _keypoints(scoring.PCK),
+        _keypoints_file(scoring.PCK),
+        reads=("alpha",),
     ),
     "pckh": Metric(
         "pckh",
@@ -135,8 +148,9 @@ METRICS: dict[str, Metric] = {
         "Mean",
         0.5,
         1.0,
-        _pckh_predictions,
-        lambda p, a, o: scoring.score_pckh_file(p, a, METRICS["pckh"].alpha(o), o.head_official),
+        _keypoints(scoring.PCKH),
+        _keypoints_file(scoring.PCKH),
+        reads=("alpha", "head"),
     ),
     "oks": Metric(
         "oks",
@@ -147,6 +161,7 @@ METRICS: dict[str, Metric] = {
         100.0,
         _oks_predictions,
         lambda p, a, o: scoring.score_oks_file(p, a, o.sigmas),
+        reads=("sigmas", "annotations"),
     ),
 }
 

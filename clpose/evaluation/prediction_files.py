@@ -15,6 +15,7 @@ type, and an error names the file, the entry and the key. Suffixes are matched w
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,29 @@ COCO_RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
 PERSON = 1  # the COCO category id of a person: keypoint results are of people
 
 
+@dataclass
+class PredictionFile:
+    """What a predictions file holds: keypoints (M, K, 2), their pixel convention, and where the file says so
+    (clpose predictions JSON), which person of the ground truth each one is (`indices`, (M,)) and that person's
+    image file and image id. Without indices the people are in the ground truth's order (the array formats)."""
+
+    path: Path
+    keypoints: np.ndarray
+    one_based: bool
+    indices: np.ndarray | None = None
+    images: list[str | None] | None = None
+    image_ids: list[Any] | None = None
+
+
 def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
-    """Predicted keypoints (M, K, 2) and whether they are 1-based.
+    """Predicted keypoints (M, K, 2) and whether they are 1-based (`read_prediction_file` without the matching)."""
+    found = read_prediction_file(path, k)
+    return found.keypoints, found.one_based
+
+
+def read_prediction_file(path: str | Path, k: int, skeleton: str | None = None, against: str = "") -> PredictionFile:
+    """A predictions file of K keypoints per person; a clpose predictions JSON naming another skeleton than
+    `skeleton` (the ground truth's, read from `against`) is refused.
 
     Accepted: .mat with `preds` (M x K x 2), `pos_pred_src` (K x 2 x M), or one array in the layout of LSP's
     joints.mat (2 or 3 x K x M), 1-based; .h5 / .hdf5 with a dataset `preds` of M x K x 2 or 2 x K x M (M x K x 3
@@ -44,12 +66,12 @@ def read_predictions(path: str | Path, k: int) -> tuple[np.ndarray, bool]:
         raise ClposeError(f"predictions {path} do not exist")
     suffix = path.suffix.lower()
     if suffix in H5_SUFFIXES:
-        return _h5_predictions(path, k)
+        return PredictionFile(path, *_h5_predictions(path, k))
     if suffix == ".npy":
-        return _npy_predictions(path, k), False
+        return PredictionFile(path, _npy_predictions(path, k), False)
     if suffix == ".json":
-        return _json_predictions(path, k)
-    return _mat_predictions(path, k), True
+        return _json_predictions(path, k, skeleton, against)
+    return PredictionFile(path, _mat_predictions(path, k), True)
 
 
 def _npy_predictions(path: Path, k: int) -> np.ndarray:
@@ -151,9 +173,11 @@ def _h5_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
     return numeric_array(arr, path, "preds")[..., :2], True
 
 
-def _json_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
-    """clpose predictions JSON: people[i].keypoints is K rows [x, y] or [x, y, score]. A null number is NaN (a
-    miss): clpose writes strict JSON, where a non-finite number becomes null."""
+def _json_predictions(path: Path, k: int, skeleton: str | None, against: str) -> PredictionFile:
+    """clpose predictions JSON: people[i].keypoints is K rows [x, y] or [x, y, score]; people[i].index the person
+    of the ground truth it predicts (every person has one, or none has: then they are in order), with its `image`
+    and `image_id`. A null number is NaN (a miss): clpose writes strict JSON, where a non-finite number becomes
+    null."""
     data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
         raise ClposeError(
@@ -162,24 +186,59 @@ def _json_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
         )
     if data.get("coordinates") not in ("0-based", "1-based"):
         raise ClposeError(f'{path}: "coordinates" must be "0-based" or "1-based"')
+    said = data.get("skeleton")
+    if skeleton is not None and said is not None and said != skeleton:
+        truth = against or "the ground truth"
+        raise ClposeError(f"{path}: skeleton is {short(said)}, but {truth} holds {skeleton} people")
     people = data.get("people")
     if not isinstance(people, list):
         got = "missing" if "people" not in data else f"a {type(people).__name__}"
         raise ClposeError(f'{path}: "people" must be a list of {{"keypoints": [[x, y, score], ...]}}, it is {got}')
     kpts = np.empty((len(people), k, 2))
     for i, person in enumerate(people):
-        rows = person.get("keypoints") if isinstance(person, dict) else None
-        where = f"{path}: people[{i}] keypoints"
-        if not isinstance(rows, list):
-            got = "missing" if not isinstance(person, dict) or "keypoints" not in person else short(rows)
-            raise ClposeError(f"{where} is {got}, expected {k} rows [x, y] or [x, y, score]")
-        if len(rows) != k:
-            raise ClposeError(f"{where} has {len(rows)} rows, expected {k} rows [x, y] or [x, y, score]")
-        for j, row in enumerate(rows):
-            if not isinstance(row, list) or len(row) not in (2, 3) or not all(v is None or is_number(v) for v in row):
-                raise ClposeError(f"{where}[{j}] is {short(row)}, expected [x, y] or [x, y, score] numbers")
-            kpts[i, j] = [math.nan if v is None else v for v in row[:2]]
-    return kpts, data["coordinates"] == "1-based"
+        kpts[i] = _json_person(path, i, person, k)
+    found = PredictionFile(path, kpts, data["coordinates"] == "1-based")
+    _json_identities(found, people)
+    return found
+
+
+def _json_person(path: Path, i: int, person: Any, k: int) -> list[list[float]]:
+    rows = person.get("keypoints") if isinstance(person, dict) else None
+    where = f"{path}: people[{i}] keypoints"
+    if not isinstance(rows, list):
+        got = "missing" if not isinstance(person, dict) or "keypoints" not in person else short(rows)
+        raise ClposeError(f"{where} is {got}, expected {k} rows [x, y] or [x, y, score]")
+    if len(rows) != k:
+        raise ClposeError(f"{where} has {len(rows)} rows, expected {k} rows [x, y] or [x, y, score]")
+    for j, row in enumerate(rows):
+        if not isinstance(row, list) or len(row) not in (2, 3) or not all(v is None or is_number(v) for v in row):
+            raise ClposeError(f"{where}[{j}] is {short(row)}, expected [x, y] or [x, y, score] numbers")
+    return [[math.nan if v is None else v for v in row[:2]] for row in rows]
+
+
+def _json_identities(found: PredictionFile, people: list[dict[str, Any]]) -> None:
+    """`index` (all or none), `image` and `image_id` of each person, checked: they decide which person is scored."""
+    has = [("index" in p) for p in people]
+    if any(has) and not all(has):
+        j = has.index(False)
+        raise ClposeError(
+            f"{found.path}: people[{j}] has no index but people[{has.index(True)}] has one: give every person its "
+            "index (the person of the ground truth it predicts) or none (then the people are in its order)"
+        )
+    if not people or not has[0]:
+        return
+    for j, p in enumerate(people):
+        index = p["index"]
+        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**62:
+            raise ClposeError(f"{found.path}: people[{j}] index is {short(index)}, expected a person's index 0, 1, ...")
+        if p.get("image") is not None and not isinstance(p["image"], str):
+            raise ClposeError(f"{found.path}: people[{j}] image is {short(p['image'])}, expected a file name")
+        image_id = p.get("image_id")
+        if image_id is not None and (isinstance(image_id, bool) or not isinstance(image_id, int | str)):
+            raise ClposeError(f"{found.path}: people[{j}] image_id is {short(image_id)}, expected an integer or text")
+    found.indices = np.array([p["index"] for p in people], dtype=np.int64)
+    found.images = [p.get("image") for p in people]
+    found.image_ids = [p.get("image_id") for p in people]
 
 
 def read_coco_results(path: str | Path, num_keypoints: int) -> list[dict[str, Any]]:

@@ -7,7 +7,7 @@ PCK/PCKh; AP, AP50, AP75, APM, APL, AR for COCO); `report` adds the metric, alph
 from __future__ import annotations
 
 import platform
-from dataclasses import replace
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -18,12 +18,10 @@ from clpose import __version__
 from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.evaluation import coco as coco_metric
-from clpose.evaluation.ground_truth import align, read_lsp_ground_truth, read_mpii_ground_truth
-from clpose.evaluation.pck import head_size, pck_correct, pck_table, torso_size
-from clpose.evaluation.prediction_files import read_coco_results, read_predictions
-from clpose.skeletons import COCO, LSP, MPII
-
-LSP_TEST = 1000  # the LSP test set: the last 1000 people of joints.mat
+from clpose.evaluation.ground_truth import GroundTruth, align, match_people, read_ground_truth, records_ground_truth
+from clpose.evaluation.pck import pck_report
+from clpose.evaluation.prediction_files import read_coco_results, read_prediction_file
+from clpose.skeletons import COCO, PckNorm
 
 
 def versions() -> dict[str, str]:
@@ -36,48 +34,76 @@ def versions() -> dict[str, str]:
     return out
 
 
-def score_pck_file(predictions: Path, annotations: Path, alpha: float = 0.2) -> dict[str, Any]:
-    """LSP PCK@alpha (torso = left shoulder to right hip of the ground truth, all labelled joints count)."""
-    gt = read_lsp_ground_truth(annotations)
-    pred, one_based = read_predictions(predictions, LSP.num_keypoints)
-    n, m = len(gt.keypoints), len(pred)
-    if m != n:
-        if annotations.suffix.lower() == ".mat" and m == LSP_TEST and n > LSP_TEST:
-            gt = replace(gt, keypoints=gt.keypoints[-LSP_TEST:], labelled=gt.labelled[-LSP_TEST:])
-        else:
-            raise ClposeError(
-                f"{predictions} holds {m} people but {annotations} has {n}; expected {n}"
-                + (f" or {LSP_TEST} (the LSP test set, its last 1000)" if n > LSP_TEST else "")
-            )
-    norm = torso_size(gt.keypoints, gt.labelled, LSP.torso_joints)
-    correct, counted = pck_correct(align(pred, one_based, gt), gt.keypoints, gt.labelled, norm, alpha)
-    table = {**pck_table(correct, counted, LSP), "metric": "pck", "alpha": alpha, "people": len(gt.keypoints)}
-    table["joints_counted"] = int(counted.sum())
-    return {**table, "nonfinite": nonfinite_joints(pred, counted, str(predictions))}
+@dataclass(frozen=True)
+class PckKind:
+    """What makes PCK or PCKh: its name, its normaliser (None: the skeleton's own, the torso for LSP, the head box
+    for MPII, the box for COCO-like people), a second Mean at a fixed alpha, and whether the Head column may be the
+    official toolkit's. The metric registry (clpose.evaluation.metrics) holds one per metric."""
+
+    name: str
+    norm: PckNorm | None
+    mean_at: float | None = None
+    head_column: bool = False
+
+
+PCK = PckKind("pck", None)
+PCKH = PckKind("pckh", "head_box", 0.1, True)
+
+
+def keypoint_table(
+    kind: PckKind, pred: np.ndarray, gt: GroundTruth, alpha: float, head_official: bool, source: str
+) -> dict[str, Any]:
+    """The PCK / PCKh table of predictions (N, K, 2) already in the order and pixel convention of `gt`: the one
+    table both a checkpoint's predictions and a predictions file get (clpose.evaluation.pck.pck_report)."""
+    norm = kind.norm or gt.skeleton.pck_norm
+    if norm == "head_box" and gt.head_boxes is None:
+        raise ClposeError(f"{gt.no_head_boxes or gt.source + ' has no head boxes'}: PCKh needs head boxes")
+    official = head_official and kind.head_column
+    table = pck_report(pred, gt.keypoints, gt.labelled, gt.skeleton, alpha, norm, gt.head_boxes, official,
+                       kind.mean_at, gt.source)  # fmt: skip
+    table.update(metric=kind.name, alpha=alpha)
+    if kind.head_column:
+        table["head"] = "official" if official else "top"
+    if table["nonfinite"]:
+        warn(
+            f"{source}: {table['nonfinite']} of {table['joints_counted']} scored joints are not finite (NaN or inf) "
+            "and count as misses"
+        )
+    return table
+
+
+def score_keypoints_file(
+    kind: PckKind, predictions: Path, annotations: Path, alpha: float, head_official: bool = False
+) -> dict[str, Any]:
+    """PCK / PCKh of a predictions file against LSP's joints.mat, MPII's gt_valid.mat or clpose records, with the
+    skeleton the ground truth holds (and the file, where it says one), the people matched by what the file says
+    (clpose.evaluation.ground_truth.match_people)."""
+    gt = read_ground_truth(annotations)
+    found = read_prediction_file(predictions, gt.skeleton.num_keypoints, gt.skeleton.name, gt.source)
+    pred, gt = match_people(found, gt)
+    return keypoint_table(kind, align(pred, found.one_based, gt), gt, alpha, head_official, str(predictions))
+
+
+def score_pck_file(
+    predictions: Path, annotations: Path, alpha: float = 0.2, head_official: bool = False
+) -> dict[str, Any]:
+    """PCK@alpha with the skeleton's normaliser (LSP: torso = left shoulder to right hip of the ground truth)."""
+    return score_keypoints_file(PCK, Path(predictions), Path(annotations), alpha, head_official)
 
 
 def score_pckh_file(
     predictions: Path, annotations: Path, alpha: float = 0.5, head_official: bool = False
 ) -> dict[str, Any]:
-    """MPII PCKh@alpha (head size = 0.6 x head box diagonal; missing joints excluded) and Mean@0.1."""
-    gt = read_mpii_ground_truth(annotations)
-    pred, one_based = read_predictions(predictions, MPII.num_keypoints)
-    if len(pred) != len(gt.keypoints):
-        raise ClposeError(f"{predictions} holds {len(pred)} people but {annotations} has {len(gt.keypoints)}")
-    table = pckh_table(align(pred, one_based, gt), gt.keypoints, gt.labelled, gt.head_boxes, alpha, head_official)
-    return {**table, "nonfinite": nonfinite_joints(pred, gt.labelled, str(predictions))}
+    """PCKh@alpha (head size = 0.6 x head box diagonal; missing joints excluded) and Mean@0.1."""
+    return score_keypoints_file(PCKH, Path(predictions), Path(annotations), alpha, head_official)
 
 
-def nonfinite_joints(pred: np.ndarray, counted: np.ndarray, source: str) -> int:
-    """How many counted joints of `pred` (M, K, 2) are not finite; they score as misses (an error compared with a
-    threshold is False for NaN), and a warning says so."""
-    bad = ~np.isfinite(pred).all(axis=-1) & np.asarray(counted, dtype=bool)
-    if bad.any():
-        warn(
-            f"{source}: {int(bad.sum())} of {int(np.sum(counted))} scored joints are not finite (NaN or inf) and count "
-            "as misses"
-        )
-    return int(bad.sum())
+def score_keypoints_records(
+    kind: PckKind, dataset, preds, alpha: float, head_official: bool = False, stage: int = -1
+) -> dict[str, Any]:
+    """PCK / PCKh of a model's predictions (clpose.evaluation.metrics.Predictions) on the dataset's records."""
+    gt = records_ground_truth(dataset.records, dataset.skeleton).subset(preds.indices)
+    return keypoint_table(kind, preds.keypoints[stage], gt, alpha, head_official, "the model's predictions")
 
 
 def warn_nonfinite_results(table: dict[str, Any], count: int, source: str) -> None:
@@ -89,34 +115,13 @@ def warn_nonfinite_results(table: dict[str, Any], count: int, source: str) -> No
         )
 
 
-def pckh_table(
-    pred: np.ndarray,
-    gt: np.ndarray,
-    labelled: np.ndarray,
-    head_boxes: np.ndarray,
-    alpha: float,
-    head_official: bool = False,
-    skeleton=MPII,
-) -> dict[str, Any]:
-    norm = head_size(head_boxes)
-    correct, counted = pck_correct(pred, gt, labelled, norm, alpha)
-    table = pck_table(correct, counted, skeleton, head_official)
-    table["Mean@0.1"] = pck_table(*pck_correct(pred, gt, labelled, norm, 0.1), skeleton, head_official)["Mean"]
-    return {
-        **table,
-        "metric": "pckh",
-        "alpha": alpha,
-        "head": "official" if head_official else "top",
-        "people": len(gt),
-        "joints_counted": int(counted.sum()),
-    }
-
-
 def score_oks_file(predictions: Path, annotations: Path, sigmas: list[float] | None = None) -> dict[str, Any]:
     """COCO keypoint AP of a results file, by pycocotools' COCOeval."""
     gt = coco_metric.load_ground_truth(annotations)
     results = read_coco_results(predictions, len(sigmas) if sigmas else COCO.num_keypoints)
-    table = coco_metric.evaluate_oks(gt, results, np.array(sigmas) if sigmas else None, str(predictions))
+    table = coco_metric.evaluate_oks(
+        gt, results, np.array(sigmas) if sigmas else None, str(predictions), annotations=str(annotations)
+    )
     warn_nonfinite_results(table, len(results), str(predictions))
     return {**table, "metric": "oks", "instances": len(results), "images": len({r["image_id"] for r in results})}
 
@@ -162,8 +167,10 @@ def score_oks_records(
     idx = preds.indices
     results = coco_results(dataset, preds, cfg, stage)
     sigmas = np.array(skeleton.sigmas)
-    gt = coco_metric.load_ground_truth(coco_annotations(records, annotations))
+    path = coco_annotations(records, annotations)
+    gt = coco_metric.load_ground_truth(path)
     scope = sorted({records.image_id(i) for i in range(len(records))}) if records.partial else None
-    table = coco_metric.evaluate_oks(gt, results, sigmas, "the model's predictions", image_ids=scope)
+    table = coco_metric.evaluate_oks(gt, results, sigmas, "the model's predictions", scope, str(path))
     warn_nonfinite_results(table, len(results), "the model's predictions")
-    return {**table, "metric": "oks", "instances": len(results), "people": len(idx)}, results
+    images = len({r["image_id"] for r in results})
+    return {**table, "metric": "oks", "instances": len(results), "images": images, "people": len(idx)}, results

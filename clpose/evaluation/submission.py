@@ -114,14 +114,17 @@ def check_finite_predictions(
 
 
 def clpose_predictions(dataset: TopDownDataset, preds: Predictions) -> dict[str, Any]:
+    """clpose predictions JSON: each person with its index in the records, its image and image id (what the scorer
+    matches it by) and its keypoints at full precision (rounded, a joint on the threshold could score otherwise
+    than it did from the checkpoint); the scores rounded to 4 decimals."""
     records = dataset.records
     kpts, scores = preds.keypoints[-1], preds.scores[-1]
     people = [
         {
             "index": int(i),
             "image": records.images[records.image_index[i]]["file"],
-            "image_id": records.image_id(i),
-            "keypoints": np.concatenate([kpts[j], scores[j][:, None]], 1).round(4).tolist(),
+            "image_id": records.images[records.image_index[i]]["id"],
+            "keypoints": _rows(kpts[j], scores[j]),
         }
         for j, i in enumerate(preds.indices)
     ]
@@ -132,6 +135,11 @@ def clpose_predictions(dataset: TopDownDataset, preds: Predictions) -> dict[str,
         "coordinates": "0-based",
         "people": people,
     }
+
+
+def _rows(keypoints: np.ndarray, scores: np.ndarray) -> list[list[float]]:
+    """K rows [x, y, score]: x and y exact (Python writes the shortest text that reads back to the same float)."""
+    return [[float(x), float(y), round(float(s), 4)] for (x, y), s in zip(keypoints, scores, strict=True)]
 
 
 def mpii_release(dataset: TopDownDataset, release: Path | None) -> Path:

@@ -12,28 +12,41 @@ import numpy as np
 import torch
 
 from clpose.errors import ClposeError, first_line
-from clpose.inference.video import IMAGE_SUFFIXES
 from clpose.safeload import load_tensors
 
 PERSON = 1  # COCO category id (also torchvision's detection label) of a person
 
 
+ID_READINGS = ("auto", "index", "number")  # --boxes-ids
+_READING_TEXT = {
+    ("index", False): "0-based positions of the images in sorted name order",
+    ("number", False): "the number in each file name (a COCO id: 397133 = 000000397133.jpg; 1 = 00001.png)",
+    ("index", True): "0-based frame indices",
+    ("number", True): "1-based frame numbers",
+}
+
+
 class BoxesFile:
     """Detections in COCO results format ([{image_id, category_id, bbox, score}]), looked up per frame.
 
-    Which entries belong to a frame:
+    Which entries belong to a frame (`match` decides once, before any frame is read, and never by a guess):
     - a string image_id, or a `file_name` key: the image's file name, or its stem (000000397133.jpg or
-      000000397133);
-    - an integer image_id, for an image (of a folder, or alone): the COCO id in its file name, leading zeros
-      ignored (397133 for 000000397133.jpg and for COCO_val2014_000000397133.jpg); where the name holds no such
-      id, the image's position in the folder (0-based, in sorted order);
-    - an integer image_id, for a video or camera frame: the frame index (0-based).
-    Frames are told apart by their names: a folder's images always have an image suffix, video frames ("frame 3")
-    none. `unmatched_warning()` says at the end of a run when the ids and the frames did not meet.
+      000000397133); a video frame's name ("frame 3");
+    - an integer image_id: read one of two ways, for every frame alike. "index": the 0-based position of the image
+      in the folder's sorted names, or a video's 0-based frame index. "number": the number in the image's file name,
+      leading zeros ignored (397133 for 000000397133.jpg and COCO_val2014_000000397133.jpg, 1 for 00001.png), or a
+      video's 1-based frame number (the number ffmpeg gives the frame when it extracts it).
+    `ids="auto"` takes the reading under which every integer id names an image (or the only one under which any
+    does) and refuses, in one line naming both, ids that fit both readings where they differ: frames extracted as
+    00001.png, 00002.png, ... with ids 1-3 are frames 1-3 one way and 2-4 the other. A video reads indices (its
+    frames have no names that say otherwise) unless its ids fit only 1-based numbers, which is refused as well.
+    `unmatched_warning()` says at the end of a run when the ids and the frames did not meet.
     """
 
-    def __init__(self, path: Path, threshold: float = 0.0, num_keypoints: int | None = None) -> None:
+    def __init__(self, path: Path, threshold: float = 0.0, num_keypoints: int | None = None, ids: str = "auto") -> None:
         self.path = Path(path)
+        if ids not in ID_READINGS:
+            raise ClposeError(f"--boxes-ids {ids!r}: expected one of {', '.join(ID_READINGS)}")
         if not self.path.is_file():
             raise ClposeError(f"boxes file {path} does not exist")
         try:
@@ -47,19 +60,50 @@ class BoxesFile:
         self.ids: dict[int | str, None] = {}
         self.matched: set[int | str] = set()
         self.frames = self.video_frames = self.frames_without_entries = 0
+        self.rule, self.reading, self.video = ids, "", False
+        self._numbers: dict[int, int] = {}  # a folder's image position -> the number its name holds
         for i, e in enumerate(entries):
             key, box, score = _entry(e, i, path, num_keypoints)
             self.ids[key] = None
             if score >= threshold:
                 self.by_key.setdefault(key, []).append((box, score))
 
+    def match(self, names: list[str] | None, count: int = 0) -> str:
+        """Decide how integer image ids name the frames: `names`, a folder's image names in sorted order (one name
+        for an image); None for a video or camera of `count` frames (0: not known). Returns what the ids were read
+        as; ids that fit two readings are a ClposeError that names both and the option that chooses."""
+        self.video = names is None
+        ints = [k for k in self.ids if isinstance(k, int)]
+        if self.video:
+            self.reading = self.rule if self.rule != "auto" else _video_reading(ints, count, self.path)
+        else:
+            self._numbers = {i: n for i, name in enumerate(names) if (n := _coco_id(Path(name).stem)) is not None}
+            self.reading = self.rule if self.rule != "auto" else _folder_reading(ints, names, self._numbers, self.path)
+            if self.reading == "number":
+                _check_numbers_unique(names, self._numbers, self.path)
+        return self.reading_text
+
+    @property
+    def reading_text(self) -> str:
+        """What the integer image ids were read as (for the JSON), once `match` has decided."""
+        if not self.reading or not any(isinstance(k, int) for k in self.ids):
+            return ""  # names only: nothing was read as a number
+        return _READING_TEXT[self.reading, self.video]
+
     def boxes(self, index: int, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Boxes (N, 4) [x, y, w, h] and scores (N,) of frame `index` named `name` (Frame.index, Frame.name)."""
-        video = Path(name).suffix.lower() not in IMAGE_SUFFIXES
-        keys = _frame_keys(index, name, video)
+        if not self.reading:
+            raise RuntimeError("BoxesFile.match(...) decides how ids name frames before boxes() is asked")
+        keys: list[int | str] = [name] if self.video else [name, Path(name).stem]
+        if self.reading == "index":
+            keys.append(index)
+        elif self.video:
+            keys.append(index + 1)
+        elif index in self._numbers:
+            keys.append(self._numbers[index])
         self.frames += 1
-        self.video_frames += video
-        key = next((k for k in keys if k in self.ids), None)  # the first convention that names this frame wins
+        self.video_frames += self.video
+        key = next((k for k in keys if k in self.ids), None)  # a name wins over an integer id for the same frame
         if key is None:
             self.frames_without_entries += 1
             return np.zeros((0, 4)), np.zeros(0)
@@ -97,19 +141,56 @@ class BoxesFile:
 _COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z-]+[0-9]{4}_)?([0-9]+)$")  # 000000397133, COCO_val2014_000000397133
 
 
-def _frame_keys(index: int, name: str, video: bool) -> list[int | str]:
-    """The keys that may name a frame, in order of precedence."""
-    if video:  # a video or camera frame ("frame 3"): integer ids are frame indices
-        return [name, index]
-    stem = Path(name).stem
-    number = _coco_id(stem)
-    return [name, stem, index if number is None else number]
-
-
 def _coco_id(stem: str) -> int | None:
-    """The COCO image id a file stem holds (leading zeros ignored), or None."""
+    """The COCO image id (or frame number) a file stem holds, leading zeros ignored, or None."""
     match = _COCO_NAME.match(stem)
     return int(match.group(1)) if match else None
+
+
+def _folder_reading(ints: list[int], names: list[str], numbers: dict[int, int], path: Path) -> str:
+    """ "index" or "number" for integer ids on images `names` whose positions hold `numbers`: the reading under which
+    every id names an image, else the only one under which any does; a ClposeError where both fit and differ."""
+    if not ints or not numbers or all(numbers.get(i) == i for i in range(len(names))):
+        return "index"  # no name holds a number, or every number is its position: the readings agree
+    as_number = set(numbers.values())
+    fit_index = [0 <= k < len(names) for k in ints]
+    fit_number = [k in as_number for k in ints]
+    covers = {"index": all(fit_index), "number": all(fit_number)}
+    matches = {"index": any(fit_index), "number": any(fit_number)}
+    for judged in (covers, matches):
+        if judged["index"] != judged["number"]:
+            return "index" if judged["index"] else "number"
+    if not matches["index"]:
+        return "index"  # neither names any image: the end-of-run warning says so
+    first, number = min(numbers.items(), key=lambda item: item[1])
+    raise ClposeError(
+        f"boxes file {path}: its integer image ids fit these {len(names)} images two ways: as the number in each "
+        f"file name (id {number} = {names[first]}; {sum(fit_number)} of {len(ints)} ids name an image) or as 0-based "
+        f"positions in sorted order (id 0 = {names[0]}; {sum(fit_index)} of {len(ints)}); say which with "
+        "--boxes-ids number or --boxes-ids index, or key the entries by file_name"
+    )
+
+
+def _video_reading(ints: list[int], count: int, path: Path) -> str:
+    """0-based frame indices, unless the ids fit only 1-based numbers (1 to the frame count, with no 0): refused."""
+    if count > 0 and ints and min(ints) >= 1 and max(ints) == count:
+        raise ClposeError(
+            f"boxes file {path}: its integer image ids run from {min(ints)} to {max(ints)} on a video of {count} "
+            "frames, as 1-based frame numbers would (0-based, the last has no frame); say which with --boxes-ids "
+            "number (1-based) or --boxes-ids index (0-based)"
+        )
+    return "index"
+
+
+def _check_numbers_unique(names: list[str], numbers: dict[int, int], path: Path) -> None:
+    seen: dict[int, int] = {}
+    for position, number in numbers.items():
+        if number in seen:
+            raise ClposeError(
+                f"boxes file {path}: integer image ids read as file-name numbers name both {names[seen[number]]} "
+                f"and {names[position]} (number {number}); key the entries by file_name"
+            )
+        seen[number] = position
 
 
 def _count(n: int, noun: str) -> str:

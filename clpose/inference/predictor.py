@@ -6,6 +6,7 @@ pixels): nothing here is a second copy of those steps. Importing it loads neithe
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,67 @@ class Pose:
 def full_image_box(image: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     return np.array([0.0, 0.0, float(w), float(h)])
+
+
+# A person at a corner of the frame, half out of it both ways, keeps 25% of the box's area in the image; with under 1%
+# the crop is 99% black border and the "person" is the network's guess about nothing.
+MIN_AREA_INSIDE = 0.01
+
+
+def box_problem(box: np.ndarray, image_hw: tuple[int, int]) -> str | None:
+    """Why a person box [x, y, w, h] (image pixels) cannot be a person of an image of `image_hw` (H, W), or None.
+
+    The one rule for every box, whatever its source (a boxes file, a detector, a caller of the Predictor): finite
+    numbers, w and h > 0, at least one pixel of overlap with the image each way and at least MIN_AREA_INSIDE of its
+    area inside the image. A box that reaches past the image is kept as it is (the crop pads it with black, as
+    training and evaluation crop), so a huge box is refused by its share inside, never turned into infinities."""
+    x, y, w, h = (float(v) for v in np.asarray(box, dtype=np.float64).reshape(4))
+    if not all(math.isfinite(v) for v in (x, y, w, h)) or w <= 0 or h <= 0:
+        return "needs finite [x, y, w, h] with w, h > 0"
+    height, width = image_hw
+    # each difference is of two finite numbers or inf, never NaN: x + w may overflow to inf, min() then takes the edge
+    inside_w = min(x + w, float(width)) - max(x, 0.0)
+    inside_h = min(y + h, float(height)) - max(y, 0.0)
+    if inside_w < 1 or inside_h < 1:
+        return f"lies outside the {width}x{height} image (less than a pixel of it inside)"
+    share = (inside_w / w) * (inside_h / h)  # as two ratios: w * h overflows for huge boxes
+    if share < MIN_AREA_INSIDE:
+        return (
+            f"has {100 * share:.2g}% of its area inside the {width}x{height} image (at least "
+            f"{100 * MIN_AREA_INSIDE:g}% is needed)"
+        )
+    return None
+
+
+def box_text(box: np.ndarray) -> str:
+    """A box as the user wrote it, compactly: [5000, 5000, 100, 200]."""
+    return "[" + ", ".join(f"{float(v):g}" for v in np.asarray(box).reshape(-1)) + "]"
+
+
+@dataclass(frozen=True)
+class SkippedBox:
+    """A person box that was not used, and why (`box_problem`)."""
+
+    box: np.ndarray
+    why: str
+
+    def to_json(self) -> dict:
+        return {"box": [float(v) for v in self.box], "why": self.why}
+
+    def __str__(self) -> str:
+        return f"{box_text(self.box)} {self.why}"
+
+
+def usable_boxes(
+    image_hw: tuple[int, int], boxes: np.ndarray, scores: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray | None, list[SkippedBox]]:
+    """The boxes (N, 4) of one image that `box_problem` accepts, their scores, and the ones it refused."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    problems = [box_problem(box, image_hw) for box in boxes]
+    keep = np.array([p is None for p in problems], dtype=bool)
+    skipped = [SkippedBox(box, why) for box, why in zip(boxes, problems, strict=True) if why is not None]
+    kept_scores = None if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1)[keep]
+    return boxes[keep], kept_scores, skipped
 
 
 class Predictor:
@@ -139,12 +201,11 @@ class Predictor:
             full_image_box(im)[None] if b is None else np.asarray(b, dtype=np.float64).reshape(-1, 4)
             for im, b in zip(images, boxes_per_image, strict=True)
         ]
-        for i, image_boxes in enumerate(boxes):
-            bad = ~np.isfinite(image_boxes).all(axis=1) | (image_boxes[:, 2] <= 0) | (image_boxes[:, 3] <= 0)
-            if bad.any():
-                raise ClposeError(
-                    f"image {i}: box {image_boxes[bad][0].tolist()} needs finite [x, y, w, h] with w, h > 0"
-                )
+        for i, (image, image_boxes) in enumerate(zip(images, boxes, strict=True)):
+            # a caller's boxes and poses pair up by position, so a box that cannot be a person is an error, not a skip
+            _, _, skipped = usable_boxes(image.shape[:2], image_boxes, None)
+            if skipped:
+                raise ClposeError(f"image {i}: box {skipped[0]}")
         crops, affines = self.pose.crops(images, boxes)
         keypoints, scores = self.forward(crops, affines)
         return self.to_poses(keypoints, scores, boxes, box_scores or [None] * len(images))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,77 +20,32 @@ from clpose.config import check_option
 from clpose.console import warn
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, PersonDetector
-from clpose.inference.predictor import Pose, Predictor, full_image_box
+from clpose.inference.photos import list_images
+from clpose.inference.predictor import Predictor, full_image_box, usable_boxes
+from clpose.inference.results import STAGES, InferOptions, InferReport, RunOutputs, draw, skipped_boxes_warning
 from clpose.inference.smoothing import PoseTracker
-from clpose.inference.video import (
-    IMAGE_SUFFIXES,
-    VIDEO_SUFFIXES,
-    Frame,
-    Source,
-    VideoWriter,
-    has_display,
-    quiet_opencv,
-    source_kind,
-)
-from clpose.io import Staged, free_space, json_text, prepare_target
+from clpose.inference.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Source, has_display, source_kind
+from clpose.io import prepare_target
 from clpose.outputs import check_outputs
 from clpose.progress import ProgressBar
 from clpose.signals import stop_requested
 from clpose.speed.timing import synchronize
-from clpose.vis import draw_pose
 
-STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
-
-
-@dataclass(frozen=True)
-class InferOptions:
-    """What `clpose infer` does besides running the model: where person boxes come from, what it writes, how it
-    draws and smooths, and how many frames go through the network at once."""
-
-    boxes: str = "full"  # "full" (the whole frame is one person) or a COCO results-format boxes file
-    detector: str | None = None  # a torchvision COCO detector's name (clpose.weights.DETECTORS)
-    detector_weights: Path | None = None  # a local copy of its weights
-    det_threshold: float = 0.5
-    out: Path | None = None
-    json_out: Path | None = None
-    show: bool = False
-    kpt_threshold: float = 0.3
-    smooth: str = "none"
-    min_cutoff: float = 1.0
-    beta: float = 0.05
-    batch: int = 8
-
-
-@dataclass
-class InferReport:
-    frames: int = 0
-    failed: int = 0
-    failed_files: list[str] = field(default_factory=list)
-    people: int = 0
-    interrupted: bool = False
-    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
-    outputs: list[str] = field(default_factory=list)
-
-    @property
-    def total(self) -> float:
-        return sum(self.seconds.values())
-
-    def shares(self) -> str:
-        total = self.total or 1.0
-        return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.seconds.items() if v > 0)
-
+__all__ = ["STAGES", "InferOptions", "InferReport", "check_output_kinds", "draw", "run_infer"]
 
 BoxProvider = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
 
 
-def _box_provider(opts: InferOptions, predictor: Predictor) -> tuple[BoxProvider, BoxesFile | None]:
+def _box_provider(opts: InferOptions, predictor: Predictor, src: Source) -> tuple[BoxProvider, BoxesFile | None]:
     """Where each frame's person boxes come from, and the boxes file when they come from one (it says at the end
     whether its entries matched the frames)."""
     if opts.detector is not None:
         detector = PersonDetector(opts.detector, opts.detector_weights, predictor.device, opts.det_threshold)
         return (lambda f: detector.boxes(f.image)), None
     if opts.boxes != "full":
-        boxes_file = BoxesFile(Path(opts.boxes), opts.det_threshold, predictor.skeleton.num_keypoints)
+        boxes_file = BoxesFile(Path(opts.boxes), opts.det_threshold, predictor.skeleton.num_keypoints, opts.boxes_ids)
+        names = [p.name for p in src.files] if src.kind in ("image", "folder") else None
+        boxes_file.match(names, src.count)  # ids that fit the frames two ways are refused here, before any work
         return (lambda f: boxes_file.boxes(f.index, f.name)), boxes_file
     return (lambda f: (full_image_box(f.image)[None], np.ones(1))), None
 
@@ -121,27 +75,6 @@ def _timed(report: InferReport, stage: str, device: torch.device | None = None) 
     report.seconds[stage] += time.perf_counter() - start
 
 
-def draw(image: np.ndarray, poses: list[Pose], predictor: Predictor, threshold: float) -> np.ndarray:
-    for pose in poses:
-        x, y, w, h = (round(float(v)) for v in pose.box)
-        full = w >= image.shape[1] - 1 and h >= image.shape[0] - 1
-        if not full:
-            cv2.rectangle(image, (x, y), (x + w, y + h), (200, 200, 200), 1)
-        if pose.track_id is not None and not full:
-            cv2.putText(
-                image,
-                f"#{pose.track_id}",
-                (x + 3, y + 16),
-                cv2.FONT_HERSHEY_SIMPLEX,
-                0.5,
-                (255, 255, 255),
-                1,
-                cv2.LINE_AA,
-            )
-        draw_pose(image, pose.keypoints, predictor.skeleton, pose.scores, threshold)
-    return image
-
-
 def check_output_kinds(source: str, opts: InferOptions) -> None:
     """Refuse outputs that do not fit the source, before any work: a video read into x.png wrote one image for all
     its frames, an image or a folder written to x.mp4 made a folder named x.mp4."""
@@ -168,7 +101,10 @@ def _paths(source: str, kind: str | None, opts: InferOptions) -> tuple[dict, dic
     """(outputs, inputs) of a run for the output-path guard: the annotated files (one per image of a folder) and the
     JSON; the source's files, the boxes file and the detector's weights."""
     path, out = Path(source), opts.out
-    images = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if kind == "folder" else []
+    images: list[Path] = []
+    if kind == "folder":  # the folder's readable images (a symlink loop is skipped by the run, and named)
+        entries, unreadable = list_images(path)
+        images = [p for p in entries if p.name not in unreadable]
     annotated: list[Path] = []
     if out is not None and kind == "image":
         annotated = [out if out.suffix.lower() in IMAGE_SUFFIXES else out / path.name]
@@ -184,99 +120,6 @@ def _paths(source: str, kind: str | None, opts: InferOptions) -> tuple[dict, dic
     return {"--out": annotated, "--json": opts.json_out}, inputs
 
 
-class _Outputs:
-    """Annotated images or video, and the JSON records: staged in temporary files and moved into place together
-    by `finish` once the video is checked (all or none); `abort` removes them all."""
-
-    def __init__(self, source: Source, opts: InferOptions, predictor: Predictor) -> None:
-        self.source, self.opts, self.predictor = source, opts, predictor
-        self.stage = Staged()
-        self.writer: VideoWriter | None = None
-        self.records: list[dict] = []
-        self.images_written = 0
-        self.image_out = opts.out is not None and source.kind in ("image", "folder")
-
-    def add(self, frame: Frame, poses: list[Pose]) -> None:
-        key = {"frame": frame.index} if self.source.kind in ("video", "camera") else {"image": frame.name}
-        self.records.append({**key, "people": [p.to_json() for p in poses]})
-        if self.opts.out is None and not self.opts.show:
-            return
-        image = draw(frame.image, poses, self.predictor, self.opts.kpt_threshold)
-        if self.image_out:
-            out = self.opts.out
-            path = out if self.source.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES else out / frame.name
-            with quiet_opencv():  # libpng and libjpeg report a failed write on fd 2; the error below says it once
-                ok = cv2.imwrite(str(self.stage.path(path)), image)
-            if not ok:
-                raise ClposeError(
-                    f"--out {path}: OpenCV cannot write this image (an extension it cannot write, or a full disk: "
-                    f"{free_space(path.parent)})"
-                )
-            self.images_written += 1
-        elif self.opts.out is not None:
-            if self.writer is None:
-                h, w = image.shape[:2]
-                self.writer = VideoWriter(self.opts.out, self.source.fps or 25.0, (w, h), self.stage)
-            self.writer.write(image)
-        if self.opts.show:
-            cv2.imshow("clpose", image)
-            if cv2.waitKey(1) & 0xFF == ord("q"):
-                raise KeyboardInterrupt
-
-    def abort(self) -> None:
-        """A run that failed leaves nothing that looks finished: no video, no annotated image, no JSON (earlier
-        files of the same names are untouched)."""
-        if self.writer is not None:
-            self.writer.abort()
-            self.writer = None
-        self.stage.discard()
-
-    def finish(self, report: InferReport) -> None:
-        """Check the video, write the JSON, then move every output into place; on any failure none is."""
-        try:
-            written = self._stage_all(report)
-            self.stage.commit()
-        except BaseException:
-            self.abort()
-            raise
-        report.outputs.extend(written)
-
-    def _stage_all(self, report: InferReport) -> list[str]:
-        if report.frames == 0 and not report.interrupted and self.source.kind in ("video", "camera"):
-            # a video OpenCV opens but cannot decode: an empty JSON and no video would look like a finished run
-            if self.source.kind == "camera":
-                problem = f"camera {self.source.spec} gave no frame"
-            else:
-                announced = f" of its {self.source.count} frames" if self.source.count else ""
-                problem = f"{self.source.spec}: none{announced} could be read (damaged, or a codec OpenCV lacks)"
-            raise ClposeError(f"{problem}; nothing was written")
-        written = []
-        if self.writer is not None:
-            self.writer.close()
-            written.append(f"{self.opts.out} ({self.writer.frames} frames, {self.source.fps:g} fps)")
-        elif self.image_out and self.images_written:
-            written.append(f"{self.opts.out} ({self.images_written} annotated images)")
-        if self.opts.json_out is not None:
-            record = {
-                "format": "clpose-infer",
-                "version": 1,
-                "source": self.source.spec,
-                "kind": self.source.kind,
-                "fps": self.source.fps,
-                "skeleton": self.predictor.skeleton.name,
-                "keypoints": list(self.predictor.skeleton.keypoints),
-                "coordinates": "0-based image pixels",
-                "frames": self.records,
-                "failed_frames": report.failed,
-                "failed_files": report.failed_files,  # a folder's images that could not be read
-                "interrupted": report.interrupted,
-                "runtime": self.predictor.runtime.to_json() if self.predictor.runtime else None,
-            }
-            self.stage.write_text(self.opts.json_out, json_text(record, indent=None))
-            written.append(f"{self.opts.json_out} ({len(self.records)} records)")
-        return written
-
-
 def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progress: bool = True) -> InferReport:
     """Predict every frame of `source` and write the requested outputs."""
     check_option("--batch", opts.batch, ">= 1")
@@ -286,7 +129,11 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     check_option("--beta", opts.beta, ">= 0")
     check_output_kinds(source, opts)
     src = Source(source)
-    boxes_of, boxes_file = _box_provider(opts, predictor)
+    try:
+        boxes_of, boxes_file = _box_provider(opts, predictor, src)
+    except BaseException:
+        src.close()
+        raise
     tracker = (
         PoseTracker(
             smooth=opts.smooth == "oneeuro",
@@ -297,7 +144,8 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
         if src.kind in ("video", "camera")
         else None
     )
-    outputs = _Outputs(src, opts, predictor)
+    outputs = RunOutputs(src, opts, predictor)
+    outputs.boxes_reading = boxes_file.reading_text if boxes_file is not None else None
     report = InferReport()
     start = time.perf_counter()
     failed = True
@@ -316,7 +164,7 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     except KeyboardInterrupt:  # `q` in the window, or a second Ctrl-C: finalise what was done
         report.interrupted, failed = True, False
     finally:
-        report.failed, report.failed_files = src.failed, src.failed_files
+        report.failed, report.failed_files, report.failed_why = src.failed, src.failed_files, src.failed_why
         src.close()
         try:
             if failed:
@@ -328,6 +176,10 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
                 cv2.destroyAllWindows()
     if boxes_file is not None and (text := boxes_file.unmatched_warning()):
         warn(text)  # a boxes file keyed to other frames finds nobody: say so rather than report 0 people quietly
+    if report.skipped_boxes:
+        warn(skipped_boxes_warning(report.skipped_boxes, opts.json_out is not None))
+    if outputs.writer is not None and (text := outputs.variable_rate_warning()):
+        warn(text)
     return report
 
 
@@ -336,12 +188,13 @@ def _predict_batch(
     predictor: Predictor,
     boxes_of,
     tracker: PoseTracker | None,
-    outputs: _Outputs,
+    outputs: RunOutputs,
     report: InferReport,
 ) -> None:
     with _timed(report, "boxes"):
-        found = [boxes_of(f) for f in batch]
-    boxes = [b for b, _ in found]
+        # every source's boxes pass the one rule of clpose.inference.predictor.box_problem; the others are skipped
+        found = [usable_boxes(f.image.shape[:2], *boxes_of(f)) for f in batch]
+    boxes = [b for b, _, _ in found]
     pose = predictor.pose
     with _timed(report, "crop"):
         crops, affines = pose.crops([f.image for f in batch], boxes)
@@ -354,12 +207,13 @@ def _predict_batch(
     else:
         (keypoints,), (scores,) = pose.keypoints(crops, affines)
     with _timed(report, "track"):
-        per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s in found])
+        per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s, _ in found])
         for frame, poses in zip(batch, per_frame, strict=True):
-            if tracker is not None:
-                tracker.update(poses, frame.index, frame.index / (outputs.source.fps or 25.0))
+            if tracker is not None:  # the frame's own time: a variable-rate video's frames are not 1 / fps apart
+                tracker.update(poses, frame.index, frame.time)
     with _timed(report, "draw"):
-        for frame, poses in zip(batch, per_frame, strict=True):
-            outputs.add(frame, poses)
+        for frame, poses, (_, _, skipped) in zip(batch, per_frame, found, strict=True):
+            outputs.add(frame, poses, skipped)
+            report.skipped_boxes.extend((frame.name, box) for box in skipped)
             report.frames += 1
             report.people += len(poses)

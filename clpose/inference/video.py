@@ -1,12 +1,19 @@
 """Where frames come from (an image, a folder of images, a video file, an animated GIF or a camera) and how
-annotated video is written (atomically and checked: the file appears complete, or not at all)."""
+annotated video is written (atomically and checked: the file appears complete, or not at all).
+
+Frames are what a viewer sees: images turned upright by their EXIF orientation (clpose.inference.photos), videos by
+their rotation metadata (OpenCV applies it). Each video frame carries its time: the container's timestamp, so a
+variable-frame-rate file is smoothed and reported at the times its frames are shown, not at index / fps."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,20 +23,32 @@ import cv2
 import numpy as np
 from PIL import Image, ImageSequence
 
-from clpose.data.dataset import load_image
 from clpose.errors import ClposeError, first_line
+from clpose.inference.photos import IMAGE_SUFFIXES, list_images, load_photo
 from clpose.io import Staged, free_space
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # what VideoWriter writes, and the codec of each
 GIF_DEFAULT_MS = 100  # browsers show GIF frames of 0 or 10 ms for 100 ms; so do we
+_CAMERA = re.compile(r"[0-9]+")  # ASCII digits only: str.isdigit() also takes "²", which int() refuses
+_CAMERA_MAX = 2**31 - 1  # OpenCV's index is a C int; a larger one overflowed with a traceback
+
+
+def camera_index(spec: str) -> int | None:
+    """The camera index a source names (ASCII digits that are not an existing path), else None; an index beyond
+    OpenCV's range is a ClposeError."""
+    if not _CAMERA.fullmatch(spec) or Path(spec).exists():
+        return None
+    index = int(spec)
+    if index > _CAMERA_MAX:
+        raise ClposeError(f"camera {spec}: an index from 0 to {_CAMERA_MAX} is needed (or a path that exists)")
+    return index
 
 
 def source_kind(spec: str) -> str | None:
     """What `Source(spec)` reads, judged from the path alone ("camera", "folder", "image" or "video"; None when
     nothing is there), so that outputs can be checked before any work."""
     path = Path(spec)
-    if spec.isdigit() and not path.exists():
+    if camera_index(spec) is not None:
         return "camera"
     if path.is_dir():
         return "folder"
@@ -115,7 +134,9 @@ def quiet_opencv() -> Iterator[None]:
 class Frame:
     index: int
     name: str  # the image's file name, or "frame N"
-    image: np.ndarray
+    image: np.ndarray  # as displayed: EXIF orientation or video rotation applied
+    time: float | None = None  # seconds from the first frame of a video or camera (None for images)
+    orientation: int | None = None  # the EXIF orientation applied to an image (1 = none; None for video frames)
 
 
 class Source:
@@ -126,28 +147,36 @@ class Source:
         fps: frames per second (videos and cameras; 0 otherwise).
         count: frames announced by the container (videos), images (folders), 1 (an image), 0 (cameras).
         failed: frames that could not be read (a truncated video, an unreadable image).
-        failed_files: the names of the images of a folder that could not be read.
+        failed_files: the names of the images of a folder that could not be read; `failed_why` says why.
+        estimated_times: video frames whose time is index / fps because the container gave none that rose.
+        rotation: degrees a video's frames were turned by OpenCV, as its rotation metadata says (0 otherwise).
     """
 
     def __init__(self, spec: str) -> None:
-        self.spec, self.fps, self.failed = spec, 0.0, 0
+        self.spec, self.fps, self.failed, self.estimated_times, self.rotation = spec, 0.0, 0, 0, 0
         self.failed_files: list[str] = []
+        self.failed_why: dict[str, str] = {}
         self._cap: cv2.VideoCapture | None = None
         self._gif: Image.Image | None = None
+        self._gif_ms: list[int] = []
+        self._unreadable: dict[str, str] = {}  # a folder's entries that are not files: a loop, a broken link, a pipe
         path = Path(spec)
-        if spec.isdigit() and not path.exists():
+        camera = camera_index(spec)
+        if camera is not None:
             with quiet_opencv():  # every backend tried says why it failed, at length, on stderr
-                self.kind, self._cap = "camera", cv2.VideoCapture(int(spec))
+                self.kind, self._cap = "camera", cv2.VideoCapture(camera)
                 opened = self._cap.isOpened()
             if not opened:
                 raise ClposeError(f"camera {spec} cannot be opened")
             self.fps, self.count = self._cap.get(cv2.CAP_PROP_FPS) or 30.0, 0
         elif path.is_dir():
             self.kind = "folder"
-            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            self.files, self._unreadable = list_images(path)
             if not self.files:
                 raise ClposeError(f"{path} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
             self.count = len(self.files)
+        elif not path.exists() and path.is_symlink():
+            raise ClposeError(f"{spec} is a symlink that leads nowhere (a loop, or its target is missing)")
         elif not path.exists():
             raise ClposeError(f"{spec} does not exist (expected an image, a folder, a video file or a camera index)")
         elif not path.is_file():  # a named pipe with no writer would block OpenCV forever
@@ -163,7 +192,8 @@ class Source:
             # Pillow, not OpenCV: builds without FFmpeg cannot open GIFs, and older ones announce a frame count from
             # the duration x the shortest frame's rate, so an animation read whole was reported as a damaged video
             self.kind = "video"
-            self._gif, self.count, self.fps = _open_gif(path)
+            self._gif, self._gif_ms, self.count = _open_gif(path)
+            self.fps = 1000.0 * len(self._gif_ms) / sum(self._gif_ms)  # the mean rate
         else:
             with quiet_opencv():  # FFmpeg's own account of a broken file ("moov atom not found") goes to fd 2
                 self.kind, self._cap = "video", cv2.VideoCapture(str(path))
@@ -172,6 +202,13 @@ class Source:
                 raise ClposeError(f"{path} cannot be opened as a video")
             self.fps = self._cap.get(cv2.CAP_PROP_FPS) or 25.0
             self.count = max(0, int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+            if self._cap.get(cv2.CAP_PROP_ORIENTATION_AUTO):  # OpenCV turns the frames as the metadata says
+                self.rotation = int(self._cap.get(cv2.CAP_PROP_ORIENTATION_META)) % 360
+
+    def _fail(self, name: str, why: str) -> None:
+        self.failed += 1
+        self.failed_files.append(name)
+        self.failed_why[name] = why
 
     def __iter__(self) -> Iterator[Frame]:
         if self._gif is not None:
@@ -179,28 +216,45 @@ class Source:
             return
         if self._cap is None:
             for i, path in enumerate(self.files):
-                image = load_image(path)
+                if path.name in self._unreadable:
+                    self._fail(path.name, self._unreadable[path.name])
+                    continue
+                image, orientation = load_photo(path)
                 if image is None and self.kind == "image":
                     raise ClposeError(f"image {path} cannot be decoded (truncated, damaged or not an image)")
                 if image is None:
-                    self.failed += 1
-                    self.failed_files.append(path.name)
+                    self._fail(path.name, "truncated, damaged or empty")
                     continue
-                yield Frame(i, path.name, image)
+                yield Frame(i, path.name, image, orientation=orientation)
             return
-        i = 0
+        yield from self._video_frames()
+
+    def _video_frames(self) -> Iterator[Frame]:
+        i, last, start = 0, -math.inf, time.monotonic()
         while True:
             with quiet_opencv():  # a damaged frame is counted and reported once, not logged by FFmpeg per frame
                 ok, image = self._cap.read()
             if not ok:
                 break
-            yield Frame(i, f"frame {i}", image)
+            last = self._frame_time(i, last, start)
+            yield Frame(i, f"frame {i}", image, time=last)
             i += 1
         if self.kind == "video" and self.count > i:
             self.failed = self.count - i  # announced but unreadable: a truncated or damaged file
 
+    def _frame_time(self, i: int, last: float, start: float) -> float:
+        """Seconds of frame `i` just read: a file's presentation timestamp (after read, POS_MSEC is the frame's own),
+        a camera's arrival time; where a file gives no timestamp that rises, the last one plus 1 / fps."""
+        if self.kind == "camera":
+            return time.monotonic() - start
+        t = self._cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0
+        if math.isfinite(t) and t > last:
+            return t
+        self.estimated_times += 1
+        return 0.0 if i == 0 else last + 1.0 / self.fps
+
     def _gif_frames(self) -> Iterator[Frame]:
-        frames, i = ImageSequence.Iterator(self._gif), 0
+        frames, i, ms = ImageSequence.Iterator(self._gif), 0, 0
         while True:
             try:
                 image = next(frames).convert("RGB")  # each frame composed with the ones it draws over
@@ -208,7 +262,9 @@ class Source:
                 break
             except (OSError, EOFError, ValueError, SyntaxError):  # a truncated or damaged frame ends the animation
                 break
-            yield Frame(i, f"frame {i}", np.ascontiguousarray(np.asarray(image)[:, :, ::-1]))  # RGB -> BGR
+            rgb = np.asarray(image)
+            yield Frame(i, f"frame {i}", np.ascontiguousarray(rgb[:, :, ::-1]), time=ms / 1000.0)  # RGB -> BGR
+            ms += self._gif_ms[i] if i < len(self._gif_ms) else GIF_DEFAULT_MS  # shown after the frames before it
             i += 1
         self.failed = max(0, self.count - i)
 
@@ -219,8 +275,8 @@ class Source:
             self._gif.close()
 
 
-def _open_gif(path: Path) -> tuple[Image.Image, int, float]:
-    """The GIF, its frame count and its mean frame rate (frames / the sum of the frame durations)."""
+def _open_gif(path: Path) -> tuple[Image.Image, list[int], int]:
+    """The GIF, the milliseconds each readable frame is shown, and its frame count."""
     try:
         gif = Image.open(path)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
@@ -240,7 +296,7 @@ def _open_gif(path: Path) -> tuple[Image.Image, int, float]:
         gif.close()
         raise ClposeError(f"{path}: no frame of this GIF can be decoded (truncated or damaged)")
     # a damaged GIF counts one frame more than it can show, so the run reports unreadable frames
-    return gif, len(durations) + damaged, 1000.0 * len(durations) / sum(durations)
+    return gif, durations, len(durations) + damaged
 
 
 class VideoWriter:

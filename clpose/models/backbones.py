@@ -110,41 +110,68 @@ def load_pretrained(trunk: ResNetTrunk | LightTrunk, spec: str | Path) -> Resolv
     torchvision://resnet50) fetched and verified by clpose.weights, or a local state dict file. Returns what was
     loaded (name, file, SHA-256, source), which training records in the run folder and the checkpoint.
 
-    Keys the trunk does not have (fc.*, and layer4.* for a stride-16 trunk) are expected and reported; a missing
-    file, a file that is not a state dict, or tensors whose shapes do not fit are ClposeErrors.
+    The file must be a state dict of the trunk's torchvision classifier, tensor for tensor: every tensor of the
+    trunk there (BN step counters aside, absent from older files) and every tensor of the file a tensor of that
+    classifier of the same shape, its head (fc.*, classifier.*) excepted. The later stages a trunk leaves out
+    (layer4.* of a stride-16 trunk) are checked but not loaded. Anything else is a ClposeError naming the file, the
+    first tensor that does not fit and the counts: a ResNet-34 file shares all of ResNet-18's names and shapes and
+    has more, and is refused.
     """
     resolved = resolve_pretrained(str(spec), trunk.builder)
     path = resolved.path
     state = load_tensors(path, "pretrained weights")
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ClposeError(f"pretrained weights {path} are not a state dict of tensors")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise ClposeError(f"pretrained weights {path} are not a state dict of tensors by name")
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
     own = trunk.state_dict()
-    wrong = [
-        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    if wrong:
-        raise ClposeError(
-            f"pretrained weights {path} do not fit {trunk.label}: {len(wrong)} tensors have "
-            f"other shapes (first: {wrong[0]}); is it a {trunk.label} state dict?"
-        )
-    # BN step counters are absent from the older torchvision files and not weights: not worth reporting
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
     if not any(k in own for k in state):
         raise ClposeError(
             f"pretrained weights {path} share no key with {trunk.label} (first key: {next(iter(state), 'none')})"
         )
+    _check_fit(trunk, state, path)
     trunk.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
-    ignored = sorted({k.split(".")[0] for k in unexpected})
+    unused = sorted({k.split(".")[0] for k in state if k not in own})
     loaded = sum(k in own for k in state)
     console.print(
         f"pretrained: {resolved.describe()}: {loaded} trunk tensors; "
-        f"missing {len(missing)}{' (' + ', '.join(missing[:3]) + ')' if missing else ''}; "
-        f"unused {len(unexpected)}{' (' + ', '.join(ignored) + ')' if ignored else ''}"
+        f"unused {len(state) - loaded}{' (' + ', '.join(unused) + ')' if unused else ''}"
     )
     return resolved
+
+
+def _classifier_shapes(trunk: ResNetTrunk | LightTrunk) -> dict[str, torch.Size]:
+    """Names and shapes of the whole torchvision classifier the trunk was cut from (no weights are made)."""
+    build = _RESNETS[trunk.depth] if isinstance(trunk, ResNetTrunk) else LIGHT_TRUNKS[trunk.builder][0]
+    try:
+        with torch.device("meta"):
+            full = build(weights=None)
+    except NotImplementedError:  # RegNet sizes its stages with tensor arithmetic, which meta cannot run
+        with torch.device("cpu"):
+            full = build(weights=None)
+    return {k: v.shape for k, v in full.state_dict().items()}
+
+
+def _check_fit(trunk: ResNetTrunk | LightTrunk, state: dict[str, torch.Tensor], path: Path) -> None:
+    """The one check that a pretrained state dict is the trunk's classifier (load_pretrained's rule)."""
+    reference, own = _classifier_shapes(trunk), trunk.state_dict()
+    head = next(reversed(reference)).split(".")[0] + "."  # the classifier's last module: fc, classifier
+    other_shape, not_there, problems = 0, 0, []
+    for k, v in state.items():
+        if k.startswith(head):
+            continue
+        if k not in reference:
+            not_there += 1
+            problems.append(f"{k} {tuple(v.shape)} is in the file, not in {trunk.builder}")
+        elif v.shape != reference[k]:
+            other_shape += 1
+            problems.append(f"{k} is {tuple(v.shape)} in the file, {tuple(reference[k])} in the model")
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    problems += [f"{k} {tuple(own[k].shape)} of the trunk is not in the file" for k in missing]
+    if problems:
+        raise ClposeError(
+            f"pretrained weights {path} do not fit {trunk.label}: first {problems[0]}; {other_shape} tensors have "
+            f"other shapes, {not_there} are not in {trunk.builder}, {len(missing)} of the trunk's {len(own)} are "
+            f"missing; is it a {trunk.label} state dict?"
+        )

@@ -12,11 +12,26 @@ from clpose.losses import get_loss
 # validations in a row "at zero" (below 1 on the printed scale) before a falling loss is suspect
 STALLED_VALIDATIONS = 3
 # What learned where the paper's settings did not: on COCO from random weights, w_h 0.5 and region pred stayed at AP
-# 0.000-0.003 for 25 epochs, the offsets untrained from epoch 6 on
-REMEDY = (
-    "try --set loss.w_h=5 --set loss.region=union "
-    "(on COCO from random weights it learned AP 56.9 where these stayed at 0)"
-)
+# 0.000-0.003 for 25 epochs, the offsets untrained from epoch 6 on (docs/training.md)
+LEARNED_W_H, LEARNED_REGION = 5.0, "union"
+
+
+def remedy(loss: LossConfig) -> str:
+    """The settings that learned, as --set options, for those that `loss` lacks (never advice to set what is set)."""
+    changes = []
+    if float(getattr(loss, "w_h", LEARNED_W_H)) < LEARNED_W_H:
+        changes.append(f"--set loss.w_h={LEARNED_W_H:g}")
+    if getattr(loss, "region", LEARNED_REGION) != LEARNED_REGION:
+        changes.append(f"--set loss.region={LEARNED_REGION}")
+    if not changes:
+        return "lower train.lr, or check data.input_size and codec.sigma"
+    return f"try {' '.join(changes)} (on COCO from random weights it learned AP 56.9 where these stayed at 0)"
+
+
+def _raise_w_h(loss: LossConfig) -> str:
+    w_h = float(getattr(loss, "w_h", 1.0))
+    example = f"--set loss.w_h={max(5.0, 2 * w_h):g}"
+    return f"raise loss.w_h (e.g. {example}) or lower train.lr; check data.input_size and codec.sigma"
 
 
 def health_warnings(
@@ -46,7 +61,7 @@ def _zero_parts(zero: list[str], part_weights: dict[str, str], loss: LossConfig,
     verb = "was" if len(zero) == 1 else "were"
     said = f"{' and '.join(zero)} {verb} exactly 0 for the whole epoch ({', '.join(weights)})"
     if _untrained_offsets(loss) and "heatmap" not in zero:
-        return f"{said}: no predicted heatmap cell reached tau {tau:g}, so the offsets were not trained; {REMEDY}"
+        return f"{said}: no predicted heatmap cell reached tau {tau:g}, so the offsets were not trained; {remedy(loss)}"
     return (
         f"{said}: that part of the loss trained nothing; check that the training crops hold labelled keypoints "
         "(keypoint weights) and that the codec's targets reach them"
@@ -63,13 +78,13 @@ def _stalled(rows: list[dict], loss: LossConfig, tau: float | None, scale: float
         return None
     if _untrained_offsets(loss):
         cause = f"no predicted heatmap cell reaches tau {tau:g}, so the offsets stay untrained (loss.region pred)"
-        remedy = REMEDY
+        advice = remedy(loss)
     else:
         cause = f"the loss falls by predicting near-empty heatmaps (most target cells are 0; loss.w_h {loss.w_h:g})"
-        remedy = "raise loss.w_h (e.g. --set loss.w_h=5) or lower train.lr; check data.input_size and codec.sigma"
+        advice = _raise_w_h(loss)
     values = ", ".join(f"{r['value'] * scale:.1f}" for r in window)
     epochs = ", ".join(str(r["epoch"]) for r in window)
     return (
         f"{window[-1]['metric']} has stayed below 1 ({values} at epochs {epochs}) while the loss fell from "
-        f"{first:.4g} to {last:.4g}: the model is not learning what is scored; likely cause: {cause}; remedy: {remedy}"
+        f"{first:.4g} to {last:.4g}: the model is not learning what is scored; likely cause: {cause}; remedy: {advice}"
     )

@@ -311,7 +311,8 @@ def _epochs_loop(
             "precision": s.precision.name,
             "precision_reason": s.precision.reason,
             "metric": scorer.name,
-            "value": None if table is None else last,  # raw, as `clpose eval --json` writes it
+            # raw, as `clpose eval --json` writes it; None where undefined (never NaN)
+            "value": None if table is None or math.isnan(last) else last,
             "scale": scorer.scale,  # printed value = value x scale (COCO's AP x 100), as `clpose eval` prints it
             "table": table,
         }

@@ -44,6 +44,11 @@ def epoch_summary(row: dict, best: float, scale: float) -> str:
         f"epoch {row['epoch']}: loss {row.get('loss', math.nan):.4g}, {row['samples_per_s']:.1f} samples/s, "
         f"data wait {row['data_wait']:.0%}"
     )
-    if row["value"] is not None:
-        text += f", {row['metric']} {row['value'] * scale:.1f} (best {best * scale:.1f})"
+    if row["value"] is not None or row.get("table") is not None:  # validated (undefined: n/a)
+        text += f", {row['metric']} {_shown(row['value'], scale)} (best {_shown(best, scale)})"
     return text
+
+
+def _shown(value: float | None, scale: float) -> str:
+    """A metric on its printed scale; "n/a" where it is undefined (clpose.evaluation.undefined)."""
+    return "n/a" if value is None or not math.isfinite(value) else f"{value * scale:.1f}"

@@ -39,7 +39,11 @@ from clpose.training.lock import RunLock
 
 CHECKPOINTS = ("last.pt", "best.pt")
 RUN_JSON = "run.json"
-RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png", "recipe.yaml", RUN_JSON)  # what a run owns
+RECIPE = "recipe.yaml"  # the run's resolved recipe ...
+RECIPE_BESIDE = "recipe.resolved.yaml"  # ... or this where recipe.yaml is the user's (train exp/recipe.yaml --out exp)
+RECIPE_HEADER = "# clpose train: the resolved recipe of run "
+_OLD_RECIPE_HEADER = "# train.amp "  # the first line of a resolved recipe before RECIPE_HEADER
+RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png", RECIPE, RECIPE_BESIDE, RUN_JSON)  # a run's files
 _TRASH = ".replaced-"  # an old run's files move into this folder together, then it is deleted
 
 
@@ -57,7 +61,7 @@ def make_run_dir(recipe: Recipe, out: Path | None, resume: str | None, runs: Pat
     base = runs / (recipe.name or "run")
     if resume == "auto":
         folders = [p for p in [base, *runs.glob(f"{base.name}-*")] if p.is_dir()]
-        for marker in ("last.pt", RUN_JSON, "recipe.yaml"):  # a run to continue, else one to start again
+        for marker in ("last.pt", RUN_JSON):  # a run to continue, else one to start again
             found = [p / marker for p in folders if (p / marker).is_file()]
             if found:
                 return max(found, key=lambda p: p.stat().st_mtime).parent
@@ -123,6 +127,7 @@ class RunPlan:
     carry_best: Path | None = None  # a branch: the best.pt it copies in (with its own run id)
     branched_from: dict[str, Any] | None = None
     write_id: bool = True  # False where the folder's run.json already names this run
+    recipe_name: str = RECIPE  # where the resolved recipe goes (RECIPE_BESIDE where recipe.yaml is the user's)
     notes: list[str] = field(default_factory=list)  # one line each, said when the run starts
 
 
@@ -174,8 +179,28 @@ def _decide(
     run_dir: Path, resume: str | None, overwrite: bool, state: dict | None, device: torch.device | str
 ) -> tuple[RunPlan, dict | None]:
     held = [name for name in CHECKPOINTS if (run_dir / name).is_file()]
-    leftovers = [name for name in RUN_FILES if (run_dir / name).exists()]
+    leftovers, recipe_name = _files_of_runs(run_dir)
     folder_id = read_run_id(run_dir)
+    plan, state = _decide_plan(run_dir, resume, overwrite, state, device, held, leftovers, folder_id)
+    plan.recipe_name = recipe_name
+    if recipe_name == RECIPE_BESIDE:
+        plan.notes.append(
+            f"{run_dir / RECIPE} is not a run's (clpose did not write it): it stays as it is, and the "
+            f"resolved recipe goes to {run_dir / RECIPE_BESIDE}"
+        )
+    return plan, state
+
+
+def _decide_plan(
+    run_dir: Path,
+    resume: str | None,
+    overwrite: bool,
+    state: dict | None,
+    device: torch.device | str,
+    held: list[str],
+    leftovers: list[str],
+    folder_id: str | None,
+) -> tuple[RunPlan, dict | None]:
     if resume is None:
         if held and not overwrite:
             raise ClposeError(
@@ -220,6 +245,47 @@ def _decide(
             f"--resume auto, branch {path} into a new or empty --out, or replace {run_dir} with --overwrite"
         )
     return _branch(run_dir, path, state, leftovers), state
+
+
+def _files_of_runs(run_dir: Path) -> tuple[list[str], str]:
+    """(the files in `run_dir` that a training wrote, where this run's resolved recipe goes). Only those files may
+    be replaced; a file of a run's name that clpose did not write (a hand-made metrics.jsonl, the user's own
+    recipe.yaml) is never touched: recipe.yaml of the user's makes the run write RECIPE_BESIDE, anything else is a
+    ClposeError naming it."""
+    ours, recipe_name = [], RECIPE
+    for name in RUN_FILES:
+        path = run_dir / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if _written_by_training(path):
+            ours.append(name)
+        elif name == RECIPE:
+            recipe_name = RECIPE_BESIDE
+        else:
+            raise ClposeError(
+                f"--out {run_dir} holds {name}, which clpose train did not write: a run writes its own {name} "
+                "there; move the file, or train into another --out"
+            )
+    return ours, recipe_name
+
+
+def _written_by_training(path: Path) -> bool:
+    """Whether a file of a run's name is one a training wrote: checkpoints and curves.png by their name (the lock
+    and --resume check checkpoints further), the others by their content."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if path.suffix in (".pt", ".png"):
+        return True
+    try:
+        with open(path, encoding="utf-8") as f:
+            head = f.readline()
+    except (OSError, UnicodeDecodeError):
+        return False
+    if path.name in (RECIPE, RECIPE_BESIDE):
+        return head.startswith((RECIPE_HEADER, _OLD_RECIPE_HEADER))
+    if path.name == "metrics.jsonl":  # empty (a run that never finished an epoch) or rows of epochs
+        return head.strip() == "" or (head.startswith("{") and '"epoch"' in head)
+    return head.startswith("{") and '"run_id"' in path.read_text(encoding="utf-8", errors="replace")  # run.json
 
 
 def _same_run(path: Path, state: dict, run_dir: Path, folder_id: str | None) -> bool:
@@ -289,7 +355,7 @@ def commit(plan: RunPlan, recipe_text: str) -> None:
     if carried is not None:  # a best.pt of this run: it may continue the branch (--resume BRANCH/best.pt)
         carried.update(run_id=plan.run_id, branched_from=plan.branched_from)
         save_checkpoint(run_dir / "best.pt", carried)
-    write_text(run_dir / "recipe.yaml", recipe_text)
+    write_text(run_dir / plan.recipe_name, f"{RECIPE_HEADER}{plan.run_id}\n{recipe_text}")
     write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in plan.rows))
 
 

@@ -42,6 +42,7 @@ class DatasetEntry:
     convert: Callable[[PrepareArgs, Report], Converted]
     metric: str
     download: bool = True
+    splits: tuple[str, ...] = ()  # the splits it always makes, where known before converting (outputs checked first)
 
 
 def _lsp(args: PrepareArgs, report: Report) -> Converted:
@@ -78,7 +79,7 @@ DATASETS: dict[str, DatasetEntry] = {
     "lsp": DatasetEntry(_lsp, "pck"),
     "mpii": DatasetEntry(_mpii, "pckh"),
     "coco": DatasetEntry(_coco, "oks"),
-    "synthetic": DatasetEntry(_synthetic, "pck", download=False),
+    "synthetic": DatasetEntry(_synthetic, "pck", download=False, splits=("train", "valid")),
 }
 
 
@@ -125,8 +126,11 @@ def run_prepare(
     detections: list[str] | str | Path | None = None,
     synthetic: dict[str, Any] | None = None,
     show: bool = True,
+    also_writes: dict[str, Path] | None = None,
 ) -> dict[str, Any]:
-    """Convert (or generate) a dataset; returns the summary that is also written to OUT/summary.json."""
+    """Convert (or generate) a dataset; returns the summary that is also written to OUT/summary.json.
+    `also_writes` (label -> path): what the command writes next (synthetic's --video and the files named after it),
+    checked with the records by the output guard before anything is written."""
     if dataset not in DATASETS:
         raise ClposeError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     entry = DATASETS[dataset]
@@ -140,13 +144,14 @@ def run_prepare(
         parse_detections(detections, root),
         dict(synthetic or {}),
     )
+    outputs = {"the summary": out / "summary.json", **(also_writes or {})}
+    check_outputs({**outputs, **{f"the {s} records": records_path(out, s) for s in entry.splits}})  # before any work
     report = Report()
     splits, tables = entry.convert(args, report)
     splits = {split: drop_unusable(records, split, report) for split, records in splits.items()}
     summary = summarize(splits, tables, report)
-    outputs: dict[str, Path] = {f"the {split} records": records_path(out, split) for split in splits}
     check_outputs(
-        {**outputs, "the summary": out / "summary.json"},
+        {**outputs, **{f"the {split} records": records_path(out, split) for split in splits}},
         {"a source file": sorted({src for r in splits.values() for src in r.sources if Path(src).is_file()})},
     )
     write_all(out, dataset, splits, summary)

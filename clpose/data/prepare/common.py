@@ -195,7 +195,7 @@ def write_all(out_dir: Path, dataset: str, splits: dict[str, Records], summary: 
 def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from clpose.console import console
+    from clpose.console import console, styled
 
     table = Table(title=f"clpose prepare {dataset} -> {out_dir}")
     for col in ("split", "people", "images", "labelled keypoints", "images missing", "warnings"):
@@ -210,19 +210,17 @@ def print_summary(dataset: str, out_dir: Path, summary: dict[str, Any]) -> None:
             str(s["people"]),
             str(s["images"]),
             str(s["labelled_keypoints"]),
-            f"[red]{missing}[/red]" if missing else "0",
+            styled((str(missing), "red")) if missing else "0",
             warnings,
         )
     console.print(table)
     for split, s in summary.items():
         if s.get("sources"):
             # a path is not markup (brackets in a folder name print as they are) and is never folded
-            console.print(f"{split}: from {', '.join(s['sources'])}", markup=False, soft_wrap=True)
+            console.print(f"{split}: from {', '.join(s['sources'])}", soft_wrap=True)
     for split, s in summary.items():
         files = s.get("unreadable_files", [])
         if files:
             more = f" and {len(files) - 5} more (all in summary.json)" if len(files) > 5 else ""
-            console.print(
-                f"[yellow]{split}: unreadable images (empty, truncated or not an image):[/yellow] "
-                f"{', '.join(files[:5])}{more}"
-            )
+            what = (f"{split}: unreadable images (empty, truncated or not an image):", "yellow")
+            console.print(styled(what, f" {', '.join(files[:5])}{more}"))

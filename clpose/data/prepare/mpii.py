@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from clpose.data.prepare.common import ImageTable, Report, count_outside, load_mat, mat_array
-from clpose.data.records import Records, new_records
+from clpose.data.records import new_records
 from clpose.errors import ClposeError
 
 RELEASE_FILE = "mpii_human_pose_v1_u12_1.mat"
@@ -148,7 +148,7 @@ def _visible(point: Any) -> float:
 
 def _release_person(rect: Any) -> tuple[np.ndarray, list[float], list[float], list[float] | None] | None:
     objpos, scale = getattr(rect, "objpos", None), getattr(rect, "scale", None)
-    if objpos is None or scale is None or isinstance(scale, np.ndarray) and scale.size == 0:
+    if objpos is None or scale is None or (isinstance(scale, np.ndarray) and scale.size == 0):
         return None
     try:
         center, scale_xy = center_scale([float(objpos.x), float(objpos.y)], float(scale))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 from pathlib import Path
@@ -14,7 +15,8 @@ from clpose.data.records import Records, new_records
 from clpose.data.synthetic import person_box, render_sample, render_video_frames
 from clpose.data.transforms import box_to_center_scale
 from clpose.errors import ClposeError
-from clpose.io import atomic_path, write_json
+from clpose.io import json_text, staged
+from clpose.outputs import OwnedFolder
 from clpose.progress import ProgressBar
 
 SPLIT_IDS = {"train": 0, "valid": 1}
@@ -55,6 +57,10 @@ def prepare_synthetic(
     if size < 64:
         raise ClposeError(f"--size must be at least 64 pixels, got {size}")
     image_dir = out / "images"
+    # the generator writes images/train/00000.jpg ...: never into an images/ folder of the user's
+    images = OwnedFolder(out, "prepare synthetic", ["images"], legacy=_older_synthetic)
+    images.claim()
+    images.record(["images"])
     workers = workers or min(4, os.cpu_count() or 1)
     splits, tables = {}, {}
     for split, n in counts.items():
@@ -92,16 +98,36 @@ def prepare_synthetic(
     return splits, tables
 
 
+def _older_synthetic(out: Path) -> bool:
+    """A folder an older clpose generated the synthetic set in (before the manifest): its summary says so."""
+    try:
+        return json.loads((out / "summary.json").read_text()).get("dataset") == "synthetic"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def video_outputs(path: Path) -> dict[str, Path]:
+    """What `write_video(path)` writes: the clip, and the files named after it (the output guard checks all three)."""
+    path = Path(path)
+    return {
+        "--video": path,
+        "the clip's ground truth": path.with_suffix(".json"),
+        "the clip's boxes": path.with_suffix(".boxes.json"),
+    }
+
+
 def write_video(
     path: Path, frames: int, seed: int = 0, width: int = 640, height: int = 360, fps: float = 25.0, people: int = 2
 ) -> Path:
     """Render a clip of moving figures to `path` (mp4v), its ground truth to PATH.json and person boxes (COCO
-    results format, for `clpose infer --boxes`) to PATH.boxes.json."""
+    results format, for `clpose infer --boxes`) to PATH.boxes.json; the three appear together or not at all."""
     if frames < 1:
         raise ClposeError(f"--frames must be >= 1, got {frames}")
     rng = np.random.default_rng([seed, 7])
     truth = []
-    with atomic_path(path) as tmp:
+    video, truth_path, boxes_path = video_outputs(path).values()
+    with staged() as stage:
+        tmp = stage.path(video)
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
         if not writer.isOpened():
             raise ClposeError(f"OpenCV cannot write the video {path} (mp4v codec unavailable)")
@@ -113,18 +139,16 @@ def write_video(
                         "frame": len(truth),
                         "people": [
                             {"keypoints": np.round(np.concatenate([j, v[:, None]], 1), 3).tolist()}
-                            for j, v in zip(joints, vis)
+                            for j, v in zip(joints, vis, strict=True)
                         ],
                     }
                 )
         finally:
             writer.release()
-    write_json(
-        path.with_suffix(".json"),
-        {"fps": fps, "width": width, "height": height, "skeleton": "synthetic", "frames": truth},
-        indent=None,
-    )
-    write_json(path.with_suffix(".boxes.json"), truth_boxes(truth, np.random.default_rng([seed, 8])), indent=None)
+        record = {"fps": fps, "width": width, "height": height, "skeleton": "synthetic", "frames": truth}
+        stage.write_text(truth_path, json_text(record, indent=None))
+        boxes = truth_boxes(truth, np.random.default_rng([seed, 8]))
+        stage.write_text(boxes_path, json_text(boxes, indent=None))
     return path
 
 
@@ -148,5 +172,3 @@ def truth_boxes(frames: list[dict], rng: np.random.Generator, jitter: float = 0.
                 }
             )
     return boxes
-
-
