@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -27,9 +28,12 @@ from clpose.engine.onnx_graph import (
 )
 from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
-from clpose.io import atomic_path
+from clpose.io import atomic_path, json_text
 
-__all__ = ["KEYPOINT_TOLERANCE", "MAP_TOLERANCE", "Parity", "export"]
+if TYPE_CHECKING:
+    from clpose.engine.int8 import CalibrationSource
+
+__all__ = ["KEYPOINT_TOLERANCE", "MAP_TOLERANCE", "Parity", "export", "export_int8"]
 
 
 def export(
@@ -71,3 +75,33 @@ def export(
             for name, x in examples.items()
         ]
     return out, parity
+
+
+def export_int8(
+    checkpoint: Path,
+    out: Path,
+    input_hw: tuple[int, int] | None = None,
+    runtime: str = "auto",
+    calibration: CalibrationSource | None = None,
+) -> tuple[Path, dict]:
+    """The checkpoint's int8 graph (maps out, any batch size; made, checked and cached as `--int8` makes it for
+    infer and eval) copied to `out`, with its record (calibration, check, versions) beside it as OUT.json; returns
+    the written graph and the record."""
+    import shutil
+
+    from clpose.engine.runtimes import use_runtime
+    from clpose.io import staged
+
+    pose = PoseModel.from_checkpoint(checkpoint, "cpu", amp="off", input_hw=input_hw)
+    info = use_runtime(pose, checkpoint, runtime, int8=True, calibration=calibration)
+    made = info.int8 or {}
+    record = {"format": "clpose-int8-onnx", "runtime_checked": info.runtime, **made, "outputs": ["maps"]}
+    with staged() as stage:
+        shutil.copyfile(made["graph"], stage.path(out))
+        stage.write_text(int8_record_path(out), json_text(record))
+    return out, record
+
+
+def int8_record_path(out: Path) -> Path:
+    """Where `export --int8` writes the int8 graph's record: beside it, OUT.json (the output guard checks it too)."""
+    return Path(out).with_suffix(".json")

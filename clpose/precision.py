@@ -32,7 +32,7 @@ from clpose.config import AMP_CHOICES
 from clpose.console import warn
 from clpose.errors import ClposeError
 
-_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}  # int8: its own graph
 # what an emulated bf16 costs, measured (docs/benchmarks.md): the warning names it
 EMULATED_SLOWDOWN = "about 10x slower than fp32 (a CLNet-ResNet-18 training step on an AVX2 CPU: 11x)"
 _warned: set[str] = set()
@@ -141,6 +141,27 @@ def cpu_bf16_flags() -> list[str]:
             if ask is not None and ask():
                 found.append(label)
     return found
+
+
+def cpu_int8_flags() -> list[str]:
+    """The CPU's int8 dot-product instructions that torch reads from CPUID (so a masked CPUID hides them, as it does
+    from OpenVINO): "AMX" (AMX-INT8 comes with the tiles) and/or "AVX512-VNNI". Without them int8 products are
+    widened to 16 bits (AVX2's vpmaddubsw), which roughly halves what int8 gains (docs/benchmarks.md, "INT8")."""
+    queries = (("AMX", "_is_amx_tile_supported"), ("AVX512-VNNI", "_is_vnni_supported"))
+    found = []
+    for label, query in queries:
+        ask = getattr(torch.cpu, query, None)
+        with contextlib.suppress(Exception):  # private queries: absent or failing means "not known"
+            if ask is not None and ask():
+                found.append(label)
+    return found
+
+
+def int8_precision() -> Precision:
+    """int8 as it runs here (`--int8`: an int8 graph, never autocast); its reason names the CPU's int8 instructions."""
+    flags = cpu_int8_flags()
+    kernels = f"int8 dot products ({', '.join(flags)})" if flags else "no VNNI or AMX: int8 products widened (AVX2)"
+    return Precision("int8", "--int8", f"NNCF post-training quantisation; {kernels}")
 
 
 def onednn_bf16() -> bool:

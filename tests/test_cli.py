@@ -76,3 +76,19 @@ def test_docs_cli_md_is_generated_from_the_app() -> None:
         assert f"## `clpose {name}" in text
     committed = (Path(__file__).resolve().parents[1] / "docs" / "cli.md").read_text()
     assert committed == text, "docs/cli.md is out of date: python -m clpose.cli.docs > docs/cli.md"
+
+
+def test_paths_with_brackets_print_as_they_are(tmp_path) -> None:
+    """Issue 31, class 8: rich read `out [x].png` as markup and printed `out .png` (a folder `c[/x]` ended a run with a
+    markup error). The console prints text as it is; styled parts are rich Text, never markup in a string."""
+    from clpose.console import console
+
+    with console.capture() as captured:
+        console.print("wrote out [x].png and c[/x]/a.json, [bold]not bold[/bold]")
+    assert captured.get().strip() == "wrote out [x].png and c[/x]/a.json, [bold]not bold[/bold]"
+    out = tmp_path / "d [x]"
+    args = ["prepare", "synthetic", "--out", str(out), "--train", "2", "--val", "2", "--size", "64", "--workers", "1"]
+    result = runner.invoke(app, [*args, "--video", str(out / "clip [1].mp4"), "--frames", "2"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"video: {out}/clip [1].mp4 (2 frames, ground truth in {out}/clip [1].json)" in said

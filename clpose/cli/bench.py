@@ -58,6 +58,14 @@ def bench(
     runs: Annotated[int, typer.Option(help="Timed runs per model and batch; medians are reported.")] = 30,
     warmup: Annotated[int, typer.Option(help="Untimed runs before timing (compilation happens here).")] = 5,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the results as a JSON list.")] = None,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Also time each model's int8 graph (NNCF, calibrated on rendered people: speed only, the weights "
+            "are random) in each graph runtime, interleaved with the other rows; its limit is an int8 convolution.",
+        ),
+    ] = False,
 ) -> None:
     """Measure params, MACs, FPS, latency and decode time of models in one run.
 
@@ -84,8 +92,16 @@ def bench(
             raise ClposeError(f"--batch {b!r}: expected a positive integer or 'max'")
     check_threads(threads)
     runtimes = _runtimes(runtime or ["torch"])
-    if flops and not fps and runtimes != ["torch"]:
-        raise ClposeError("--runtime chooses what times the models; --flops alone times nothing: add --fps")
+    if flops and not fps and (runtimes != ["torch"] or int8):
+        raise ClposeError("--runtime and --int8 choose what times the models; --flops alone times nothing: add --fps")
+    if int8:
+        from clpose.engine.int8 import require_nncf
+
+        require_nncf()
+        if runtimes == ["torch"] and runtime is None:
+            runtimes = ["openvino"]  # the int8 graph's runtime, beside its fp32 graph in the same runtime
+        if runtimes == ["torch"]:
+            raise ClposeError("--int8 times int8 graphs in openvino or onnxruntime: add --runtime openvino")
     cuda = device.startswith("cuda")
     settings = BenchSettings(
         input_hw=parse_hw(input_size, "--input-size"),
@@ -102,6 +118,7 @@ def bench(
         runs=runs,
         warmup=warmup,
         runtimes=runtimes,
+        int8=int8,
     )
     report = run_bench(list(model) if model else DEFAULT_MODELS, settings)
     _print_table(report, settings, torch.get_num_threads())
@@ -133,7 +150,7 @@ def _print_table(report, settings, threads: int) -> None:
         return "-" if value is None else format(value, spec)
 
     precision = settings.precision
-    several = len(settings.runtimes) > 1
+    several = len(settings.runtimes) > 1 or settings.int8
     mode = "" if several else f"{precision.name}, "
     mode += "channels_last, " if settings.channels_last else ""
     mode += "compiled, " if settings.compile else ""
@@ -161,11 +178,34 @@ def _print_table(report, settings, threads: int) -> None:
             fmt(None if r.limit_fraction is None else 100 * r.limit_fraction, ".0f"),
         )
     console.print(table)
-    seen: dict[str, str] = {}
+    seen: dict[tuple[str, str], str] = {}
     for r in report.results:
-        seen.setdefault(r.runtime, f"{r.precision} ({precision.requested}: {r.precision_reason})")
-    for runtime, described in seen.items():
+        requested = "--int8" if r.precision == "int8" else precision.requested
+        seen.setdefault((r.runtime, r.precision), f"{r.precision} ({requested}: {r.precision_reason})")
+    for (runtime, _), described in seen.items():
         console.print(f"precision{f' ({runtime})' if several else ''}: {described}")
     for name, (gflops, source) in report.limits.items():
         emulated = "" if name != precision.name or precision.native else f" ({name} emulated on this device: slow)"
-        console.print(f"limit: {source}, {name}{emulated}: {gflops:.0f} GFLOP/s. FLOPs = 2 x MACs.")
+        unit = "GOP/s (int8)" if name == "int8" else "GFLOP/s"
+        console.print(f"limit: {source}, {name}{emulated}: {gflops:.0f} {unit}. FLOPs = 2 x MACs.")
+    for line in _ratios(report):
+        console.print(line)
+    if settings.int8:
+        console.print(
+            "int8 rows: random weights calibrated on 32 rendered people, so speed only; `clpose eval --int8` "
+            "checks a trained network's accuracy"
+        )
+
+
+def _ratios(report) -> list[str]:
+    """CLNet over SimpleBaseline FPS, per runtime, precision and batch, where both were timed (the paper's claim)."""
+    rows = {(r.model, r.runtime, r.precision, r.batch): r.fps for r in report.results if r.fps}
+    lines = []
+    for (model, runtime, precision, batch), fps in rows.items():
+        if not model.startswith("clnet_resnet"):
+            continue
+        base = rows.get((model.replace("clnet_", "simplebaseline_"), runtime, precision, batch))
+        if base:
+            lines.append(f"{model} / {model.replace('clnet_', 'simplebaseline_')}: {fps / base:.2f}x the FPS "
+                         f"({runtime}, {precision}, batch {batch})")  # fmt: skip
+    return lines

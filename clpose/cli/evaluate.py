@@ -7,7 +7,18 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from clpose.cli.options import Amp, Compile, Device, RuntimeName, Threads, metric_names, options_from, registered
+from clpose.cli.options import (
+    Amp,
+    Calibration,
+    Compile,
+    Device,
+    Int8,
+    RuntimeName,
+    Threads,
+    metric_names,
+    options_from,
+    registered,
+)
 from clpose.config import ALPHA_RANGE
 from clpose.evaluation.formats import SaveFormat
 
@@ -18,9 +29,12 @@ from clpose.evaluation.formats import SaveFormat
 FILE_ONLY = ("sigmas",)  # a file's OKS sigmas; a checkpoint's are its skeleton's
 CHECKPOINT_ONLY = (
     "target", "recipe", "split", "flip", "boxes", "batch", "stages", "save_predictions", "format_", "device", "amp",
-    "runtime", "threads", "compile_",
+    "runtime", "threads", "compile_", "int8", "calibration",
 )  # fmt: skip
-NEEDS = {"format_": "save_predictions"}  # an option that only shapes another one
+NEEDS = {  # an option that only shapes another one: (that option, what it does)
+    "format_": ("save_predictions", "it says how that file is written"),
+    "calibration": ("int8", "it gives the crops an int8 graph is calibrated on"),
+}
 
 
 def evaluate(
@@ -96,6 +110,8 @@ def evaluate(
     ] = "torch",
     threads: Threads = None,
     compile_: Compile = False,
+    int8: Int8 = False,
+    calibration: Calibration = None,
 ) -> None:
     """Score predictions with the official PCK@0.2, PCKh@0.5 or COCO OKS AP protocol.
 
@@ -134,7 +150,16 @@ def evaluate(
         if target is None:
             target = latest_checkpoint()
             console.print(f"evaluating the latest run: {target}")
-        options = options_from(EvalOptions, locals(), head_official=head == "official", save_format=format_)
+        if int8 and not _given(ctx, "runtime"):
+            runtime = "auto"  # an int8 graph runs in openvino or onnxruntime: not in eval's default, torch
+        crops = None
+        if calibration is not None:
+            from clpose.inference.calibration import path_calibration, whole_frames
+
+            crops = path_calibration(calibration, whole_frames, "each image one person")
+        options = options_from(
+            EvalOptions, locals(), head_official=head == "official", save_format=format_, calibration=crops
+        )
         run = evaluate_checkpoint(target, options)
         tables, settings = run.tables, run.settings
         if not tables:  # an unlabelled split: predicted and written, nothing to score
@@ -185,9 +210,9 @@ def _check_mode(ctx: typer.Context, scoring_a_file: bool) -> None:
             f"{_shown(ctx, name)} applies to --predictions (a file) only: a checkpoint (RUN) is scored with its "
             "skeleton's sigmas"
         )
-    for name, partner in NEEDS.items():
+    for name, (partner, what) in NEEDS.items():
         if _given(ctx, name) and not _given(ctx, partner):
-            raise ClposeError(f"{_shown(ctx, name)} needs {_shown(ctx, partner)}: it says how that file is written")
+            raise ClposeError(f"{_shown(ctx, name)} needs {_shown(ctx, partner)}: {what}")
 
 
 def _metric_options(metric: str, alpha: float | None, head: str, sigmas: str | None) -> None:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import typer
 
+from clpose.cli.options import Calibration, Int8
+
 
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="Checkpoint (best.pt / last.pt) or run folder to export.")],
@@ -20,6 +22,12 @@ def export(
         bool, typer.Option(help="Include the decode: the model returns keypoints (crop pixels) and scores.")
     ] = False,
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
+    int8: Int8 = False,
+    calibration: Calibration = None,
+    runtime: Annotated[
+        Literal["auto", "openvino", "onnxruntime"],
+        typer.Option(help="With --int8: the runtime that checks the int8 graph (both run it; auto: openvino)."),
+    ] = "auto",
 ) -> None:
     """Export the network (optionally with the decode) and check it against PyTorch.
 
@@ -35,6 +43,9 @@ def export(
 
     if checkpoint.is_dir():
         checkpoint = find_checkpoint(checkpoint)
+    if int8 or calibration is not None:
+        _export_int8(checkpoint, out, input_size, format_, with_decode, opset, int8, calibration, runtime)
+        return
     suffix = ".onnx" if format_ == "onnx" else ".torchscript.pt"
     out = out or checkpoint.with_name(checkpoint.stem + ("-decode" if with_decode else "") + suffix)
     check_outputs({"--out": out}, {"the checkpoint": checkpoint})
@@ -49,3 +60,41 @@ def export(
             f"max |keypoint diff| {p.keypoint_diff:.2e} px (tolerance {KEYPOINT_TOLERANCE:g})"
         )
     console.print(f"wrote {path}")
+
+
+def _export_int8(
+    checkpoint: Path,
+    out: Path | None,
+    input_size: str | None,
+    format_: str,
+    with_decode: bool,
+    opset: int,
+    int8: bool,
+    calibration: Path | None,
+    runtime: str,
+) -> None:
+    """`export --int8`: the int8 graph of `--int8` in infer and eval, for deployment (maps out, any batch size)."""
+    from clpose.config import parse_hw
+    from clpose.console import console
+    from clpose.errors import ClposeError
+    from clpose.export import export_int8, int8_record_path
+    from clpose.outputs import check_outputs
+
+    if not int8:
+        raise ClposeError("--calibration gives the crops an int8 graph is calibrated on: add --int8")
+    if format_ != "onnx" or with_decode or opset != 18:
+        raise ClposeError(
+            "--int8 exports the int8 ONNX graph of the maps as NNCF writes it (opset 18): no --format torchscript, "
+            "--with-decode or --opset (decode the maps with the codec, clpose.codecs)"
+        )
+    out = out or checkpoint.with_name(checkpoint.stem + "-int8.onnx")
+    check_outputs({"--out": out, "its record": int8_record_path(out)}, {"the checkpoint": checkpoint})
+    crops = None
+    if calibration is not None:
+        from clpose.inference.calibration import path_calibration, whole_frames
+
+        check_outputs({}, {"--calibration": calibration})
+        crops = path_calibration(calibration, whole_frames, "each image one person")
+    size = parse_hw(input_size, "--input-size") if input_size else None
+    path, record = export_int8(checkpoint, out, size, runtime, crops)
+    console.print(f"wrote {path} and {int8_record_path(path)} (calibration: {record['calibration']})")

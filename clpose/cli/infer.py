@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 from rich.text import Text
 
-from clpose.cli.options import Amp, Compile, Device, Runtime, Threads, options_from
+from clpose.cli.options import Amp, Calibration, Compile, Device, Int8, Runtime, Threads, options_from
 
 
 def say(*parts: str | tuple[str, str]) -> None:
@@ -20,6 +20,7 @@ def say(*parts: str | tuple[str, str]) -> None:
 
 
 def infer(
+    ctx: typer.Context,
     source: Annotated[str, typer.Argument(help="Image, folder of images, video file, or camera index (0).")],
     checkpoint: Annotated[
         Path | None, typer.Option(help="Checkpoint or run folder (default: the latest best.pt under runs/).")
@@ -84,6 +85,8 @@ def infer(
     runtime: Runtime = "auto",
     threads: Threads = None,
     compile_: Compile = False,
+    int8: Int8 = False,
+    calibration: Calibration = None,
 ) -> None:
     """Predict keypoints and write an annotated image/video and a JSON file.
 
@@ -108,7 +111,19 @@ def infer(
         checkpoint = latest_checkpoint()
         say(f"using the latest checkpoint: {checkpoint}")
     check_outputs({"--out": out, "--json": json_out}, {"--checkpoint": checkpoint})
-    predictor = Predictor.from_checkpoint(checkpoint, device, flip, amp, runtime, threads, compile_)
+    if calibration is not None and not int8:
+        raise ClposeError("--calibration gives the crops an int8 graph is calibrated on: add --int8")
+    if int8 and ctx.get_parameter_source("runtime").name != "COMMANDLINE":
+        runtime = "auto"  # an int8 graph runs in openvino or onnxruntime, whatever $CLPOSE_RUNTIME says
+    crops = None
+    if calibration is not None:
+        from clpose.inference.calibration import infer_calibration
+
+        check_outputs({}, {"--calibration": calibration})
+        crops = infer_calibration(calibration, options)
+    predictor = Predictor.from_checkpoint(
+        checkpoint, device, flip, amp, runtime, threads, compile_, int8=int8, calibration=crops
+    )
     say(predictor.runtime.describe())
     if predictor.device.type == "cuda":
         why_not = predictor.pose.use_cuda_graphs(cuda_graphs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import typer
@@ -23,6 +24,22 @@ RuntimeName = Literal["auto", "torch", "onnxruntime", "openvino"]  # clpose.engi
 Runtime = Annotated[RuntimeName, typer.Option(envvar="CLPOSE_RUNTIME", help=RUNTIME_HELP, show_envvar=False)]
 Threads = Annotated[
     int | None, typer.Option(help="CPU threads of the network and the runtime (default: torch's, one per core).")
+]
+Int8 = Annotated[
+    bool,
+    typer.Option(
+        "--int8",
+        help="Run the network's int8 graph (NNCF post-training quantisation, in openvino or onnxruntime): calibrated "
+        "on crops of the recipe's training split (or --calibration), compared with fp32 on held-out crops when it is "
+        "made, refused past the accuracy budget (docs/inference.md, INT8), cached beside the checkpoint.",
+    ),
+]
+Calibration = Annotated[
+    Path | None,
+    typer.Option(
+        help="With --int8: images, a folder or a video to calibrate on where the recipe's training data is not on "
+        "this machine (crops of the people found in them; every fifth held out for the check).",
+    ),
 ]
 Compile = Annotated[
     bool,

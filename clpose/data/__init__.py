@@ -35,12 +35,17 @@ def load_split(recipe: Recipe, split: str) -> Records:
         if recipe.data.train_limit is not None and recipe.data.train_limit < len(records):
             records = records.subset(range(recipe.data.train_limit))
     elif recipe.data.val_limit is not None and recipe.data.val_limit < len(records):
-        # whole images: the first N people and everyone else in their images, so that an image-level metric (COCO
-        # AP over the annotation file's people) counts no person of a kept image as missed
-        chosen = set(records.image_index[: recipe.data.val_limit].tolist())
-        records = records.subset(np.flatnonzero(np.isin(records.image_index, list(chosen))))
-        records.partial = True
+        records = whole_images(records, np.arange(recipe.data.val_limit))
     return records
+
+
+def whole_images(records: Records, people: np.ndarray) -> Records:
+    """The images of `people` with everyone in them, so that an image-level metric (COCO AP over the annotation
+    file's people) counts no person of a kept image as missed; marked partial (scored on those images only)."""
+    chosen = np.unique(records.image_index[np.asarray(people, dtype=np.int64)])
+    subset = records.subset(np.flatnonzero(np.isin(records.image_index, chosen)))
+    subset.partial = True
+    return subset
 
 
 def build_dataset(recipe: Recipe, split: str, train: bool, codec: Codec) -> TopDownDataset:
@@ -80,4 +85,4 @@ def _unusable(path: Path) -> bool:
     return not stat.S_ISREG(info.st_mode) or info.st_size == 0
 
 
-__all__ = ["TopDownDataset", "build_dataset", "check_images", "dataset_from_records", "load_split"]
+__all__ = ["TopDownDataset", "build_dataset", "check_images", "dataset_from_records", "load_split", "whole_images"]

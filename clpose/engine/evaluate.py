@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clpose.config import Recipe
 from clpose.console import console
@@ -26,6 +26,9 @@ from clpose.evaluation.submission import choose_format, write_predictions
 from clpose.io import sha256
 from clpose.outputs import check_outputs
 from clpose.precision import resolve_precision
+
+if TYPE_CHECKING:
+    from clpose.engine.int8 import CalibrationSource
 
 _SUBMISSION_HINT = {
     "coco": "person_keypoints_test-dev2017_NAME_results.json for the evaluation server",
@@ -70,6 +73,8 @@ class EvalOptions:
     runtime: str = "torch"  # what runs the network (clpose.engine.runtimes): torch, onnxruntime, openvino or auto
     threads: int | None = None  # CPU threads (default: torch's)
     compile_: bool = False  # torch.compile the torch runtime
+    int8: bool = False  # run the int8 graph (clpose.engine.int8), checked against fp32 when made
+    calibration: CalibrationSource | None = None  # its crops (None: the recipe's own data)
     metric: str | None = None  # default: eval.metric, else the dataset's
     alpha: float | None = None
     head_official: bool = False  # PCKh's Head column as the official toolkit computes it
@@ -105,7 +110,9 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
         pose = PoseModel.from_recipe(recipe, skeleton, state, dev, precision, source=f"checkpoint {checkpoint}")
         pose.checkpoint_sha256 = digest
         file = find_checkpoint(checkpoint) if Path(checkpoint).is_dir() else Path(checkpoint)
-        runtime = use_runtime(pose, file, o.runtime, o.threads, o.compile_, channels_last=False)
+        runtime = use_runtime(
+            pose, file, o.runtime, o.threads, o.compile_, channels_last=False, int8=o.int8, calibration=o.calibration
+        )
         if d.main:
             console.print(runtime.describe())
         scorer = dataset_metric(recipe.data.dataset, o.metric or cfg.metric)

@@ -103,7 +103,7 @@ def cached_graph(
     record_path = path.with_suffix(".json")
     with file_lock(path):
         if (graph_sha := _fresh(path, record_path, key)) is not None:
-            if _verified(graph_sha, key, runtime):
+            if verified(graph_sha, key, runtime):
                 return path
             try:
                 parity = verify_onnx(pose, path, check)
@@ -112,7 +112,7 @@ def cached_graph(
             else:
                 worst = max(p.map_diff for p in parity)
                 console.print(f"checked the cached graph with {runtime}: max |maps - torch| {worst:.1e} (fp32)")
-                _remember(graph_sha, key, runtime)
+                remember(graph_sha, key, runtime)
                 return path
         _export(checkpoint, pose, path, key, digest, check, runtime)
     return path
@@ -140,7 +140,7 @@ def _export(
             "parity": [asdict(p) for p in parity],
         },
     )
-    _remember(graph_sha, key, runtime)
+    remember(graph_sha, key, runtime)
     worst = max(p.map_diff for p in parity)
     console.print(f"exported in {time.perf_counter() - start:.1f} s; max |maps - torch| {worst:.1e} (fp32)")
     for old in path.parent.glob(f"{checkpoint.stem}-*.onnx"):  # graphs of earlier bytes of this checkpoint file
@@ -156,12 +156,12 @@ def _verified_path(graph_sha: str, key: str) -> Path:
     return user_cache() / "verified" / f"{graph_sha}-{key}.json"
 
 
-def _verified(graph_sha: str, key: str, runtime: str) -> bool:
+def verified(graph_sha: str, key: str, runtime: str) -> bool:
     """Whether this user's clpose checked the graph of these bytes, for this key, with `runtime`."""
     return runtime in _record(_verified_path(graph_sha, key)).get("checked_by", [])
 
 
-def _remember(graph_sha: str, key: str, runtime: str) -> None:
+def remember(graph_sha: str, key: str, runtime: str) -> None:
     """Remember the check in the user's cache; where that cannot be written, the graph is simply checked again next
     time (slower, never less safe)."""
     path = _verified_path(graph_sha, key)

@@ -131,6 +131,7 @@ class PoseModel:
     # torch.compile'd module); its attribute `autocast` says whether `precision`'s autocast applies around it
     runner: Any = None
     checkpoint_sha256: str | None = None  # of the checkpoint bytes the weights came from (from_checkpoint, eval)
+    recipe: Recipe | None = None  # the recipe it was built from (its data calibrate an int8 graph)
 
     def __post_init__(self) -> None:
         self.device = torch.device(self.device)
@@ -185,7 +186,9 @@ class PoseModel:
                 ) from None
         device = torch.device(device)
         precision = amp if isinstance(amp, Precision) else resolve_precision(amp, device)
-        return cls(model, codec, skeleton, hw, recipe.data.box_padding, precision, device, recipe.train.channels_last)
+        pose = cls(model, codec, skeleton, hw, recipe.data.box_padding, precision, device, recipe.train.channels_last)
+        pose.recipe = recipe
+        return pose
 
     @classmethod
     def from_checkpoint(

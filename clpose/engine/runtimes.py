@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,7 +37,10 @@ from clpose.engine.graph_cache import NoGraphCache, cached_graph
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
 from clpose.errors import ClposeError, first_line
-from clpose.precision import Precision
+from clpose.precision import Precision, int8_precision
+
+if TYPE_CHECKING:
+    from clpose.engine.int8 import CalibrationSource
 
 
 def installed(runtime: str) -> bool:
@@ -232,6 +235,7 @@ class RuntimeInfo:
     threads: int
     compiled: bool = False
     channels_last: bool = False
+    int8: dict[str, Any] | None = None  # the int8 graph, its calibration and its check (clpose.engine.int8)
 
     def describe(self) -> str:
         extras = [f"{self.threads} threads"]
@@ -251,6 +255,7 @@ class RuntimeInfo:
             "threads": self.threads,
             "compiled": self.compiled,
             "channels_last": self.channels_last,
+            "int8": self.int8,
         }
 
 
@@ -273,14 +278,20 @@ def use_runtime(
     threads: int | None = None,
     compile_: bool = False,
     channels_last: bool = True,
+    int8: bool = False,
+    calibration: CalibrationSource | None = None,
 ) -> RuntimeInfo:
-    """Make `pose` run its network through `requested` (clpose.engine.runtimes.RUNTIME_CHOICES) and say how.
+    """Make `pose` run its network through `requested` (clpose.engine.runtimes.RUNTIME_CHOICES) and say how; with
+    `int8`, its int8 graph, quantised on the crops of `calibration` (default: the recipe's own data) and checked
+    (clpose.engine.int8).
 
     torch on the CPU runs channels_last where `channels_last` (oneDNN's convolutions want NHWC: 1.07x in fp32, 1.7x in
     bf16 for CLNet-ResNet-50, docs/benchmarks.md; `eval` keeps the recipe's memory format instead, so that it
     reproduces the training's validation number to the last digit) and, with `compile_`, torch.compile'd; the other
     runtimes run the checkpoint's cached ONNX graph."""
     count = check_threads(threads)
+    if int8:
+        return _use_int8(pose, checkpoint, requested, count, compile_, calibration)
     choice = choose_runtime(requested, pose.device)
     if compile_ and choice.name != "torch":
         raise ClposeError(f"--compile compiles the torch runtime; --runtime {requested} runs {choice.name}")
@@ -297,6 +308,48 @@ def use_runtime(
         return _use_torch(pose, choice, count, compile_, channels_last)
     pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
     return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count)
+
+
+def int8_runtime(requested: str, device: torch.device | str) -> RuntimeChoice:
+    """Which runtime runs an int8 graph: OpenVINO or ONNX Runtime (both run NNCF's QDQ graph with int8 kernels,
+    measured at the same speed on an AVX2 CPU; OpenVINO uses VNNI and AMX where the CPU has them). torch's own int8
+    path (the x86 inductor quantiser) needs torch.compile and is not offered."""
+    if torch.device(device).type != "cpu":
+        raise ClposeError(f"--int8 runs on the CPU (OpenVINO or ONNX Runtime); on --device {device} use fp16/bf16")
+    if requested == "torch":
+        raise ClposeError("--int8 runs the int8 graph in openvino or onnxruntime: --runtime torch has no int8 path")
+    if requested == "auto":
+        for name in ("openvino", "onnxruntime"):
+            if installed(name):
+                return RuntimeChoice(name, "auto: int8 graphs run in OpenVINO (else ONNX Runtime)")
+        raise ClposeError(f"--int8 needs OpenVINO or ONNX Runtime: {DEPLOY_EXTRA}")
+    return choose_runtime(requested, device)
+
+
+def _use_int8(
+    pose: PoseModel,
+    checkpoint: Path,
+    requested: str,
+    count: int,
+    compile_: bool,
+    calibration: CalibrationSource | None,
+) -> RuntimeInfo:
+    # here, not at the top: the Predictor (which imports this module) loads no scoring code unless --int8 is asked
+    from clpose.engine.calibration import default_calibration
+    from clpose.engine.int8 import int8_graph
+
+    if compile_:
+        raise ClposeError("--compile compiles the torch runtime; --int8 runs an int8 graph in openvino or onnxruntime")
+    choice = int8_runtime(requested, pose.device)
+    precision = int8_precision()
+
+    def runner_of(path: Path) -> OnnxRuntimeRunner | OpenVinoRunner:
+        return graph_runner(choice.name, path, count, precision)
+
+    crops = (calibration or default_calibration)(pose)
+    made = int8_graph(checkpoint, pose, crops, choice.name, runner_of, parity_check(choice.name))
+    pose.runner, pose.precision = runner_of(made.path), precision
+    return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count, int8=made.to_json())
 
 
 def _use_torch(pose: PoseModel, choice: RuntimeChoice, count: int, compile_: bool, channels_last: bool) -> RuntimeInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -21,6 +22,9 @@ from clpose.errors import ClposeError
 from clpose.evaluation.coco import rescore
 from clpose.precision import Precision
 from clpose.skeletons import Skeleton
+
+if TYPE_CHECKING:
+    from clpose.engine.int8 import CalibrationSource
 
 
 @dataclass
@@ -136,15 +140,19 @@ class Predictor:
         runtime: str = "torch",
         threads: int | None = None,
         compile_: bool = False,
+        int8: bool = False,
+        calibration: CalibrationSource | None = None,
     ) -> Predictor:
         """The model of a clpose checkpoint (or a run folder's best.pt). `amp` is resolved on this machine: the
         precision the model was trained in does not bind it. `runtime` (torch, onnxruntime, openvino or auto) runs
-        the network (clpose.engine.runtimes); `threads` sets the CPU threads; `compile_` compiles the torch one."""
+        the network (clpose.engine.runtimes); `threads` sets the CPU threads; `compile_` compiles the torch one;
+        `int8` runs its int8 graph (clpose.engine.int8), calibrated on `calibration`'s crops (default: the recipe's
+        own data)."""
         path = Path(path)
         if path.is_dir():
             path = find_checkpoint(path)
         pose = PoseModel.from_checkpoint(path, resolve_device(device), amp)
-        info = use_runtime(pose, path, runtime, threads, compile_)
+        info = use_runtime(pose, path, runtime, threads, compile_, int8=int8, calibration=calibration)
         return cls(pose, flip, info)
 
     @property

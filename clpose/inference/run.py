@@ -36,7 +36,7 @@ __all__ = ["STAGES", "InferOptions", "InferReport", "check_output_kinds", "draw"
 BoxProvider = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
 
 
-def _box_provider(opts: InferOptions, predictor: Predictor, src: Source) -> tuple[BoxProvider, BoxesFile | None]:
+def box_provider(opts: InferOptions, predictor: Predictor, src: Source) -> tuple[BoxProvider, BoxesFile | None]:
     """Where each frame's person boxes come from, and the boxes file when they come from one (it says at the end
     whether its entries matched the frames)."""
     if opts.detector is not None:
@@ -130,7 +130,7 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     check_output_kinds(source, opts)
     src = Source(source)
     try:
-        boxes_of, boxes_file = _box_provider(opts, predictor, src)
+        boxes_of, boxes_file = box_provider(opts, predictor, src)
     except BaseException:
         src.close()
         raise

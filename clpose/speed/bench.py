@@ -21,21 +21,30 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from clpose.codecs import Codec
 from clpose.config import format_hw
 from clpose.console import console, warn
+from clpose.data.synthetic import render_sample
 from clpose.engine.graphs import GraphedForward, graphs_unavailable
+from clpose.engine.int8 import quantize_graph
 from clpose.engine.onnx_graph import export_onnx
 from clpose.engine.posemodel import PoseModel, any_skeleton, model_recipe
 from clpose.engine.runtimes import choose_runtime, compile_context, graph_runner, parity_check, runtime_precision
 from clpose.errors import ClposeError, first_line
 from clpose.models import check_input_size, final_output
-from clpose.precision import Precision, resolve_precision
+from clpose.precision import Precision, int8_precision, resolve_precision
 from clpose.progress import ProgressBar
-from clpose.speed.limits import cap_fractions, count_macs, reference_limit, search_max_batch
+from clpose.speed.limits import (
+    cap_fractions,
+    count_macs,
+    reference_int8_limit,
+    reference_limit,
+    search_max_batch,
+)
 from clpose.speed.timing import synchronize, time_once
 
 
@@ -93,6 +102,7 @@ class BenchSettings:
     warmup: int = 5
     inference_mode: bool = True  # False: a plain forward with autograd recording (the slowest baseline)
     runtimes: list[str] = field(default_factory=lambda: ["torch"])  # each model is timed in each (interleaved)
+    int8: bool = False  # also time each model's int8 graph in each graph runtime (clpose.engine.int8)
 
     @cached_property
     def precision(self) -> Precision:
@@ -207,16 +217,49 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
     on_cpu = device.type == "cpu"
     with tempfile.TemporaryDirectory(prefix="clpose-bench-") as folder, compile_context(settings.compile, on_cpu):
         entries = [
-            _entry(name, runtime, poses[name], settings, device, Path(folder))
+            entry
             for runtime in settings.runtimes
             for name in names
+            for entry in _entries(name, runtime, poses[name], settings, device, Path(folder))
         ]
-        limits = {p.name: reference_limit(device, p) for p in {e.precision.name: e.precision for e in entries}.values()}
+        graph_runtime = next((e.runtime for e in entries if e.precision.name == "int8"), None)
+        limits = {
+            p.name: reference_int8_limit(graph_runtime, Path(folder))
+            if p.name == "int8"
+            else reference_limit(device, p)
+            for p in {e.precision.name: e.precision for e in entries}.values()
+        }
         rows = _time_models(entries, plan, sizes, settings, device, limits, show_progress)
     for precision, (limit, source) in limits.items():
         limits[precision] = cap_fractions([r for r in rows if r.precision == precision], limit, source)
     limit, source = limits.get(settings.precision.name) or next(iter(limits.values()))
     return BenchReport(rows, limit, source, limits)
+
+
+def _entries(
+    name: str, runtime: str, pose: PoseModel, settings: BenchSettings, device: torch.device, folder: Path
+) -> list[_Entry]:
+    """`name` in `runtime` in the asked precision, and with --int8 its int8 graph there too."""
+    entries = [_entry(name, runtime, pose, settings, device, folder)]
+    if settings.int8 and runtime != "torch":
+        graph = folder / f"{name}.int8.onnx"
+        if not graph.is_file():  # one int8 graph per model, run by each graph runtime
+            quantize_graph(folder / f"{name}.onnx", bench_calibration(pose), graph, head_in_float=False)
+        precision = int8_precision()
+        entries.append(_Entry(name, runtime, graph_runner(runtime, graph, torch.get_num_threads(), precision),
+                              pose.codec, precision))  # fmt: skip
+    return entries
+
+
+def bench_calibration(pose: PoseModel, count: int = 32) -> torch.Tensor:
+    """Crops of rendered people (clpose.data.synthetic) that calibrate a network of random weights: its int8 speed
+    is measured, not its accuracy (`eval --int8` checks a trained network's)."""
+    crops = []
+    for seed in range(count):
+        image, figure = render_sample(np.random.default_rng([seed, 98]), 256)
+        lo, hi = figure.joints.min(0), figure.joints.max(0)
+        crops.append(pose.crop(image, np.array([*lo, *(hi - lo)]))[0])
+    return torch.stack(crops)
 
 
 def _entry(

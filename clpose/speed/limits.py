@@ -6,6 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -67,6 +68,42 @@ def reference_limit(device: torch.device, precision: Precision) -> tuple[float, 
     if matmul >= conv:
         return matmul, f"{n}^3 matrix product"
     return conv, "3x3 conv 256->256, 32x32, batch 8, channels_last"
+
+
+INT8_CONV = "3x3 conv 256->256, 32x32, batch 8, int8 (NNCF)"
+
+
+class _ReferenceConv(nn.Module):
+    """The reference convolution with its input named as a network's (the exporter's dynamic batch names it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(256, 256, 3, padding=1, bias=False)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.conv(images)
+
+
+def reference_int8_limit(runtime: str | None, folder: Path, runs: int = 20) -> tuple[float, str]:
+    """The int8 limit: GOP/s (2 x int8 MACs per second) of the reference convolution quantised by NNCF and run by
+    `runtime` (OpenVINO or ONNX Runtime), which use VNNI or AMX where the CPU has them (clpose.precision
+    .cpu_int8_flags says which)."""
+    from clpose.engine.int8 import quantize_graph
+    from clpose.engine.onnx_graph import write_onnx
+    from clpose.engine.runtimes import graph_runner
+    from clpose.precision import cpu_int8_flags, int8_precision
+
+    conv = _ReferenceConv().eval()
+    x = torch.randn(8, 256, 32, 32)
+    fp32, int8 = folder / "reference-conv.onnx", folder / "reference-conv.int8.onnx"
+    write_onnx(conv, x, fp32, dynamic_batch=True, with_decode=False, opset=18)
+    quantize_graph(fp32, torch.randn(4, 256, 32, 32), int8, head_in_float=False)
+    run = graph_runner(runtime or "openvino", int8, torch.get_num_threads(), int8_precision())
+    for _ in range(5):
+        run(x)
+    times = [time_once(lambda: run(x), torch.device("cpu")) for _ in range(runs)]
+    flags = ", ".join(cpu_int8_flags()) or "no VNNI or AMX"
+    return 2 * 8 * 256 * 256 * 9 * 32 * 32 / statistics.median(times) / 1e9, f"{INT8_CONV} in {runtime} ({flags})"
 
 
 def cap_fractions(rows: list[BenchResult], limit: float, source: str) -> tuple[float, str]:

@@ -1,0 +1,195 @@
+"""INT8 against fp32: accuracy of briefly trained networks, and the speed of `clpose infer` and of the networks.
+
+    python benchmarks/bench_int8.py accuracy --work runs/int8      # trains (once), then fp32 vs int8 tables
+    python benchmarks/bench_int8.py speed --work runs/int8 --rounds 3
+
+`accuracy` trains CLNet-ResNet-18, CLNet-ResNet-50 and SimpleBaseline-ResNet-50 briefly (256x192 crops: the paper's
+COCO size) on the synthetic set and on ../shared/realdata's COCO people (its 12 people are both the training and the
+validation split: a network that has seen them, which is what int8 must not spoil), then scores each on its
+validation split in fp32 (torch, no flip test) and through its int8 graph, quantised by NNCF as `--int8` does: all
+int8, and with the layers that write the maps kept in float. It prints a markdown table and writes JSON.
+
+`speed` times `clpose infer` on a 1280x720 synthetic clip with one box per frame (the annotated video written),
+CLNet-ResNet-50 256x192 in OpenVINO fp32 and int8, alternating, `--rounds` times each (medians), then batch-1 FPS of
+CLNet-ResNet-50 and SimpleBaseline-ResNet-50 by `clpose bench --int8`. Run it on a quiet machine; the CPU is named.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+REALDATA = REPO.parent / "shared" / "realdata"
+NETWORKS = ["clnet_resnet18", "clnet_resnet50", "simplebaseline_resnet50"]
+
+
+def cpu_name() -> str:
+    from clpose.precision import cpu_int8_flags
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU")  # fmt: skip
+    flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+                .split(":", 1)[1].split())  # fmt: skip
+    shown = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "avx512_bf16") if f in flags]
+    return f"{model} ({', '.join(shown)}; torch sees int8: {', '.join(cpu_int8_flags()) or 'no VNNI or AMX'})"
+
+
+def prepare(work: Path) -> dict[str, Path]:
+    from clpose.data.prepare import run_prepare
+
+    roots = {"synthetic": work / "data" / "synthetic", "coco": work / "data" / "coco"}
+    if not (roots["synthetic"] / "train.json").is_file():
+        run_prepare("synthetic", roots["synthetic"], roots["synthetic"],
+                    synthetic={"train": 1200, "val": 200, "size": 256, "workers": 2}, show=False)  # fmt: skip
+    if REALDATA.is_dir() and not (roots["coco"] / "val.json").is_file():
+        run_prepare("coco", REALDATA / "coco", roots["coco"], ["val=test_coco.json"], ["."], show=False)
+    return {k: v for k, v in roots.items() if (v / ("train.json" if k == "synthetic" else "val.json")).is_file()}
+
+
+def recipe_text(model: str, dataset: str, root: Path) -> str:
+    splits = "train_split: val, val_split: val, " if dataset == "coco" else ""
+    epochs = 60 if dataset == "coco" else 3  # 12 people: many passes; 1200 people: a few
+    codec = "{name: heatmap, sigma: 2.0}" if model.startswith("simplebaseline") else "{name: composite}"
+    loss = "{name: heatmap_mse}" if model.startswith("simplebaseline") else "{name: composite, w_h: 5.0, region: union}"
+    return (
+        f"model: {{name: {model}}}\ncodec: {codec}\nloss: {loss}\n"
+        f"data: {{dataset: {dataset}, root: {root}, input_size: 256x192, {splits}num_workers: 1, "
+        "augment: {rotation_factor: 0.0, scale_factor: 0.0}}\n"
+        f"train: {{epochs: {epochs}, batch_size: 16, optimizer: adam, lr: 0.002, amp: off}}\n"
+        "eval: {batch_size: 16, flip: false}\n"
+    )
+
+
+def train(work: Path, model: str, dataset: str, root: Path) -> Path:
+    from clpose.config import load_recipe
+    from clpose.training.loop import fit
+
+    run = work / "runs" / f"{dataset}-{model}"
+    if (run / "best.pt").is_file():
+        return run / "best.pt"
+    recipe = work / f"{dataset}-{model}.yaml"
+    recipe.write_text(recipe_text(model, dataset, root))
+    start = time.perf_counter()
+    fit(load_recipe(recipe), out=run, device="cpu", show_progress=False)
+    print(f"trained {model} on {dataset} in {time.perf_counter() - start:.0f} s", flush=True)
+    return run / "best.pt"
+
+
+def accuracy(work: Path) -> list[dict]:
+    import torch
+
+    from clpose.data import dataset_from_records, load_split
+    from clpose.engine.calibration import records_calibration
+    from clpose.engine.graph_cache import cached_graph
+    from clpose.engine.int8 import CALIBRATION_CROPS, CheckSet, quantize_graph, run_check
+    from clpose.engine.posemodel import PoseModel
+    from clpose.engine.runtimes import graph_runner
+    from clpose.evaluation.metrics import ScoreOptions, dataset_metric
+    from clpose.precision import int8_precision
+
+    torch.set_num_threads(2)
+    rows = []
+    for dataset, root in prepare(work).items():
+        for model in NETWORKS:
+            checkpoint = train(work, model, dataset, root)
+            pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+            recipe = pose.recipe
+            crops, _ = records_calibration(recipe, pose, CALIBRATION_CROPS).make()
+            records = load_split(recipe, recipe.data.val_split)  # every validation person
+            check_set = CheckSet(f"{len(records)} people of {recipe.data.val_split}",
+                                 dataset_from_records(recipe, records, False, pose.codec),
+                                 dataset_metric(recipe.data.dataset, recipe.eval.metric),
+                                 ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval))  # fmt: skip
+            fp32 = cached_graph(checkpoint, pose)
+            row = {"dataset": dataset, "model": model, "calibration_crops": len(crops)}
+            for head_in_float in (False, True):
+                out = work / "int8" / f"{dataset}-{model}-{'float-head' if head_in_float else 'all'}.onnx"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                quantize_graph(fp32, crops, out, head_in_float)
+                runner = graph_runner("openvino", out, 2, int8_precision())
+                check = run_check(pose, runner, check_set, head_in_float)
+                key = "int8_float_head" if head_in_float else "int8"
+                row.update({"metric": check.metric, "fp32": check.fp32, key: check.int8,
+                            f"{key}_p95_px": check.displacement_px["p95"], f"{key}_passed": check.passed})  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = [
+        "| data | network | metric | fp32 | int8 | int8, head in float | p95 px (int8 / head float) | within 0.5 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ok = "yes" if r["int8_passed"] else ("head in float" if r["int8_float_head_passed"] else "no")
+        lines.append(
+            f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['fp32']:.2f} | {r['int8']:.2f} | "
+            f"{r['int8_float_head']:.2f} | {r['int8_p95_px']:.2f} / {r['int8_float_head_p95_px']:.2f} | {ok} |"
+        )
+    return "\n".join(lines)
+
+
+def _fps(output: str) -> float:
+    match = re.search(r"frames, \d+ people, ([\d.]+) frames/s", output)
+    if match is None:
+        raise SystemExit(f"no frames/s in:\n{output}")
+    return float(match.group(1))
+
+
+def speed(work: Path, rounds: int) -> dict:
+    from clpose.data.prepare.synthetic import write_video
+
+    checkpoint = train(work, "clnet_resnet50", "synthetic", prepare(work)["synthetic"])
+    clip = work / "clip720.mp4"
+    if not clip.is_file():
+        write_video(clip, frames=150, seed=3, width=1280, height=720, people=1)
+    base = [sys.executable, "-m", "clpose", "infer", str(clip), "--checkpoint", str(checkpoint),
+            "--boxes", str(clip.with_suffix(".boxes.json")), "--runtime", "openvino", "--threads", "2",
+            "--out", str(work / "annotated.mp4")]  # fmt: skip
+    subprocess.run([*base, "--int8"], check=True, capture_output=True)  # the int8 graph, made once
+    fps: dict[str, list[float]] = {"fp32": [], "int8": []}
+    for _ in range(rounds):
+        for name, extra in (("fp32", []), ("int8", ["--int8"])):
+            done = subprocess.run([*base, *extra], check=True, capture_output=True, text=True)
+            fps[name].append(_fps(done.stdout))
+    medians = {k: statistics.median(v) for k, v in fps.items()}
+    bench = subprocess.run(
+        [sys.executable, "-m", "clpose", "bench", "--model", "clnet_resnet50", "--model", "simplebaseline_resnet50",
+         "--input-size", "256x192", "--batch", "1", "--fps", "--int8", "--runtime", "openvino", "--threads", "2",
+         "--runs", "30", "--json", str(work / "bench.json")],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return {"cpu": cpu_name(), "infer_fps": fps, "infer_median": medians,
+            "infer_ratio": medians["int8"] / medians["fp32"], "bench": json.loads((work / "bench.json").read_text()),
+            "bench_output": bench.stdout[-3000:]}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=["accuracy", "speed"])
+    parser.add_argument("--work", type=Path, default=Path("runs/int8"))
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    print(f"CPU: {cpu_name()}", flush=True)
+    if args.what == "accuracy":
+        rows = accuracy(args.work)
+        (args.work / "accuracy.json").write_text(json.dumps(rows, indent=2))
+        print(markdown(rows))
+    else:
+        result = speed(args.work, args.rounds)
+        (args.work / "speed.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps({k: v for k, v in result.items() if k not in ("bench", "bench_output")}, indent=2))
+        print(result["bench_output"])
+
+
+if __name__ == "__main__":
+    main()
