@@ -71,7 +71,7 @@ def infer_modes(folder: Path, frames: int, rounds: int, threads: int) -> None:
     for _ in range(rounds):
         for label, predictor in modes.items():
             report = run_infer(str(video), predictor, options, show_progress=False)
-            fps[label].append(report.frames / report.total)
+            fps[label].append(report.fps)
             network[label].append(1e3 * report.seconds["network"] / report.frames)
     base = statistics.median(fps["before (eager torch)"])
     print(f"\n`clpose infer`, 1280x720, {frames} frames, one box per frame, CLNet-R50 256x192 K=17, batch 8, "

@@ -8,11 +8,31 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+
 # Piped output (logs, CI) would otherwise be cut at rich's default 80 columns, squeezing tables. No markup: what is
 # printed is paths, names and numbers, and rich would read `out [x].png` as markup and print `out .png` (a folder
 # `c[/x]` ended a run with a markup error); styled text is a rich Text (`styled`), never markup in a string.
-console = Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
+class _Console(Console):
+    """A rich Console that prints any name: a file name that is not UTF-8 (Python keeps its bytes as surrogates)
+    is shown with a replacement character instead of failing the print after the work was done."""
+
+    def print(self, *objects: object, **kwargs: object) -> None:
+        super().print(*(shown(o) for o in objects), **kwargs)
+
+
+def shown(value: object) -> object:
+    """`value` with text that cannot be encoded (surrogates) made printable; other renderables as they are."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if isinstance(value, Text) and value.plain != shown(value.plain):
+        copy = value.copy()
+        copy.plain = shown(value.plain)  # the same length: the styles stay where they were
+        return copy
+    return value
+
+
+console = _Console(highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
+err_console = _Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 160)
 
 
 def styled(*parts: str | tuple[str, str]) -> Text:

@@ -165,23 +165,30 @@ def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResul
     folder.claim()  # the demo reuses and replaces only what it wrote: never a folder of the user's
     if fresh and (removed := folder.clear()):
         console.print(f"--fresh: removed what the demo wrote in {out}: {', '.join(removed)}")
-    folder.record(DEMO_ENTRIES)
+    # each entry is listed just before the step that writes it: a run stopped early lists only what it may have
+    # written, so a folder the user makes later under a name the demo had not reached is never the demo's to remove
     n_train, n_val = data_sizes(minutes)
     data_dir = out / "data"
     _step(1, f"data: {n_train} + {n_val} synthetic images and a clip (clpose prepare synthetic)")
+    folder.record(["data"])
     _prepare(data_dir, n_train, n_val)
     _step(2, f"train {model_label(DEMO_RECIPE['model']['name'])} for about {_minutes(minutes)} (clpose train)")
     recipe = demo_recipe(data_dir, 1, minutes)
+    folder.record(["plan.json"])
     epochs, per_epoch = _plan(out, recipe, minutes, n_train, n_val)
+    folder.record(["train"])
     run_dir = _train(out, demo_recipe(data_dir, epochs, minutes, per_epoch))
     _step(3, "evaluate the best checkpoint (clpose eval)")
+    folder.record(["eval.json"])
     table = _evaluate(out, run_dir)
     from clpose.inference.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(run_dir / "best.pt", device="cpu")  # for the pictures and the video
     _step(4, "pictures of targets and predictions (clpose vis)")
+    folder.record(["vis"])
     outputs = _pictures(out, predictor, recipe)
     _step(5, "an annotated video (clpose infer)")
+    folder.record(["video"])
     outputs.update(_video(out, predictor, data_dir))
     _step(6, "size and speed (clpose bench)")
     model = _bench(recipe)
@@ -194,6 +201,7 @@ def run_demo(out: Path, minutes: float = 10.0, fresh: bool = False) -> DemoResul
         }
     )
     result = DemoResult(out, table["Mean"], table, outputs, model, epochs, time.perf_counter() - start)
+    folder.record(["summary.json"])
     write_json(
         out / "summary.json",
         {
@@ -304,7 +312,7 @@ def _video(out: Path, predictor: Predictor, data_dir: Path) -> dict[str, str]:
     video, poses = out / "video" / "annotated.mp4", out / "video" / "poses.json"
     options = InferOptions(boxes=str(clip.with_suffix(".boxes.json")), out=video, json_out=poses, smooth="oneeuro")
     report = run_infer(str(clip), predictor, options)
-    console.print(f"{report.frames} frames at {report.frames / report.total:.1f} frames/s ({report.shares()})")
+    console.print(f"{report.frames} frames at {report.fps:.1f} frames/s ({report.shares()})")
     return {"annotated video": str(video), "video keypoints": str(poses)}
 
 

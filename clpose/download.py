@@ -33,6 +33,7 @@ RATE_WINDOW_S = 60.0
 _RECEIVE_TIMEOUT_S = 30.0  # one receive: a silent server fails here before the rate window ends
 _POLL_S = 0.1  # how often the watching thread checks the limits and moves the bar
 _CHUNK = 1 << 20
+SIZE_SLACK = 1.25  # a download stops past 1.25 x the file's known size (+1 MB): the catalogue's sizes are rounded
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off", "")
 
 
@@ -94,14 +95,20 @@ def _receive(url: str, f: BinaryIO, t: _Transfer, timeout: float) -> None:
         t.done.set()
 
 
-def _watch(t: _Transfer, bar: Any, limit: float, rate: float, head: str, tail: str) -> None:
-    """Wait for the receiving thread, moving the bar; past `limit` seconds, or below `rate` kB/s over the last
-    RATE_WINDOW_S seconds, a ClposeError `head`...`tail`."""
+def _watch(t: _Transfer, bar: Any, limit: float, rate: float, head: str, tail: str, most: float = math.inf) -> None:
+    """Wait for the receiving thread, moving the bar; past `limit` seconds, below `rate` kB/s over the last
+    RATE_WINDOW_S seconds, or past `most` bytes (a server that never ends a file of known size), a ClposeError
+    `head`...`tail`."""
     start = time.monotonic()
     samples = collections.deque([(start, 0)])  # (time, bytes received): the rate window
     while not t.done.wait(_POLL_S):
         now, received = time.monotonic(), t.received
         bar.update(received // 1_000_000 - bar.completed)
+        if received > most or t.total > most:
+            raise ClposeError(
+                f"{head}the server sends {max(received, t.total) / 1e6:.0f} MB or more, far past the file's known "
+                f"size{tail}"
+            )
         if now - start >= limit:
             raise ClposeError(f"{head}past the deadline of {limit:g} s ({TIMEOUT_ENV}=SECONDS) {t.got()}{tail}")
         while len(samples) > 1 and now - samples[1][0] >= RATE_WINDOW_S:
@@ -144,7 +151,9 @@ def download(
                 bar.log(f"downloading {label} from {url} to {path}")
                 timeout = min(_RECEIVE_TIMEOUT_S, limit + 1.0)  # past the deadline: the deadline's message
                 threading.Thread(target=_receive, args=(url, f, t, timeout), daemon=True).start()
-                _watch(t, bar, limit, rate, f"cannot download {url}: ", f"; {where}")
+                # a file of known size ends near it: a server streaming on would otherwise fill the disk
+                most = SIZE_SLACK * size_mb * 1e6 + 1e6 if size_mb > 0 else math.inf
+                _watch(t, bar, limit, rate, f"cannot download {url}: ", f"; {where}", most)
             if t.error is not None:
                 raise ClposeError(f"cannot download {url} ({_reason(t.error)}): {where}")
             if t.total and t.received != t.total:

@@ -103,11 +103,17 @@ def _temp_stem(target: Path) -> str:
     """The target's stem as its temporary file's name carries it: whole where the temporary name fits in a file name
     (255 bytes), else cut and followed by a hash of the whole stem, so that a valid 250-byte output name can still be
     written (its temporary name would be 280 bytes) and a stale temporary is still found by its target."""
-    stem, room = target.stem, _NAME_MAX - _TEMP_EXTRA - len(target.suffix.encode())
-    if len(stem.encode()) <= room:
-        return stem
-    cut = stem.encode()[: max(0, room - 9)].decode(errors="ignore")  # whole UTF-8 characters only
-    return f"{cut}~{hashlib.sha1(stem.encode()).hexdigest()[:8]}"
+    # names as the file system stores them: bytes that are not UTF-8 (`o\xfe.png`) come back as surrogates, which
+    # OpenCV cannot take (cv2.imwrite crashed the process): such a stem is carried by its hash alone
+    stem, room = os.fsencode(target.stem), _NAME_MAX - _TEMP_EXTRA - len(os.fsencode(target.suffix))
+    try:
+        target.stem.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"~{hashlib.sha1(stem).hexdigest()[:8]}"
+    if len(stem) <= room:
+        return target.stem
+    cut = stem[: max(0, room - 9)].decode("utf-8", errors="ignore")  # whole UTF-8 characters only
+    return f"{cut}~{hashlib.sha1(stem).hexdigest()[:8]}"
 
 
 def _naming_the_target(error: OSError, temporaries: dict[Path, Path]) -> OSError:
@@ -324,3 +330,31 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def opencv_path(path: str | Path) -> str:
+    """`path` as OpenCV takes it. A name that is not UTF-8 (bytes the file system keeps as they are, Python shows as
+    surrogates) crashes OpenCV's video reader and writer (a segmentation fault, the run's outputs lost): one line
+    instead. Images never need this: they are read and written through Python (`write_image`, decode_image)."""
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ClposeError(f"{text}: a path that is not UTF-8, which OpenCV cannot open; rename it") from None
+    return text
+
+
+def write_image(path: str | Path, image: np.ndarray, params: tuple[int, ...] = ()) -> bool:
+    """Encode `image` by `path`'s extension (OpenCV) and write the bytes through Python (any name the file system
+    takes); False where OpenCV cannot encode to that extension."""
+    import cv2
+
+    try:
+        ok, data = cv2.imencode(Path(path).suffix or ".png", image, list(params))
+    except cv2.error:  # an extension OpenCV has no encoder for
+        return False
+    if not ok:
+        return False
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
+    return True

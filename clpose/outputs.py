@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
@@ -73,6 +75,7 @@ def check_outputs(outputs: Mapping[str, PathsLike], inputs: Mapping[str, PathsLi
         if key in seen:
             raise ClposeError(f"{label} {path} names the same file as {seen[key][0]}: give each output its own file")
         seen[key] = (label, path)
+    _check_writable(written)
     by_path = {_key(path): (label, path) for label, path in read}
     by_inode = {inode: (label, path) for label, path in read if (inode := _inode(path)) is not None}
     for label, path in written:
@@ -85,6 +88,25 @@ def check_outputs(outputs: Mapping[str, PathsLike], inputs: Mapping[str, PathsLi
                 f"{label} {path} names the same file as {what}, an input of this command: writing it would replace "
                 "the input; choose another file name"
             )
+
+
+def _check_writable(written: list[tuple[str, Path]]) -> None:
+    """Each output's folder (or the nearest one that exists, where the rest will be made) can be written: tried with
+    a temporary file, before any work (os.access says yes to root on a read-only file system). A bench or an eval
+    that ran for an hour must not end in "cannot write --json"."""
+    tried: set[Path] = set()
+    for label, path in written:
+        folder = Path(os.path.abspath(path)).parent
+        while not folder.exists() and folder != folder.parent:
+            folder = folder.parent
+        if folder in tried or not folder.is_dir():  # a file in the way is said by the command, naming it
+            continue
+        tried.add(folder)
+        try:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+        except OSError as e:
+            raise ClposeError(f"{label} {path}: {folder} cannot be written ({e.strerror or e})") from None
 
 
 # -- folders a command fills: it deletes only what it wrote --------------------------------------------------------
@@ -100,11 +122,18 @@ class OwnedFolder:
     other runs in runs/, and `--out` onto a folder of the user's is a one-line error, not a loss.
     """
 
-    def __init__(self, folder: Path, command: str, names: Iterable[str], legacy: Callable[[Path], bool] | None = None):
+    def __init__(
+        self,
+        folder: Path,
+        command: str,
+        names: Iterable[str],
+        legacy: Callable[[Path], bool] | None = None,
+        option: str = "--out",
+    ):
         """`names`: the entries the command writes directly in `folder`; `legacy`: recognises a folder written by an
-        older clpose, before manifests (it is then adopted)."""
-        self.folder, self.command, self.names = Path(folder), command, tuple(names)
-        self.manifest = self.folder / f".clpose-{command.replace(' ', '-')}.json"
+        older clpose, before manifests (it is then adopted); `option`: what the user named the folder with."""
+        self.folder, self.command, self.names, self.option = Path(folder), command, tuple(names), option
+        self.manifest = self.folder / f".clpose-{re.sub(r'[^a-z0-9]+', '-', command.lower()).strip('-')}.json"
         self._legacy = legacy
 
     def written(self) -> list[str]:
@@ -118,8 +147,14 @@ class OwnedFolder:
     def claim(self) -> None:
         """Make the folder the command's to fill: refuse (ClposeError) when it holds an entry of the command's names
         that the command did not write; otherwise create it and its manifest."""
+        ours = self.check()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.record(sorted(ours))
+
+    def check(self) -> set[str]:
+        """`claim`'s refusal alone, writing nothing; returns the entries that are the command's."""
         if self.folder.exists() and not self.folder.is_dir():
-            raise ClposeError(f"--out {self.folder} is a file, not a folder")
+            raise ClposeError(f"{self.option} {self.folder} is a file, not a folder")
         ours = set(self.written())
         if not ours and not self.manifest.is_file() and self._legacy is not None and self._legacy(self.folder):
             ours = set(self.names)  # written by an older clpose: adopt it
@@ -127,11 +162,10 @@ class OwnedFolder:
         if foreign:
             shown = ", ".join(foreign[:4]) + (" ..." if len(foreign) > 4 else "")
             raise ClposeError(
-                f"--out {self.folder} holds {shown}, which clpose {self.command} did not write there (no "
+                f"{self.option} {self.folder} holds {shown}, which clpose {self.command} did not write there (no "
                 f"{self.manifest.name} lists it): it would be reused or replaced; choose a new or empty folder"
             )
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.record(sorted(ours))
+        return ours
 
     def record(self, names: Iterable[str]) -> None:
         """Add `names` to the manifest (call it before writing them, so a kill mid-write leaves them listed)."""

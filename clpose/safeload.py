@@ -51,3 +51,15 @@ def _load(path: Path, what: str, map_location: str | torch.device) -> tuple[Any,
             f"{what} {path} cannot be read: it is corrupt or not a PyTorch file ({type(e).__name__}: {first_line(e)})"
         ) from None
     return value, data
+
+
+def check_finite_weights(weights: dict[str, Any], source: str) -> None:
+    """A ClposeError naming the first floating-point tensor of a state dict that holds NaN or inf (a diverged or
+    damaged model would otherwise be scored, exported or run as if it were fine)."""
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            count = int((~torch.isfinite(tensor)).sum())
+            raise ClposeError(
+                f"{source}: its weights are not finite ({name} holds {count} NaN or inf values of {tensor.numel()}): "
+                "a diverged run? use an earlier checkpoint"
+            )

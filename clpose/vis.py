@@ -18,7 +18,7 @@ from clpose.data.dataset import TopDownDataset, denormalize, read_image
 from clpose.data.records import Records
 from clpose.data.transforms import apply_affine, person_affine, warp
 from clpose.errors import ClposeError
-from clpose.io import atomic_path
+from clpose.io import atomic_path, write_image
 from clpose.skeletons import Skeleton
 
 SIDE_BGR = {"left": (235, 150, 40), "right": (40, 110, 245), "centre": (60, 200, 60)}
@@ -172,7 +172,7 @@ def render_dataset_sheet(dataset: TopDownDataset, indices: list[int], columns: i
 
 def write_png(path: Path, image: np.ndarray) -> None:
     with atomic_path(path) as tmp:
-        if not cv2.imwrite(str(tmp), image):
+        if not write_image(tmp, image):
             raise OSError(f"could not write {path}")
 
 

@@ -59,12 +59,14 @@ IMAGENET = {
     "shufflenet_v2_x1_0": "ShuffleNet_V2_X1_0_Weights.IMAGENET1K_V1",
     "mobilenet_v3_large": "MobileNet_V3_Large_Weights.IMAGENET1K_V1",
 }
-# person detectors of `clpose infer --detector NAME`: builder -> its COCO weights; the CPU time per 1280x720 frame
-# is measured in docs/inference.md
+# person detectors of `clpose infer --detector NAME`: builder -> its COCO weights (URL and hash from torchvision's
+# enum); the CPU time per 1280x720 frame is measured in docs/inference.md ("Person detectors")
 DETECTORS = {
     "fasterrcnn_resnet50_fpn_v2": "FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1",
     "fasterrcnn_resnet50_fpn": "FasterRCNN_ResNet50_FPN_Weights.COCO_V1",
     "fasterrcnn_mobilenet_v3_large_fpn": "FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1",
+    "fasterrcnn_mobilenet_v3_large_320_fpn": "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights.COCO_V1",
+    "ssdlite320_mobilenet_v3_large": "SSDLite320_MobileNet_V3_Large_Weights.COCO_V1",
 }
 DETECTOR_ALIASES = {"torchvision-fasterrcnn": "fasterrcnn_resnet50_fpn"}  # the name clpose used before
 

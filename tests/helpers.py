@@ -42,6 +42,26 @@ def write_checkpoint(
     return path
 
 
+def synthetic_checkpoint(path: Path, model: str = "clnet_resnet18", size: str = "64x64") -> Path:
+    """A freshly initialised (seed 0) composite model for the synthetic skeleton, as a checkpoint."""
+    import torch
+
+    from clpose.config import recipe_from_dict
+    from clpose.models import build_model
+
+    recipe = recipe_from_dict(
+        {
+            "model": {"name": model},
+            "data": {"dataset": "synthetic", "root": "unused", "input_size": size},
+            "codec": {"name": "composite"},
+            "loss": {"name": "composite"},
+        },
+        name="test",
+    )
+    torch.manual_seed(0)
+    return write_checkpoint(path, recipe, build_model(model, 16).state_dict(), "synthetic", 16)
+
+
 def fit_recipe(path: Path, text: str, out: Path) -> Path:
     """Write a recipe and train it on the CPU, quietly; the run folder."""
     from clpose.config import load_recipe
@@ -55,8 +75,8 @@ class Server:
     """Files served from memory by a ThreadingHTTPServer on 127.0.0.1: `files` name -> bytes; `requests` counts the
     GETs per name; `mode` "ok", "truncate" (Content-Length of the whole file, then half of it and a closed
     connection), "slow" (a pause before sending, so that two clients overlap), "trickle" (the headers, then one byte
-    every `interval` seconds), "trickle-headers" (the status line, then a header one byte at a time) or "silent"
-    (the connection accepted, nothing ever sent)."""
+    every `interval` seconds), "trickle-headers" (the status line, then a header one byte at a time), "silent"
+    (the connection accepted, nothing ever sent) or "endless" (no Content-Length, zeros until stopped)."""
 
     def __init__(self) -> None:
         self.files: dict[str, bytes] = {}
@@ -85,6 +105,15 @@ class Server:
                     time.sleep(1.0)
                 if server.mode == "silent":
                     server.stopping.wait(30)
+                    return
+                if server.mode == "endless":  # no Content-Length, zeros for ever
+                    self.send_response(200)
+                    self.end_headers()
+                    while not server.stopping.is_set():
+                        try:
+                            self.wfile.write(bytes(1 << 16))
+                        except OSError:  # the client hung up
+                            return
                     return
                 if server.mode == "trickle-headers":
                     self.wfile.write(b"HTTP/1.1 200 OK\r\n")

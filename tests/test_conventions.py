@@ -224,17 +224,19 @@ def test_mean_at_0_1_uses_alpha_0_1_exactly(tmp_path: Path) -> None:
 
 
 def test_lsp_predictions_of_1000_people_are_scored_against_the_last_1000(tmp_path: Path) -> None:
-    """Synthetic twin of the real joints.mat test: LSP's test set is the last 1000 of joints.mat's 2000 people."""
+    """Synthetic twin of the real joints.mat test: LSP's test set is the last 1000 of joints.mat's 2000 people (only
+    of LSP's own 2000: tests/test_scoring_trust.py refuses 1000 predictions of a joints.mat of another size)."""
     rng = np.random.default_rng(0)
-    joints = np.ones((3, 14, 1003))
-    joints[:2] = rng.uniform(10, 200, (2, 14, 1003))
+    joints = np.ones((3, 14, 2000))
+    joints[:2] = rng.uniform(10, 200, (2, 14, 2000))
     scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": joints})
-    np.save(tmp_path / "p.npy", joints[:2, :, 3:].transpose(2, 1, 0) - 1.0)  # 0-based: the last 1000, exact
+    np.save(tmp_path / "p.npy", joints[:2, :, 1000:].transpose(2, 1, 0) - 1.0)  # 0-based: the last 1000, exact
     out = tmp_path / "t.json"
     argv = ["eval", "--metric", "pck", "--predictions", str(tmp_path / "p.npy"), "--annotations"]
     assert runner.invoke(app, [*argv, str(tmp_path / "joints.mat"), "--json", str(out)]).exit_code == 0
     table = json.loads(out.read_text())
     assert table["Mean"] == 100.0 and table["people"] == 1000
+    assert table["people_scored"] == f"the LSP test set, people 1001-2000 of {tmp_path / 'joints.mat'}"
 
 
 def test_lsp_joints_mat_is_one_based_like_its_ground_truth(tmp_path: Path) -> None:

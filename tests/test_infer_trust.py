@@ -324,8 +324,13 @@ def test_boxes_of_every_source_pass_the_rule_in_infer(
     (tmp_path / "boxes.json").write_text(json.dumps(entries))
 
     class StandInDetector:
-        def __init__(self, *args: object) -> None:
-            pass
+        name = "stand-in"
+
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            from clpose.engine.runtimes import RuntimeInfo
+            from clpose.precision import Precision
+
+            self.runtime_info = RuntimeInfo("torch", "0", "a stand-in", Precision("fp32", "off", "stand-in"), 1)
 
         def boxes(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             return np.array([*bad[:2], good, bad[2], [50, 50, 0, 0]]), np.full(5, 0.9)

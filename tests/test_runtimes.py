@@ -231,7 +231,7 @@ def test_a_graph_placed_in_the_run_folder_is_never_run_unchecked(
     planted.with_suffix(".json").write_text(json.dumps(record))
     result = runner.invoke(app, ["eval", str(mine), "--runtime", "onnxruntime", "--json", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
-    assert "does not reproduce" in result.stderr and "exporting it again" in result.stderr
+    assert "does not reproduce" in result.stderr and "made again" in result.stderr
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = pose.model.eval()(x)
@@ -450,3 +450,19 @@ def test_runtimes_take_turns_in_blocks_and_models_alternate_within_one() -> None
     short = ["A/torch", "B/torch"] * 2 + ["A/ort", "B/ort"] * 2
     assert timed == torch_turn + ort_turn + torch_turn + ort_turn + short * 3
     assert calls[-4:] == ["A/torch", "B/torch", "A/ort", "B/ort"]  # the outputs the decode is timed on
+
+
+def test_auto_runs_torch_when_the_graph_cannot_be_made(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Round 4 re-run: the default `infer` (--runtime auto) refused a valid checkpoint whose graph missed the parity
+    check; auto now runs torch and says why, and an explicit runtime is still one line."""
+
+    def refused(*args, **kwargs):
+        raise ClposeError("the export does not reproduce PyTorch on random inputs: maps differ by 0.5")
+
+    monkeypatch.setattr(runtimes, "cached_graph", refused)
+    monkeypatch.setattr(runtimes, "installed", lambda name: True)
+    pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
+    info = runtimes.use_runtime(pose, run / "best.pt", "auto", threads=1)
+    assert info.runtime == "torch" and "could not run this network (the export does not reproduce" in info.why
+    with pytest.raises(ClposeError, match=r"maps differ by 0\.5"):
+        runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)

@@ -36,12 +36,14 @@ runner = CliRunner()
 # -- synthetic ground truth and predictions ---------------------------------------------------------------------
 
 
-def _records(tmp_path: Path, skeleton: str, n: int = 8, seed: int = 0, name: str = "valid.json") -> Path:
-    """Records of n people of `skeleton` in 3 images; about 1 joint in 6 unlabelled (torso joints too, so that
-    some torso-normalised people are excluded), head boxes of 30 to 60 px."""
+def _records(
+    tmp_path: Path, skeleton: str, n: int = 8, seed: int = 0, name: str = "valid.json", images: int = 3
+) -> Path:
+    """Records of n people of `skeleton` in `images` images (person i in image i % images); about 1 joint in 6
+    unlabelled (torso joints too, so that some torso-normalised people are excluded), head boxes of 30 to 60 px."""
     rng = np.random.default_rng(seed)
     k = get_skeleton(skeleton).num_keypoints
-    images = [{"id": 10 + j, "file": f"im{j}.jpg", "width": 400, "height": 400} for j in range(3)]
+    table = [{"id": 10 + j, "file": f"im{j}.jpg", "width": 400, "height": 400} for j in range(images)]
     people = []
     for i in range(n):
         v = np.where(rng.random(k) < 0.17, 0.0, 2.0)
@@ -50,7 +52,7 @@ def _records(tmp_path: Path, skeleton: str, n: int = 8, seed: int = 0, name: str
         head = [*corner, *(corner + rng.uniform(20, 40, 2).round(1))]
         people.append(
             {
-                "image_index": i % 3,
+                "image_index": i % images,
                 "center": [200.0, 200.0],
                 "scale": [1.5, 1.5],
                 "keypoints": np.concatenate([xy, v[:, None]], axis=1),
@@ -59,7 +61,7 @@ def _records(tmp_path: Path, skeleton: str, n: int = 8, seed: int = 0, name: str
             }
         )
     path = tmp_path / name
-    save_records(path, new_records(skeleton, skeleton, "valid", images, people, tmp_path, []))
+    save_records(path, new_records(skeleton, skeleton, "valid", table, people, tmp_path, []))
     return path
 
 
@@ -150,8 +152,8 @@ def test_a_joint_on_the_threshold_scores_the_same_from_the_saved_json(tmp_path: 
     assert _eval_file("pck", tmp_path / "p.json", annotations)[1] == _plain(expected)
 
 
-def test_a_checkpoints_oks_table_and_its_saved_results_table_are_identical(tmp_path: Path) -> None:
-    gt, annotations = _coco_truth(tmp_path)
+def _coco_dataset(tmp_path: Path, gt: dict, annotations: Path) -> SimpleNamespace:
+    """COCO records of the scored people of `gt` (prepared from `annotations`), as a checkpoint evaluates them."""
     people = [a for a in gt["annotations"] if a["num_keypoints"] and not a["iscrowd"]]
     images = [{"id": i["id"], "file": i["file_name"], "width": 640, "height": 480} for i in gt["images"]]
     index = {i["id"]: j for j, i in enumerate(gt["images"])}
@@ -166,7 +168,12 @@ def test_a_checkpoints_oks_table_and_its_saved_results_table_are_identical(tmp_p
     ]
     records = tmp_path / "val.json"
     save_records(records, new_records("coco", "coco", "val", images, rows, tmp_path, [str(annotations)]))
-    dataset = _dataset(records)
+    return _dataset(records)
+
+
+def test_a_checkpoints_oks_table_and_its_saved_results_table_are_identical(tmp_path: Path) -> None:
+    gt, annotations = _coco_truth(tmp_path)
+    dataset = _coco_dataset(tmp_path, gt, annotations)
     preds = _predictions(dataset, spread=3.0)
     expected, results = METRICS["oks"].score_predictions(dataset, preds, ScoreOptions(eval_cfg=EvalConfig()))
     saved = tmp_path / "person_keypoints_val2017_clpose_results.json"
@@ -348,6 +355,8 @@ def test_an_area_range_without_ground_truth_is_n_a_not_minus_100(tmp_path: Path)
 
 
 NOTHING = "gt.json: no ground truth can be scored"
+TOO_SMALL = "a person with labelled keypoints (num_keypoints "
+AT_LEAST = "needs an area of at least 1 px^2"
 COCO_TRUTH_CASES: list[tuple[str, dict, list[str]]] = [
     ("area NaN", {"area": math.nan}, ["annotation id 1 has area nan: expected a finite number >= 0"]),
     ("area inf", {"area": math.inf}, ["annotation id 1 has area inf"]),
@@ -366,6 +375,14 @@ COCO_TRUTH_CASES: list[tuple[str, dict, list[str]]] = [
     ("iscrowd 2", {"iscrowd": 2}, ["annotation id 1 has iscrowd 2: expected 0 or 1"]),
     ("iscrowd missing", {"iscrowd": ...}, ["annotation id 1 has iscrowd null"]),
     ("a duplicate id", {"id": 2}, ["gt.json: annotation id 2 is given twice"]),
+    # OKS divides by the area: below one pixel, a person with labelled keypoints has no size (AP 44.2 from perfect
+    # predictions with one such person, 0.0 with all)
+    ("area 0", {"area": 0.0}, [f"annotation id 1 has area 0.0: {TOO_SMALL}17, not a crowd) {AT_LEAST}"]),
+    ("area 0 as an integer", {"area": 0}, [f"annotation id 1 has area 0: {TOO_SMALL}17, not a crowd) {AT_LEAST}"]),
+    ("area 1e-300", {"area": 1e-300}, [f"annotation id 1 has area 1e-300: {TOO_SMALL}17"]),
+    ("area 0.5", {"area": 0.5}, [f"annotation id 1 has area 0.5: {TOO_SMALL}17"]),
+    ("area just below 1", {"area": 0.999999}, [f"annotation id 1 has area 0.999999: {TOO_SMALL}17"]),
+    ("area 0, one keypoint", {"area": 0.0, "num_keypoints": 1}, [f"area 0.0: {TOO_SMALL}1, not a crowd)"]),
 ]
 
 
@@ -615,3 +632,268 @@ def test_options_of_a_file_are_refused_with_a_checkpoint(tmp_path: Path) -> None
                    "--sigmas applies to --predictions (a file) only")  # fmt: skip
     one_line_error(runner.invoke(app, ["eval", str(ckpt), "--format", "npy"]),
                    "--format needs --save-predictions")  # fmt: skip
+
+
+# -- the re-run of issue 31: what a file says is checked wherever it says it -------------------------------------
+#
+# A clpose predictions JSON without `index` is in the ground truth's order; where its people name their image, that
+# is checked against the person at that place (match_people), in every ground truth that names images (one person
+# per image or several). An array or a file with indices was already matched by what it says.
+
+
+def _clpose_json(path: Path, people: list[dict], skeleton: str = "lsp") -> Path:
+    path.write_text(json.dumps({"format": "clpose-predictions", "version": 1, "coordinates": "0-based",
+                                "skeleton": skeleton, "people": people}))  # fmt: skip
+    return path
+
+
+def _named_people(annotations: Path, *keys: str) -> list[dict]:
+    """The ground truth of records as predictions without index, in its order, each naming its image by `keys`."""
+    records = load_records(annotations)
+    people = []
+    for i, kpts in enumerate(records.keypoints[..., :2].tolist()):
+        image = records.images[records.image_index[i]]
+        named = {"image": image["file"], "image_id": image["id"]}
+        people.append({"keypoints": kpts, **{key: named[key] for key in keys}})
+    return people
+
+
+def _order(people: list[dict], order: list[int]) -> list[dict]:
+    return [people[j] for j in order]
+
+
+def _set(people: list[dict], j: int, **changes: Any) -> list[dict]:
+    people = [dict(p) for p in people]
+    people[j].update(changes)
+    return people
+
+
+def _text_ids(people: list[dict]) -> list[dict]:
+    return [{**p, "image_id": str(p["image_id"])} for p in people]
+
+
+SHUFFLE = [3, 0, 5, 1, 4, 2]
+# name, images of the 6 people of the ground truth (person i in image i % images), keys named, edit, the first
+# contradiction: (position, key, what the file says, what the ground truth says)
+POSITION_CASES: list[tuple[str, int, tuple[str, ...], Any, tuple[int, str, str, str]]] = [
+    ("shuffled, one per image, image and id", 6, ("image", "image_id"), lambda p: _order(p, SHUFFLE),
+     (0, "image", '"im3.jpg"', '"im0.jpg"')),
+    ("shuffled, one per image, image only", 6, ("image",), lambda p: _order(p, SHUFFLE),
+     (0, "image", '"im3.jpg"', '"im0.jpg"')),
+    ("shuffled, one per image, id only", 6, ("image_id",), lambda p: _order(p, SHUFFLE), (0, "image_id", "13", "10")),
+    ("shuffled, ids as text", 6, ("image_id",), lambda p: _text_ids(_order(p, SHUFFLE)),
+     (0, "image_id", '"13"', "10")),
+    ("reversed, two per image", 3, ("image", "image_id"), lambda p: p[::-1], (0, "image", '"im2.jpg"', '"im0.jpg"')),
+    ("two of other images swapped late", 3, ("image",), lambda p: _order(p, [0, 1, 2, 4, 3, 5]),
+     (3, "image", '"im1.jpg"', '"im0.jpg"')),
+    ("one image name wrong", 6, ("image", "image_id"), lambda p: _set(p, 5, image="im9.jpg"),
+     (5, "image", '"im9.jpg"', '"im5.jpg"')),
+    ("the right image, another id", 6, ("image", "image_id"), lambda p: _set(p, 2, image_id=11),
+     (2, "image_id", "11", "12")),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("name", "images", "keys", "edit", "expected"), POSITION_CASES, ids=[c[0] for c in POSITION_CASES]
+)
+def test_a_file_without_index_whose_people_name_other_images_is_refused(
+    tmp_path: Path, name: str, images: int, keys: tuple[str, ...], edit: Any, expected: tuple[int, str, str, str]
+) -> None:
+    """The ground truth of synthetic records written as predictions, without `index`, people shuffled: scored PCK 0.9
+    by position although each person's image said where it belonged. Matching by image where each image holds one
+    person would score such a file, but the same file format would then be read two ways depending on the ground
+    truth: a file without index is in the ground truth's order, and what it says contradicting that is refused."""
+    annotations = _records(tmp_path, "lsp", n=6, images=images)
+    people = _named_people(annotations, *keys)
+    path = _clpose_json(tmp_path / "p.json", people)
+    result, table = _eval_file("pck", path, annotations)
+    assert result.exit_code == 0 and table["Mean"] == 100.0, result.output
+    j, key, said, truth = expected
+    result, table = _eval_file("pck", _clpose_json(path, edit(people)), annotations)
+    line = one_line_error(
+        result,
+        f"{path}: people[{j}] has {key} {said}, but person {j} of {annotations} is in {key} {truth}: ",
+        "the file has no index, so its people are scored in the ground truth's order; give each person its index",
+    )
+    assert line.startswith(f"error: {path}: people[{j}]"), line
+    assert table is None
+
+
+ACCEPTED_CASES: list[tuple[str, int, tuple[str, ...], Any]] = [
+    ("in order, one per image", 6, ("image", "image_id"), lambda p: p),
+    ("in order, two per image, image only", 3, ("image",), lambda p: p),
+    ("in order, ids as text", 6, ("image_id",), _text_ids),
+    ("some images null", 6, ("image", "image_id"), lambda p: _set(_set(p, 0, image=None), 4, image_id=None)),
+    ("no image named", 6, (), lambda p: p),
+]
+
+
+@pytest.mark.parametrize(("name", "images", "keys", "edit"), ACCEPTED_CASES, ids=[c[0] for c in ACCEPTED_CASES])
+def test_a_file_without_index_whose_images_agree_scores_as_the_same_file_with_indices(
+    tmp_path: Path, name: str, images: int, keys: tuple[str, ...], edit: Any
+) -> None:
+    annotations = _records(tmp_path, "lsp", n=6, images=images)
+    people = edit(_named_people(annotations, *keys))
+    result, table = _eval_file("pck", _clpose_json(tmp_path / "p.json", people), annotations)
+    assert result.exit_code == 0, result.output
+    indexed = [{**p, "index": i} for i, p in enumerate(people)]
+    assert table == _eval_file("pck", _clpose_json(tmp_path / "i.json", indexed), annotations)[1]
+    assert table["Mean"] == 100.0 and table["people"] == 6
+
+
+@pytest.mark.parametrize(
+    ("change", "fragment"),
+    [
+        ({"image": 3}, "people[1] image is 3, expected a file name"),
+        ({"image_id": [11]}, "people[1] image_id is [11], expected an integer or text"),
+        ({"image_id": True}, "people[1] image_id is true, expected an integer or text"),
+        ({"image_id": 11.5}, "people[1] image_id is 11.5, expected an integer or text"),
+    ],
+)
+def test_a_file_without_index_names_images_as_a_file_with_indices_does(
+    tmp_path: Path, change: dict, fragment: str
+) -> None:
+    annotations = _records(tmp_path, "lsp", n=3)
+    people = _set(_named_people(annotations, "image", "image_id"), 1, **change)
+    path = _clpose_json(tmp_path / "p.json", people)
+    line = one_line_error(_eval_file("pck", path, annotations)[0], fragment)
+    assert line.startswith(f"error: {path}: people[1]"), line
+
+
+def test_a_file_naming_images_against_ground_truth_without_names_is_positional(tmp_path: Path) -> None:
+    """LSP's joints.mat names no images: a clpose JSON's names cannot be checked there and it is read in order, as
+    an array is."""
+    joints = np.ones((3, 14, 3))
+    joints[:2] = np.random.default_rng(0).uniform(10, 100, (2, 14, 3))
+    scipy.io.savemat(str(tmp_path / "joints.mat"), {"joints": joints})
+    people = [{"keypoints": k.tolist(), "image": f"im{i}.jpg"} for i, k in enumerate(joints[:2].transpose(2, 1, 0))]
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps({"format": "clpose-predictions", "version": 1, "coordinates": "1-based",
+                                "people": people}))  # fmt: skip
+    result, table = _eval_file("pck", path, tmp_path / "joints.mat")
+    assert result.exit_code == 0, result.output
+    assert table["Mean"] == 100.0 and table["people"] == 3
+
+
+# -- the LSP test-set rule is for LSP's own joints.mat of 2000 people ---------------------------------------------
+
+
+def _joints(tmp_path: Path, n: int) -> tuple[Path, np.ndarray]:
+    """A joints.mat of n LSP people (3 x 14 x n, 1-based, every joint labelled); their keypoints (n, 14, 2)."""
+    joints = np.ones((3, 14, n))
+    joints[:2] = np.random.default_rng(n).uniform(10, 200, (2, 14, n)).round(2)
+    path = tmp_path / "joints.mat"
+    scipy.io.savemat(str(path), {"joints": joints})
+    return path, joints[:2].transpose(2, 1, 0)
+
+
+@pytest.mark.parametrize(("people", "predicted"), [(1001, 1000), (1200, 1000), (1999, 1000), (2001, 1000),
+                                                   (3000, 1000), (3000, 2000), (1000, 999)])  # fmt: skip
+def test_predictions_of_another_count_than_the_ground_truths_are_refused(
+    tmp_path: Path, people: int, predicted: int
+) -> None:
+    """1000 predictions were scored against the last 1000 people of a joints.mat of any size over 1000: perfect
+    predictions of its first 1000 scored PCK 3.5, exit 0, the table saying only "people: 1000"."""
+    joints, kpts = _joints(tmp_path, people)
+    np.save(tmp_path / "p.npy", kpts[:predicted] - 1.0)
+    result, table = _eval_file("pck", tmp_path / "p.npy", joints)
+    line = one_line_error(result, f"{tmp_path / 'p.npy'} holds {predicted} people but {joints} has {people}; ")
+    assert line.endswith(f"expected {people}"), line
+    assert table is None
+
+
+def test_indexed_predictions_of_part_of_a_joints_mat_are_refused(tmp_path: Path) -> None:
+    joints, kpts = _joints(tmp_path, 1200)
+    people = [{"index": i, "keypoints": k.tolist()} for i, k in enumerate(kpts[:1000] - 1.0)]
+    path = _clpose_json(tmp_path / "p.json", people)
+    one_line_error(_eval_file("pck", path, joints)[0], f"{path}: no prediction for index 1000 (200 of the 1200 people")
+
+
+@pytest.mark.parametrize("predicted", [999, 1001, 1999])
+def test_lsps_joints_mat_takes_all_its_people_or_its_test_set(tmp_path: Path, predicted: int) -> None:
+    joints, kpts = _joints(tmp_path, 2000)
+    np.save(tmp_path / "p.npy", kpts[:predicted] - 1.0)
+    one_line_error(
+        _eval_file("pck", tmp_path / "p.npy", joints)[0],
+        f"holds {predicted} people but {joints} has 2000; expected 2000 or 1000 (the LSP test set, its last 1000)",
+    )
+
+
+def test_the_lsp_test_set_is_scored_and_said(tmp_path: Path) -> None:
+    """LSP's own joints.mat (2000 people): 1000 predictions are its test set, people 1001-2000, and the table and the
+    JSON say so; as an array or as a clpose JSON (its indices are then the test set's, 0 to 999)."""
+    joints, kpts = _joints(tmp_path, 2000)
+    said = f"the LSP test set, people 1001-2000 of {joints}"
+    np.save(tmp_path / "p.npy", kpts[1000:] - 1.0)
+    people = [{"index": i, "keypoints": k.tolist()} for i, k in enumerate(kpts[1000:] - 1.0)]
+    shuffled = _order(people, list(np.random.default_rng(0).permutation(1000)))
+    for path in (tmp_path / "p.npy", _clpose_json(tmp_path / "p.json", shuffled)):
+        result, table = _eval_file("pck", path, joints)
+        assert result.exit_code == 0, result.output
+        assert table["Mean"] == 100.0 and table["people"] == 1000 and table["people_scored"] == said
+        assert f"people scored: {said}" in " ".join(result.output.split())
+    np.save(tmp_path / "p.npy", kpts[:1000] - 1.0)  # the first 1000 are not the test set: 502 of 14000 by chance
+    assert _eval_file("pck", tmp_path / "p.npy", joints)[1]["Mean"] == 100.0 * 502 / 14000
+
+
+@pytest.mark.parametrize("people", [2000, 1200, 1000])
+def test_predictions_of_every_person_are_scored_against_every_person(tmp_path: Path, people: int) -> None:
+    joints, kpts = _joints(tmp_path, people)
+    np.save(tmp_path / "p.npy", kpts - 1.0)
+    result, table = _eval_file("pck", tmp_path / "p.npy", joints)
+    assert result.exit_code == 0, result.output
+    assert table["Mean"] == 100.0 and table["people"] == people and "people_scored" not in table
+    assert "people scored" not in result.output
+
+
+def test_records_of_2000_lsp_people_take_every_person(tmp_path: Path) -> None:
+    """The test-set rule is joints.mat's: records of 2000 people (a records file says who its people are) take
+    2000 predictions."""
+    annotations = _records(tmp_path, "lsp", n=2000)
+    np.save(tmp_path / "p.npy", load_records(annotations).keypoints[:1000, :, :2])
+    one_line_error(
+        _eval_file("pck", tmp_path / "p.npy", annotations)[0], "holds 1000 people but", "has 2000; expected 2000"
+    )
+
+
+# -- COCO: a labelled person's area is at least one pixel ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "ids", "area"),
+    [
+        ("a labelled person of area 1 px^2", (1,), 1.0),
+        ("a crowd of area 0", (4,), 0.0),
+        ("a person without keypoints of area 0", (5,), 0.0),
+    ],
+)
+def test_areas_that_can_be_a_person_are_scored(tmp_path: Path, name: str, ids: tuple[int, ...], area: float) -> None:
+    gt, annotations = _coco_truth(tmp_path)
+    results = _results(tmp_path, gt)
+    for ann in gt["annotations"]:
+        if ann["id"] in ids:
+            ann["area"] = area
+    annotations.write_text(json.dumps(gt))
+    result, table = _eval_file("oks", results, annotations)
+    assert result.exit_code == 0, result.output
+    assert table["AP"] == 1.0 and table["AP50"] == 1.0 and table["APM"] == 1.0 and table["AR"] == 1.0
+
+
+def test_every_labelled_person_of_area_0_is_refused_from_a_file_and_a_checkpoint(tmp_path: Path) -> None:
+    """All labelled people of area 0 scored AP 0.0 from perfect predictions, exit 0; the checkpoint's evaluation
+    reads the same annotation file through the same check."""
+    gt, annotations = _coco_truth(tmp_path)
+    results = _results(tmp_path, gt)
+    dataset = _coco_dataset(tmp_path, gt, annotations)
+    for ann in gt["annotations"]:
+        ann["area"] = 0.0
+    annotations.write_text(json.dumps(gt))
+    fragment = f"{annotations}: annotation id 1 has area 0.0: {TOO_SMALL}17, not a crowd) {AT_LEAST}"
+    one_line_error(_eval_file("oks", results, annotations)[0], fragment)
+    from clpose.errors import ClposeError
+
+    with pytest.raises(ClposeError) as caught:
+        METRICS["oks"].score_predictions(
+            dataset, _predictions(dataset, spread=0.0), ScoreOptions(eval_cfg=EvalConfig())
+        )
+    assert fragment in str(caught.value)

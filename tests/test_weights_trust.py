@@ -397,3 +397,14 @@ def test_a_light_trunk_refuses_a_file_of_another_classifier(tmp_path) -> None:
     small = _save(tmp_path / "small.pth", _classifier("mobilenet_v3_small"))
     with pytest.raises(ClposeError, match=r"small\.pth do not fit MobileNetV3-Large: first "):
         build_model("clnet_mobilenet_v3_large", 16, pretrained=str(small))
+
+
+def test_a_server_that_never_ends_a_file_of_known_size_is_stopped(server, monkeypatch) -> None:
+    """Round 4 re-run: zeros with no Content-Length wrote 4 GB in 15 s for a 44.7 MB file (the default deadline is an
+    hour: a full disk first). A download stops past 1.25 x the file's known size + 1 MB and keeps nothing."""
+    entry = _register(monkeypatch, server, b"w" * 400_000)  # 0.4 MB: stopped past 1.5 MB
+    server.mode = "endless"
+    start = time.monotonic()
+    with pytest.raises(ClposeError, match=r"the server sends \d+ MB or more, far past the file's known size"):
+        weights.fetch(entry, progress=False)
+    assert time.monotonic() - start < 20 and not [p for p in weights.cache_dir().iterdir() if p.is_file()]

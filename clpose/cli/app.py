@@ -7,7 +7,9 @@ command as Ctrl-C does (temporary files removed, outputs finalised where a comma
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Annotated, Any
@@ -120,4 +122,9 @@ app.add_typer(weights.app, name="weights")
 
 def main() -> None:
     """Console-script entry point (`clpose` and `python -m clpose`)."""
+    for stream in (sys.stdout, sys.stderr):
+        # a terminal or pipe whose encoding cannot show a path (PYTHONIOENCODING=ascii and a name in Cyrillic) gets
+        # a replacement character, not a UnicodeEncodeError after the outputs were written
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="replace")
     app()

@@ -74,7 +74,19 @@ def infer(
     ] = "none",
     min_cutoff: Annotated[float, typer.Option(help="One-Euro cutoff at rest (Hz): lower is smoother.")] = 1.0,
     beta: Annotated[float, typer.Option(help="One-Euro speed coefficient: higher follows fast motion better.")] = 0.05,
-    batch: Annotated[int, typer.Option(help="Frames per forward pass.")] = 8,
+    batch: Annotated[int, typer.Option(help="Frames per forward pass (when people are found in every frame).")] = 8,
+    detect_every: Annotated[
+        int | None,
+        typer.Option(
+            help="Video: find people (--detector, --boxes) every N frames and follow them between from their own "
+            "keypoints of the frame before; a person lost is looked for at the next frame. Default: 10 with a "
+            "--detector (docs/inference.md measures what it costs), 1 (every frame) otherwise.",
+        ),
+    ] = None,
+    track_score: Annotated[
+        float,
+        typer.Option(help="With --detect-every: a followed person whose mean keypoint score is below this is dropped."),
+    ] = 0.3,
     flip: Annotated[bool, typer.Option(help="Flip test (about twice the network time).")] = False,
     cuda_graphs: Annotated[
         bool,
@@ -129,7 +141,7 @@ def infer(
         why_not = predictor.pose.use_cuda_graphs(cuda_graphs)
         say(f"CUDA graphs: {'on' if predictor.pose.cuda_graphs else 'off'}" + (f" ({why_not})" if why_not else ""))
     report = run_infer(source, predictor, options)
-    rate = report.frames / report.total if report.total else 0.0
+    rate = report.fps
     status = "stopped (Ctrl-C or SIGTERM) after" if report.interrupted else "done:"
     say(f"{status} {report.frames} frames, {report.people} people, {rate:.1f} frames/s ({report.shares()})")
     if report.failed_files:

@@ -8,6 +8,7 @@ by the image border and partly hidden by occluders (those joints get v = 1, join
 on cluttered backgrounds with distractor limbs. A network has to find the joints, not a colour.
 
 Everything is drawn with OpenCV from one numpy Generator, so a seed gives the same images on any machine.
+Clips of these figures moving (`clpose prepare synthetic --video`) are scripted in clpose/data/synthetic_video.py.
 """
 
 from __future__ import annotations
@@ -271,13 +272,13 @@ def render_sample(rng: np.random.Generator, size: int = 256) -> tuple[np.ndarray
     img = background(rng, size)
     if rng.random() < 0.15:  # a second, unannotated person in the background
         other = pose_joints(random_pose(rng), rng.uniform(0, size, 2), rng.uniform(0.3, 0.6) * size)
-        draw_figure(img, other, 0.45 * size, rng, np.zeros((size, size), np.uint8), _palette(rng), 0, 1.0)
+        draw_figure(img, other, 0.45 * size, rng, np.zeros((size, size), np.uint8), random_palette(rng), 0, 1.0)
     height = rng.uniform(0.38, 0.85) * size
     pose = random_pose(rng)
     joints = pose_joints(pose, np.zeros(2), height, rotation=rng.normal(0, 0.2))
     joints += _placement(rng, person_box(joints, height), size)
     ids = np.zeros((size, size), np.uint8)
-    head_box = draw_figure(img, joints, height, rng, ids, _palette(rng), int(rng.integers(0, 2)), pose.facing)
+    head_box = draw_figure(img, joints, height, rng, ids, random_palette(rng), int(rng.integers(0, 2)), pose.facing)
     for _ in range(rng.integers(0, 3) if rng.random() < 0.35 else 0):
         _occluder(img, ids, rng, joints, height)
     visibility = _visibility(joints, ids, size)
@@ -294,7 +295,7 @@ def _placement(rng: np.random.Generator, box: np.ndarray, size: int) -> np.ndarr
     return rng.uniform(lo, hi)
 
 
-def _palette(rng: np.random.Generator) -> dict[str, np.ndarray]:
+def random_palette(rng: np.random.Generator) -> dict[str, np.ndarray]:
     shirt = _color(rng)
     return {
         "torso": shirt,
@@ -336,43 +337,3 @@ def person_box(joints: np.ndarray, height: float) -> np.ndarray:
     lo = joints.min(axis=0) - 0.06 * height
     hi = joints.max(axis=0) + 0.06 * height
     return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
-
-
-def _lerp_pose(a: Pose, b: Pose, u: float) -> Pose:
-    return Pose(
-        a.lean + (b.lean - a.lean) * u,
-        a.neck + (b.neck - a.neck) * u,
-        a.arms + (b.arms - a.arms) * u,
-        a.legs + (b.legs - a.legs) * u,
-        a.facing,
-        a.lengths,
-    )
-
-
-def render_video_frames(rng: np.random.Generator, frames: int, width: int = 640, height: int = 360, people: int = 2):
-    """Yield (frame BGR, joints (P, 16, 2), visibility (P, 16)) for a clip of `people` figures that move
-    smoothly: each sways between two poses and walks across a fixed background."""
-    scene = background(rng, height, width)
-    actors = []
-    for p in range(people):
-        size = rng.uniform(0.55, 0.8) * height
-        start = np.array([width * (0.25 + 0.5 * p / max(1, people - 1)) + rng.normal(0, 20), height * 0.55])
-        drift = rng.normal(0, width * 0.15, 2) * np.array([1.0, 0.15])
-        a, b = random_pose(rng), random_pose(rng)
-        b.facing, b.lengths = a.facing, a.lengths
-        a.lean, b.lean = rng.normal(0, 0.1, 2)  # upright walkers
-        actors.append((size, start, drift, a, b, rng.uniform(1.5, 3.0), _palette(rng), int(rng.integers(0, 2))))
-    for t in range(frames):
-        img = scene.copy()
-        ids = np.zeros((height, width), np.uint8)
-        all_joints, all_vis = [], []
-        for size, start, drift, a, b, period, palette, back in actors:
-            phase = t / max(1, frames - 1)
-            u = 0.5 - 0.5 * math.cos(2 * math.pi * phase * period)
-            joints = pose_joints(_lerp_pose(a, b, u), start + drift * phase, size)
-            ids[:] = 0
-            draw_figure(img, joints, size, rng, ids, palette, back, a.facing)
-            vis = np.array([2 if 0 <= x < width and 0 <= y < height else 0 for x, y in joints])
-            all_joints.append(joints)
-            all_vis.append(vis)
-        yield cv2.GaussianBlur(img, (3, 3), 0.6), np.array(all_joints), np.array(all_vis)

@@ -173,6 +173,11 @@ def _split(checkpoint: Path, recipe: Recipe, pose: PoseModel, o: EvalOptions, bo
     split = o.split or recipe.data.val_split
     records = load_split(recipe, split)
     if boxes != "gt":
+        if records.dataset != "coco":  # people found by a detector are scored against COCO's annotation file
+            raise ClposeError(
+                f"--boxes {boxes}: detected person boxes are evaluated on COCO (OKS AP over the annotation file); "
+                f"{records.path} holds {records.dataset} records, whose people are scored in their own boxes"
+            )
         records = detection_records(records, Path(boxes), coco_annotations(records, o.annotations))
     check_outputs(
         {"--save-predictions": o.save_predictions, "--json": o.json_out},

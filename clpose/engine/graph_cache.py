@@ -21,6 +21,7 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -102,20 +103,36 @@ def cached_graph(
     path = folder / f"{checkpoint.stem}-{key}.onnx"
     record_path = path.with_suffix(".json")
     with file_lock(path):
-        if (graph_sha := _fresh(path, record_path, key)) is not None:
-            if verified(graph_sha, key, runtime):
-                return path
-            try:
-                parity = verify_onnx(pose, path, check)
-            except ClposeError as e:  # a graph of other weights, placed or left there: never run
-                warn(f"the cached graph {path} does not reproduce {checkpoint} ({first_line(e)}): exporting it again")
-            else:
-                worst = max(p.map_diff for p in parity)
-                console.print(f"checked the cached graph with {runtime}: max |maps - torch| {worst:.1e} (fp32)")
-                remember(graph_sha, key, runtime)
-                return path
-        _export(checkpoint, pose, path, key, digest, check, runtime)
+        graph_sha = _fresh(path, record_path, key)
+
+        def check_cached() -> str:
+            worst = max(p.map_diff for p in verify_onnx(pose, path, check))
+            return f"max |maps - torch| {worst:.1e} (fp32)"
+
+        if not reuse_checked(path, graph_sha, key, runtime, check_cached, f"does not reproduce {checkpoint}"):
+            _export(checkpoint, pose, path, key, digest, check, runtime)
     return path
+
+
+def reuse_checked(
+    path: Path, graph_sha: str | None, key: str, runtime: str, check: Callable[[], str], mismatch: str
+) -> bool:
+    """Whether the cached graph at `path` (whose bytes hash to `graph_sha`, None where it is missing or not the one
+    recorded) may run in `runtime`: this user's clpose checked these bytes with it before, or `check()` passes now
+    (it returns the line to print, or raises a ClposeError: a graph of other weights, placed or left there, is said
+    with `mismatch` and never run; the caller makes it again). Shared by the pose and the detector graphs."""
+    if graph_sha is None:
+        return False
+    if verified(graph_sha, key, runtime):
+        return True
+    try:
+        found = check()
+    except ClposeError as e:
+        warn(f"the cached graph {path} {mismatch} ({first_line(e)}): made again")
+        return False
+    console.print(f"checked the cached graph with {runtime}: {found}")
+    remember(graph_sha, key, runtime)
+    return True
 
 
 def _export(

@@ -28,9 +28,10 @@ from clpose.io import atomic_path
 from clpose.models import final_output
 
 # Tolerances of the parity check. fp32 kernels of onnxruntime and PyTorch sum in different orders: map
-# differences are ~1e-6 of activations ~1, so 1e-3 leaves a wide margin and still catches a wrong graph (a
-# layer or channel out of place changes maps by 1e-1 or more). Keypoints move by offset differences x stride
-# (< 1e-3 px); 0.05 px is far below any accuracy that matters and above float32 noise.
+# differences are ~1e-6 of activations ~1, so 1e-3 (times the largest |map| where maps exceed 1) leaves a wide
+# margin and still catches a wrong graph (a layer or channel out of place changes maps by 1e-1 or more). Keypoints
+# move by offset differences x stride (< 1e-3 px); 0.05 px is far below any accuracy that matters and above float32
+# noise.
 MAP_TOLERANCE = 1e-3
 KEYPOINT_TOLERANCE = 0.05
 MIN_OPSET = 18
@@ -119,8 +120,16 @@ def verify_onnx(pose: PoseModel, path: Path, check: GraphCheck, dynamic_batch: b
 
 
 def write_onnx(
-    module: nn.Module, example: torch.Tensor, path: Path, dynamic_batch: bool, with_decode: bool, opset: int
+    module: nn.Module,
+    example: torch.Tensor,
+    path: Path,
+    dynamic_batch: bool,
+    with_decode: bool,
+    opset: int,
+    output_names: list[str] | None = None,
 ) -> None:
+    """`module` as an ONNX graph at `path`; its outputs are named `output_names`, by default those of a pose graph
+    (maps, or keypoints and scores `with_decode`)."""
     try:
         import onnx
         import onnxscript  # noqa: F401
@@ -133,7 +142,7 @@ def write_onnx(
         raise ClposeError(
             f"--opset {opset}: this exporter writes opsets {MIN_OPSET} to {newest} (onnx {onnx.__version__})"
         )
-    outputs = ["keypoints", "scores"] if with_decode else ["maps"]
+    outputs = output_names or (["keypoints", "scores"] if with_decode else ["maps"])
     dynamic = {"images": {0: torch.export.Dim("batch", min=1, max=4096)}} if dynamic_batch else None
     with contextlib.redirect_stdout(io.StringIO()), torch.no_grad():
         program = torch.onnx.export(
@@ -194,13 +203,16 @@ def check_parity(
         maps_diff = float(np.abs(np.asarray(got[0]) - expected[0]).max())
         kp_ref = codec.decode_output(torch.from_numpy(expected[0]))[0].numpy()
         kp_got = codec.decode_output(torch.from_numpy(np.asarray(got[0])))[0].numpy()
-    changed = maps_diff if maps_diff == maps_diff else MAP_TOLERANCE  # with the decode in the graph: the tolerance
+    # relative to the maps' size: fp32 sums in another order differ by a few units in the last place of the largest
+    # value, so maps reaching |60| (a network trained with a high learning rate) differ by ~1e-3 and are right
+    tolerance = MAP_TOLERANCE * max(1.0, float(np.abs(maps).max()))
+    changed = maps_diff if maps_diff == maps_diff else tolerance  # with the decode in the graph: the tolerance
     stable = codec.decision_margin(torch.from_numpy(maps)).numpy() > 2 * changed
     moved = np.abs(kp_got - kp_ref).max(-1)  # (N, K) the larger of |dx| and |dy|
     kp_diff = float(moved[stable].max()) if stable.any() else 0.0
-    if not (maps_diff <= MAP_TOLERANCE or with_decode) or not kp_diff <= KEYPOINT_TOLERANCE:
+    if not (maps_diff <= tolerance or with_decode) or not kp_diff <= KEYPOINT_TOLERANCE:
         raise ClposeError(
             f"the export does not reproduce PyTorch on {name} inputs: maps differ by {maps_diff:.3g} "
-            f"(tolerance {MAP_TOLERANCE}), keypoints by {kp_diff:.3g} px (tolerance {KEYPOINT_TOLERANCE})"
+            f"(tolerance {tolerance:.3g}), keypoints by {kp_diff:.3g} px (tolerance {KEYPOINT_TOLERANCE})"
         )
     return Parity(maps_diff, kp_diff, name, int((~stable).sum()))

@@ -31,6 +31,7 @@ from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.errors import ClposeError, first_line
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
 from clpose.precision import FP32, Precision, resolve_precision
+from clpose.safeload import check_finite_weights
 from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
 
 
@@ -97,18 +98,6 @@ def checkpoint_skeleton(state: dict[str, Any], recipe: Recipe, path: str | Path)
             f"{skeleton.num_keypoints}"
         )
     return skeleton
-
-
-def check_finite_weights(weights: dict[str, Any], source: str) -> None:
-    """A ClposeError naming the first floating-point tensor of a state dict that holds NaN or inf (a diverged or
-    damaged model would otherwise be scored, exported or run as if it were fine)."""
-    for name, tensor in weights.items():
-        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            count = int((~torch.isfinite(tensor)).sum())
-            raise ClposeError(
-                f"{source}: its weights are not finite ({name} holds {count} NaN or inf values of {tensor.numel()}): "
-                "a diverged run? use an earlier checkpoint"
-            )
 
 
 @dataclass

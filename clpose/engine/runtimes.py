@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from clpose.console import console
+from clpose.console import console, warn
 from clpose.engine.graph_cache import NoGraphCache, cached_graph
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
@@ -300,11 +300,12 @@ def use_runtime(
     precision = runtime_precision(choice.name, pose.precision)
     try:
         graph = cached_graph(checkpoint, pose, check=parity_check(choice.name), runtime=choice.name)
-    except NoGraphCache as e:
+    except ClposeError as e:  # no graph cache, or a graph that cannot be made or does not reproduce torch
         if requested != "auto":
             raise
-        choice = RuntimeChoice("torch", f"auto: {choice.name} needs a graph cache ({e})")
-        console.print(f"--runtime {choice.why}: running torch")
+        why = "needs a graph cache" if isinstance(e, NoGraphCache) else "could not run this network"
+        choice = RuntimeChoice("torch", f"auto: {choice.name} {why} ({first_line(e)})")
+        warn(f"--runtime {choice.why}: running torch")
         return _use_torch(pose, choice, count, compile_, channels_last)
     pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
     return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, count)

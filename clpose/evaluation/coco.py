@@ -26,6 +26,11 @@ from clpose.evaluation.undefined import mark_undefined
 COLUMNS = ("AP", "AP50", "AP75", "APM", "APL", "AR")  # the first six of COCOeval.stats, in its order
 COLUMN_AREAS = {"APM": "medium", "APL": "large"}  # pycocotools' area range of a column (the others: all)
 COCO_SIGMAS = 17  # how many sigmas pycocotools' default kpt_oks_sigmas hold: COCO's 17 keypoints
+# The smallest area of a person COCOeval scores (not a crowd, num_keypoints > 0), in px^2. COCO's `area` is the area
+# of the person's segmentation in pixels^2, and a person with a labelled keypoint is seen in the image, so covers at
+# least one pixel. OKS divides squared errors by it (plus machine epsilon): an area of 0 or 1e-300 turns every error,
+# however small, into a miss, as undefined as a NaN area.
+MIN_PERSON_AREA = 1.0
 
 
 def rescore(box_scores: np.ndarray, keypoint_scores: np.ndarray, threshold: float = 0.2) -> np.ndarray:
@@ -129,7 +134,8 @@ def load_ground_truth(path: str | Path):
 def check_annotation(ann: dict[str, Any], path: Path) -> None:
     """One ground-truth person as COCOeval reads it, or an error naming the file and the annotation id: an area,
     box or keypoint that is not a finite number (NaN or negative areas turned whole tables into -1 or let perfect
-    predictions miss), iscrowd and num_keypoints (which decide whether a person is scored) not what COCO writes."""
+    predictions miss), iscrowd and num_keypoints (which decide whether a person is scored) not what COCO writes, and
+    a scored person (not a crowd, labelled keypoints) of an area below MIN_PERSON_AREA (OKS divides by it)."""
     where = f"{path}: annotation id {ann.get('id')}"
     area = ann.get("area")
     if not is_number(area) or not math.isfinite(area) or area < 0:
@@ -149,6 +155,11 @@ def check_annotation(ann: dict[str, Any], path: Path) -> None:
         raise ClposeError(f"{where} has num_keypoints {short(count)}: expected an integer >= 0")
     if ann.get("iscrowd") not in (0, 1) or isinstance(ann.get("iscrowd"), bool):
         raise ClposeError(f"{where} has iscrowd {short(ann.get('iscrowd'))}: expected 0 or 1")
+    if count > 0 and not ann["iscrowd"] and area < MIN_PERSON_AREA:
+        raise ClposeError(
+            f"{where} has area {short(area)}: a person with labelled keypoints (num_keypoints {count}, not a crowd) "
+            f"needs an area of at least {MIN_PERSON_AREA:g} px^2 (OKS divides by it)"
+        )
 
 
 def nonfinite_results(results: list[dict[str, Any]]) -> list[int]:

@@ -20,6 +20,7 @@ from clpose.evaluation.arrays import is_number, load_mat, numeric_array, one_per
 from clpose.evaluation.prediction_files import PredictionFile
 from clpose.skeletons import LSP, MPII, Skeleton, get_skeleton
 
+LSP_PEOPLE = 2000  # LSP's own joints.mat: 1000 training people, then the 1000 of the test set
 LSP_TEST = 1000  # the LSP test set: the last 1000 people of joints.mat
 GT_VALID_KEYS = ("pos_gt_src", "jnt_missing", "headboxes_src")
 
@@ -39,11 +40,16 @@ class GroundTruth:
     images: list[str] | None = None
     image_ids: list[Any] | None = None
     test_people: int | None = None  # predictions of this many people score the last ones (LSP's test set)
+    people_scored: str = ""  # which of the file's people are scored, where not all of them (the table says it)
 
     def last(self, n: int) -> GroundTruth:
-        """The last n people (the LSP test set of joints.mat)."""
+        """The last n people (the LSP test set of joints.mat), saying which they are."""
+        total = len(self.keypoints)
         boxes = None if self.head_boxes is None else self.head_boxes[-n:]
-        return replace(self, keypoints=self.keypoints[-n:], labelled=self.labelled[-n:], head_boxes=boxes)
+        said = f"the LSP test set, people {total - n + 1}-{total} of {self.source}"
+        images, ids = (None if names is None else names[-n:] for names in (self.images, self.image_ids))
+        return replace(self, keypoints=self.keypoints[-n:], labelled=self.labelled[-n:], head_boxes=boxes,
+                       images=images, image_ids=ids, people_scored=said)  # fmt: skip
 
     def subset(self, indices: np.ndarray) -> GroundTruth:
         boxes = None if self.head_boxes is None else self.head_boxes[indices]
@@ -94,13 +100,15 @@ def read_ground_truth(path: str | Path) -> GroundTruth:
 
 
 def _lsp_joints(path: Path, mat: dict) -> GroundTruth:
-    """LSP joints.mat (3 x 14 x N, every joint labelled, 1-based)."""
+    """LSP joints.mat (3 x 14 x N, every joint labelled, 1-based). Only LSP's own file, of 2000 people, has a test
+    set (its last 1000): in a joints array of any other size, the last 1000 people are no set of anyone's."""
     arr = one_person(numeric_array(mat["joints"], path, "joints"), 3)
     if arr.ndim != 3 or arr.shape[:2] != (3, LSP.num_keypoints):
         raise ClposeError(f"{path}: expected LSP joints.mat with joints 3x14xN, got joints {shape_text(arr)}")
     kpts = arr[:2].transpose(2, 1, 0)
     why = f"{path} is LSP's joints.mat, which has no head boxes"
-    return GroundTruth(kpts, np.ones(kpts.shape[:2], dtype=bool), None, True, str(path), LSP, why, test_people=LSP_TEST)
+    test = LSP_TEST if len(kpts) == LSP_PEOPLE else None
+    return GroundTruth(kpts, np.ones(kpts.shape[:2], dtype=bool), None, True, str(path), LSP, why, test_people=test)
 
 
 def _gt_valid(path: Path, mat: dict) -> GroundTruth:
@@ -128,8 +136,9 @@ def match_people(pred: PredictionFile, gt: GroundTruth) -> tuple[np.ndarray, Gro
     `image_id`) is matched by what it says: an index given twice, one that is not a person of the ground truth,
     a person left out, or an image that is not that person's is an error naming the file and the index. Arrays
     (.mat, .h5, .npy) and JSON without indices hold the people in the ground truth's order, by the benchmarks'
-    definition, and must hold exactly as many. LSP's joints.mat is also scored by its last 1000 people (the test set)
-    when the predictions hold 1000.
+    definition, and must hold exactly as many; where such a JSON names a person's image, it must be the image of the
+    ground truth's person at that place (a shuffled file is refused, never scored by position). LSP's own joints.mat
+    (2000 people) is also scored by its last 1000 people (the test set) when the predictions hold 1000.
     """
     m, n = len(pred.keypoints), len(gt.keypoints)
     if gt.test_people is not None and n > gt.test_people == m:
@@ -138,6 +147,8 @@ def match_people(pred: PredictionFile, gt: GroundTruth) -> tuple[np.ndarray, Gro
         if m != n:
             also = f" or {gt.test_people} (the LSP test set, its last {gt.test_people})" if gt.test_people else ""
             raise ClposeError(f"{pred.path} holds {m} people but {gt.source} has {n}; expected {n}{also}")
+        for j in range(m):
+            _check_image(pred, gt, j, j)
         return pred.keypoints, gt
     where = {}  # index -> the file's position
     for j, i in enumerate(pred.indices.tolist()):
@@ -159,10 +170,17 @@ def match_people(pred: PredictionFile, gt: GroundTruth) -> tuple[np.ndarray, Gro
 
 
 def _check_image(pred: PredictionFile, gt: GroundTruth, j: int, i: int) -> None:
-    """The image a prediction names must be the image of the person its index names."""
+    """The image the prediction at people[j] names must be the image of person i of the ground truth: the person its
+    index names, or without indices the person at its place. Unchecked where either side names no image."""
     for key, said, truth in (("image", pred.images, gt.images), ("image_id", pred.image_ids, gt.image_ids)):
         if said is None or truth is None or said[j] is None or str(said[j]) == str(truth[i]):
             continue
+        if pred.indices is None:
+            raise ClposeError(
+                f"{pred.path}: people[{j}] has {key} {short(said[j])}, but person {i} of {gt.source} is in {key} "
+                f"{short(truth[i])}: the file has no index, so its people are scored in the ground truth's order; "
+                "give each person its index"
+            )
         raise ClposeError(
             f"{pred.path}: people[{j}] index {i} has {key} {short(said[j])}, but person {i} of {gt.source} is in "
             f"{key} {short(truth[i])}"

@@ -33,8 +33,9 @@ PERSON = 1  # the COCO category id of a person: keypoint results are of people
 @dataclass
 class PredictionFile:
     """What a predictions file holds: keypoints (M, K, 2), their pixel convention, and where the file says so
-    (clpose predictions JSON), which person of the ground truth each one is (`indices`, (M,)) and that person's
-    image file and image id. Without indices the people are in the ground truth's order (the array formats)."""
+    (clpose predictions JSON), which person of the ground truth each one is (`indices`, (M,)) and each person's
+    image file and image id (None where not said). Without indices the people are in the ground truth's order (the
+    array formats, and a JSON without `index`, whose images must then be those of the people at their places)."""
 
     path: Path
     keypoints: np.ndarray
@@ -176,8 +177,8 @@ def _h5_predictions(path: Path, k: int) -> tuple[np.ndarray, bool]:
 def _json_predictions(path: Path, k: int, skeleton: str | None, against: str) -> PredictionFile:
     """clpose predictions JSON: people[i].keypoints is K rows [x, y] or [x, y, score]; people[i].index the person
     of the ground truth it predicts (every person has one, or none has: then they are in order), with its `image`
-    and `image_id`. A null number is NaN (a miss): clpose writes strict JSON, where a non-finite number becomes
-    null."""
+    and `image_id` (checked against that person, or without indices against the person at its place). A null number
+    is NaN (a miss): clpose writes strict JSON, where a non-finite number becomes null."""
     data = read_json(path)
     if not isinstance(data, dict) or data.get("format") != PREDICTIONS_FORMAT:
         raise ClposeError(
@@ -217,7 +218,8 @@ def _json_person(path: Path, i: int, person: Any, k: int) -> list[list[float]]:
 
 
 def _json_identities(found: PredictionFile, people: list[dict[str, Any]]) -> None:
-    """`index` (all or none), `image` and `image_id` of each person, checked: they decide which person is scored."""
+    """`index` (all or none), `image` and `image_id` of each person, checked: they decide which person is scored,
+    or, without indices, must agree with the person at that place (clpose.evaluation.ground_truth.match_people)."""
     has = [("index" in p) for p in people]
     if any(has) and not all(has):
         j = has.index(False)
@@ -225,18 +227,17 @@ def _json_identities(found: PredictionFile, people: list[dict[str, Any]]) -> Non
             f"{found.path}: people[{j}] has no index but people[{has.index(True)}] has one: give every person its "
             "index (the person of the ground truth it predicts) or none (then the people are in its order)"
         )
-    if not people or not has[0]:
-        return
     for j, p in enumerate(people):
-        index = p["index"]
-        if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**62:
+        index = p.get("index")
+        if has[j] and (not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < 2**62):
             raise ClposeError(f"{found.path}: people[{j}] index is {short(index)}, expected a person's index 0, 1, ...")
         if p.get("image") is not None and not isinstance(p["image"], str):
             raise ClposeError(f"{found.path}: people[{j}] image is {short(p['image'])}, expected a file name")
         image_id = p.get("image_id")
         if image_id is not None and (isinstance(image_id, bool) or not isinstance(image_id, int | str)):
             raise ClposeError(f"{found.path}: people[{j}] image_id is {short(image_id)}, expected an integer or text")
-    found.indices = np.array([p["index"] for p in people], dtype=np.int64)
+    if people and has[0]:
+        found.indices = np.array([p["index"] for p in people], dtype=np.int64)
     found.images = [p.get("image") for p in people]
     found.image_ids = [p.get("image_id") for p in people]
 

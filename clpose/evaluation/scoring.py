@@ -62,6 +62,8 @@ def keypoint_table(
     table = pck_report(pred, gt.keypoints, gt.labelled, gt.skeleton, alpha, norm, gt.head_boxes, official,
                        kind.mean_at, gt.source)  # fmt: skip
     table.update(metric=kind.name, alpha=alpha)
+    if gt.people_scored:  # a part of the file (LSP's test set): the table says which, the count alone does not
+        table["people_scored"] = gt.people_scored
     if kind.head_column:
         table["head"] = "official" if official else "top"
     if table["nonfinite"]:

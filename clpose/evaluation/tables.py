@@ -1,6 +1,7 @@
 """The result table `clpose eval` prints: the metric's columns (from its registry entry) on its printed scale, a row
-per stage where there are several, then the counts and the notes: why a column is n/a, who was excluded
-(clpose.evaluation.undefined is the one representation of an undefined result, for every metric)."""
+per stage where there are several, then the counts, which people were scored where not all of the ground truth's
+were, and the notes: why a column is n/a, who was excluded (clpose.evaluation.undefined is the one representation of
+an undefined result, for every metric)."""
 
 from __future__ import annotations
 
@@ -36,5 +37,7 @@ def print_tables(tables: list[Table]) -> None:
     console.print(table)
     counts = {k: tables[-1][k] for k in ("people", "joints_counted", "instances", "images") if k in tables[-1]}
     console.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in counts.items()))
+    if tables[-1].get("people_scored"):  # part of the ground truth's people (LSP's test set): which
+        console.print(f"people scored: {tables[-1]['people_scored']}")
     for line in notes(tables[-1], metric.columns):  # the ground truth's, the same for every stage
         console.print(line)

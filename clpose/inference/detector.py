@@ -6,15 +6,24 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from clpose.errors import ClposeError, first_line
-from clpose.safeload import load_tensors
+from clpose.precision import Precision
+from clpose.safeload import read_tensors
+
+if TYPE_CHECKING:
+    from clpose.engine.runtimes import RuntimeInfo
+    from clpose.inference.detector_graph import SSDDecoder
 
 PERSON = 1  # COCO category id (also torchvision's detection label) of a person
+# why a Faster R-CNN's network stays in torch whatever --runtime says
+_NOT_EXPORTED = "a Faster R-CNN runs in torch (its region proposals and RoI heads are not exported)"
 
 
 ID_READINGS = ("auto", "index", "number")  # --boxes-ids
@@ -247,12 +256,29 @@ def _entry(e: object, i: int, path: Path, num_keypoints: int | None) -> tuple[in
 
 
 class PersonDetector:
-    """A torchvision detector trained on COCO, person boxes only: `fasterrcnn_resnet50_fpn_v2` (accurate),
-    `fasterrcnn_mobilenet_v3_large_fpn` (fast) or `fasterrcnn_resnet50_fpn`. Its weights come by name through
-    clpose.weights (fetched once, verified, cached) or from a local file. The network is built without weights and
-    without its ImageNet backbone (`weights_backbone=None`): nothing else is ever downloaded."""
+    """A torchvision detector trained on COCO, person boxes only (clpose.weights.DETECTORS: the Faster R-CNNs and
+    `ssdlite320_mobilenet_v3_large`, the fast one). Its weights come by name through clpose.weights (fetched once,
+    verified, cached) or from a local file. The network is built without weights and without its ImageNet backbone
+    (`weights_backbone=None`): nothing else is ever downloaded.
 
-    def __init__(self, name: str, weights: Path | None, device: torch.device, threshold: float = 0.5) -> None:
+    `runtime` (clpose.engine.runtimes.RUNTIME_CHOICES) runs the network of a fixed-size single-shot detector (SSD):
+    torch, or its ONNX graph in onnxruntime or openvino (clpose.inference.detector_graph: exported once per weights
+    file into the user's graph cache and checked); the boxes are decoded in torch either way. A Faster R-CNN always
+    runs in torch (its proposals and RoI heads are not exported), and `runtime_info.why` says so. `precision` is the
+    one the pose network runs in with torch (OpenVINO follows it to bf16 where the CPU has it natively); torch runs the
+    detector in fp32.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        weights: Path | None,
+        device: torch.device,
+        threshold: float = 0.5,
+        runtime: str = "torch",
+        threads: int | None = None,
+        precision: Precision | None = None,
+    ) -> None:
         import torchvision.models.detection as detection
 
         from clpose.weights import resolve_detector
@@ -260,7 +286,7 @@ class PersonDetector:
         builder, resolved = resolve_detector(name, weights)
         self.name, self.weights = builder, resolved
         self.model = getattr(detection, builder)(weights=None, weights_backbone=None)
-        state = load_tensors(resolved.path, "detector weights")
+        state, digest = read_tensors(resolved.path, "detector weights")  # the loaded bytes key the exported graph
         try:
             self.model.load_state_dict(state)
         except Exception as e:  # a corrupt file, or a state dict of another network
@@ -268,13 +294,55 @@ class PersonDetector:
                 f"detector weights {resolved.path} do not fit {builder} ({type(e).__name__}: {first_line(e)})"
             ) from None
         self.model.to(device).eval()
-        self.device, self.threshold = device, threshold
+        self.device, self.threshold = torch.device(device), threshold
+        self.decoder: SSDDecoder | None = None
+        self.runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.runtime_info = self._use_runtime(runtime, threads or torch.get_num_threads(), precision, digest)
+
+    def _use_runtime(self, requested: str, threads: int, precision: Precision | None, digest: str) -> RuntimeInfo:
+        from clpose.engine.graph_cache import NoGraphCache
+        from clpose.engine.runtimes import (
+            RuntimeChoice,
+            RuntimeInfo,
+            choose_runtime,
+            graph_runner,
+            package_version,
+            parity_check,
+            runtime_precision,
+        )
+        from clpose.inference.detector_graph import SSDDecoder, SSDNetwork, cached_graph, exportable
+
+        fp32 = Precision("fp32", "off", "the detector runs fp32 in torch")
+        choice = choose_runtime(requested, self.device)  # the name, the device and the package checked for all
+        if not exportable(self.model):
+            why = choice.why if choice.name == "torch" else f"{choice.name} runs the pose network; {_NOT_EXPORTED}"
+            return RuntimeInfo("torch", torch.__version__, why, fp32, threads)
+        network = SSDNetwork(self.model).eval()
+        self.decoder, self.runner = SSDDecoder(self.model, network), network
+        if choice.name == "torch":
+            return RuntimeInfo("torch", torch.__version__, choice.why, fp32, threads)
+        precision = runtime_precision(choice.name, precision or Precision("fp32", "off", "the detector's default"))
+        try:
+            graph = cached_graph(self.name, digest, network, choice.name, parity_check(choice.name))
+        except NoGraphCache as e:
+            if requested != "auto":
+                raise
+            choice = RuntimeChoice("torch", f"auto: {choice.name} needs a graph cache ({e})")
+            return RuntimeInfo("torch", torch.__version__, choice.why, fp32, threads)
+        self.runner = graph_runner(choice.name, graph, threads, precision)
+        return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, threads)
 
     @torch.inference_mode()
     def boxes(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
-        out = self.model([rgb.to(self.device)])[0]
-        keep = (out["labels"] == PERSON) & (out["scores"] >= self.threshold)
-        xyxy = out["boxes"][keep].cpu().numpy()
+        """Person boxes (N, 4) [x, y, w, h] in frame pixels and their scores (N,), best first, of a BGR frame."""
+        if self.decoder is not None and self.runner is not None:
+            x = self.decoder.input(image_bgr).to(self.device)
+            xyxy_t, scores_t = self.decoder(self.runner(x)[0].to(self.device), image_bgr.shape[:2], self.threshold)
+            xyxy, scores = xyxy_t.cpu().numpy(), scores_t.cpu().numpy()
+        else:
+            rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
+            out = self.model([rgb.to(self.device)])[0]
+            keep = (out["labels"] == PERSON) & (out["scores"] >= self.threshold)
+            xyxy, scores = out["boxes"][keep].cpu().numpy(), out["scores"][keep].cpu().numpy()
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1) if len(xyxy) else np.zeros((0, 4))
-        return xywh, out["scores"][keep].cpu().numpy()
+        return xywh, scores

@@ -60,11 +60,33 @@ def load_photo(path: Path) -> tuple[np.ndarray | None, int]:
         data = Path(path).read_bytes()
     except OSError:
         return None, 1
+    orientation = exif_orientation(data)
+    if data[:4] in _TIFF_MAGIC:
+        # a TIFF's Orientation is part of the TIFF: OpenCV's decoder turns the pixels by it (even with
+        # IMREAD_IGNORE_ORIENTATION), and so does a recent Pillow; turning them again showed portraits on their
+        # side. Pillow decodes it here and says whether it turned them (it drops the tag once it has)
+        image, turned = _decode_tiff(data)
+        return (None, 1) if image is None else (image if turned else upright(image, orientation), orientation)
     image = decode_image(data)
     if image is None:
         return None, 1
-    orientation = exif_orientation(data)
     return upright(image, orientation), orientation
+
+
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*")
+
+
+def _decode_tiff(data: bytes) -> tuple[np.ndarray | None, bool]:
+    """BGR pixels of a TIFF, and whether Pillow turned them by the Orientation tag while decoding."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            tagged = ORIENTATION in getattr(image, "tag_v2", {})
+            image.load()
+            turned = tagged and ORIENTATION not in getattr(image, "tag_v2", {})
+            rgb = np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError):
+        return None, False
+    return np.ascontiguousarray(rgb[:, :, ::-1]), turned
 
 
 def list_images(folder: Path) -> tuple[list[Path], dict[str, str]]:

@@ -9,13 +9,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clpose.engine.runtimes import RuntimeInfo
 from clpose.errors import ClposeError
 from clpose.inference.predictor import Pose, Predictor, SkippedBox
 from clpose.inference.video import IMAGE_SUFFIXES, Frame, Source, VideoWriter, quiet_opencv
-from clpose.io import Staged, free_space, json_text
+from clpose.io import Staged, free_space, json_text, write_image
 from clpose.vis import draw_pose
 
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
+# --detect-every's default with a detector (docs/inference.md, "Detection every N frames", measures its cost)
+DETECT_EVERY = 10
 
 
 @dataclass(frozen=True)
@@ -36,6 +39,8 @@ class InferOptions:
     min_cutoff: float = 1.0
     beta: float = 0.05
     batch: int = 8
+    detect_every: int | None = None  # video: find people every N frames, follow them between (None: the default)
+    track_score: float = 0.3  # a followed person whose mean keypoint score is below this is dropped
 
 
 @dataclass
@@ -49,14 +54,27 @@ class InferReport:
     interrupted: bool = False
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     outputs: list[str] = field(default_factory=list)
+    wall: float = 0.0  # seconds from the first frame to the last written: the stages overlap (pipeline.py)
+    detect_every: int | None = None  # videos: a detection at least every this many frames
+    detected: int | None = None  # frames whose people were detected (found by the box source) ...
+    tracked: int | None = None  # ... and frames whose people were followed from their keypoints (follow.py)
 
     @property
     def total(self) -> float:
         return sum(self.seconds.values())
 
+    @property
+    def fps(self) -> float:
+        return self.frames / self.wall if self.wall > 0 else 0.0
+
     def shares(self) -> str:
+        """Each stage's share of the work (the stages overlap, so the shares are of their sum, not of the wall
+        time), and on a video followed between detections how many frames were detected and tracked."""
         total = self.total or 1.0
-        return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.seconds.items() if v > 0)
+        text = ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in self.seconds.items() if v > 0)
+        if self.detected is not None:
+            text += f"; detected {self.detected} frames, tracked {self.tracked} (--detect-every {self.detect_every})"
+        return text
 
 
 def draw(image: np.ndarray, poses: list[Pose], predictor: Predictor, threshold: float) -> np.ndarray:
@@ -103,13 +121,16 @@ class RunOutputs:
         self.writer: VideoWriter | None = None
         self.records: list[dict] = []
         self.boxes_reading: str | None = None  # how a boxes file's integer ids were read (BoxesFile.match)
+        self.detector_runtime: RuntimeInfo | None = None  # what runs the detector (PersonDetector.runtime_info)
         self.drift = (0, 0.0)  # (frame, seconds) where a video's timestamps stray furthest from index / fps
         self.images_written = 0
         self.image_out = opts.out is not None and source.kind in ("image", "folder")
 
-    def add(self, frame: Frame, poses: list[Pose], skipped: list[SkippedBox]) -> None:
+    def add(self, frame: Frame, poses: list[Pose], skipped: list[SkippedBox], how: str | None = None) -> None:
+        """Record (and draw and write) one frame; `how` its people's boxes were found: "detected" by the box
+        source, or "tracked" from their keypoints of the frame before (videos)."""
         if self.source.kind in ("video", "camera"):
-            record = {"frame": frame.index, "time": round(frame.time, 6)}
+            record = {"frame": frame.index, "time": round(frame.time, 6), "boxes": how}
             if abs(frame.time - frame.index / self.source.fps) > abs(self.drift[1]):
                 self.drift = (frame.index, frame.time - frame.index / self.source.fps)
         else:
@@ -125,7 +146,7 @@ class RunOutputs:
             out = self.opts.out
             path = out if self.source.kind == "image" and out.suffix.lower() in IMAGE_SUFFIXES else out / frame.name
             with quiet_opencv():  # libpng and libjpeg report a failed write on fd 2; the error below says it once
-                ok = cv2.imwrite(str(self.stage.path(path)), image)
+                ok = write_image(self.stage.path(path), image)
             if not ok:
                 raise ClposeError(
                     f"--out {path}: OpenCV cannot write this image (an extension it cannot write, or a full disk: "
@@ -229,4 +250,5 @@ class RunOutputs:
             "skipped_boxes": len(report.skipped_boxes),
             "interrupted": report.interrupted,
             "runtime": self.predictor.runtime.to_json() if self.predictor.runtime else None,
+            "detector_runtime": self.detector_runtime.to_json() if self.detector_runtime else None,
         }

@@ -17,12 +17,22 @@ import numpy as np
 import torch
 
 from clpose.config import check_option
-from clpose.console import warn
+from clpose.console import console, warn
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, PersonDetector
+from clpose.inference.follow import BoxFollower
 from clpose.inference.photos import list_images
+from clpose.inference.pipeline import FrameReader, OutputWriter
 from clpose.inference.predictor import Predictor, full_image_box, usable_boxes
-from clpose.inference.results import STAGES, InferOptions, InferReport, RunOutputs, draw, skipped_boxes_warning
+from clpose.inference.results import (
+    DETECT_EVERY,
+    STAGES,
+    InferOptions,
+    InferReport,
+    RunOutputs,
+    draw,
+    skipped_boxes_warning,
+)
 from clpose.inference.smoothing import PoseTracker
 from clpose.inference.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, Frame, Source, has_display, source_kind
 from clpose.io import prepare_target
@@ -36,34 +46,52 @@ __all__ = ["STAGES", "InferOptions", "InferReport", "check_output_kinds", "draw"
 BoxProvider = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
 
 
-def box_provider(opts: InferOptions, predictor: Predictor, src: Source) -> tuple[BoxProvider, BoxesFile | None]:
-    """Where each frame's person boxes come from, and the boxes file when they come from one (it says at the end
-    whether its entries matched the frames)."""
+def box_provider(
+    opts: InferOptions, predictor: Predictor, src: Source
+) -> tuple[BoxProvider, BoxesFile | None, PersonDetector | None]:
+    """Where each frame's person boxes come from, and the boxes file (it says at the end whether its entries matched
+    the frames) or the detector when they come from one."""
     if opts.detector is not None:
-        detector = PersonDetector(opts.detector, opts.detector_weights, predictor.device, opts.det_threshold)
-        return (lambda f: detector.boxes(f.image)), None
+        info = predictor.runtime  # the detector runs where the pose network runs (an SSD's graph; see detector.py)
+        detector = PersonDetector(
+            opts.detector,
+            opts.detector_weights,
+            predictor.device,
+            opts.det_threshold,
+            runtime=info.runtime if info is not None else "torch",
+            threads=info.threads if info is not None else None,
+            precision=predictor.precision,
+        )
+        console.print(f"detector {detector.name}: {detector.runtime_info.describe()}", soft_wrap=True)
+        return (lambda f: detector.boxes(f.image)), None, detector
     if opts.boxes != "full":
         boxes_file = BoxesFile(Path(opts.boxes), opts.det_threshold, predictor.skeleton.num_keypoints, opts.boxes_ids)
         names = [p.name for p in src.files] if src.kind in ("image", "folder") else None
         boxes_file.match(names, src.count)  # ids that fit the frames two ways are refused here, before any work
-        return (lambda f: boxes_file.boxes(f.index, f.name)), boxes_file
-    return (lambda f: (full_image_box(f.image)[None], np.ones(1))), None
+        return (lambda f: boxes_file.boxes(f.index, f.name)), boxes_file, None
+    return (lambda f: (full_image_box(f.image)[None], np.ones(1))), None, None
 
 
-def _batches(frames: Iterator[Frame], size: int, report: InferReport) -> Iterator[list[Frame]]:
+def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:
     batch: list[Frame] = []
-    while True:
-        start = time.perf_counter()
-        frame = next(frames, None)
-        report.seconds["read"] += time.perf_counter() - start
-        if frame is None:
-            break
+    for frame in frames:
         batch.append(frame)
         if len(batch) == size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def _timed_frames(frames: Iterator[Frame], report: InferReport) -> Iterator[Frame]:
+    """Frames read in the calling thread (--show: the window wants it), their reading timed."""
+    while True:
+        start = time.perf_counter()
+        frame = next(frames, None)
+        report.seconds["read"] += time.perf_counter() - start
+        if frame is None:
+            return
+        yield frame
 
 
 @contextlib.contextmanager
@@ -120,60 +148,53 @@ def _paths(source: str, kind: str | None, opts: InferOptions) -> tuple[dict, dic
     return {"--out": annotated, "--json": opts.json_out}, inputs
 
 
+def detect_every(opts: InferOptions, kind: str | None) -> int:
+    """--detect-every as it applies: a detector's default is DETECT_EVERY (docs/inference.md measures it); a boxes
+    file or the whole frame cost nothing to look up, so their default is every frame; images are each detected."""
+    if kind not in ("video", "camera"):
+        return 1
+    if opts.detect_every is not None:
+        return opts.detect_every
+    return DETECT_EVERY if opts.detector is not None else 1
+
+
 def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progress: bool = True) -> InferReport:
     """Predict every frame of `source` and write the requested outputs."""
     check_option("--batch", opts.batch, ">= 1")
     check_option("--det-threshold", opts.det_threshold, "[0, 1]")
     check_option("--kpt-threshold", opts.kpt_threshold, "[0, 1]")
+    check_option("--track-score", opts.track_score, "[0, 1]")
     check_option("--min-cutoff", opts.min_cutoff, "> 0")
     check_option("--beta", opts.beta, ">= 0")
+    if opts.detect_every is not None:
+        check_option("--detect-every", opts.detect_every, ">= 1")
     check_output_kinds(source, opts)
     src = Source(source)
     try:
-        boxes_of, boxes_file = box_provider(opts, predictor, src)
+        boxes_of, boxes_file, detector = box_provider(opts, predictor, src)
     except BaseException:
         src.close()
         raise
-    tracker = (
-        PoseTracker(
-            smooth=opts.smooth == "oneeuro",
-            min_cutoff=opts.min_cutoff,
-            beta=opts.beta,
-            score_threshold=opts.kpt_threshold,
+    video = src.kind in ("video", "camera")
+    tracker = None
+    if video:
+        smooth = opts.smooth == "oneeuro"
+        tracker = PoseTracker(
+            smooth=smooth, min_cutoff=opts.min_cutoff, beta=opts.beta, score_threshold=opts.kpt_threshold
         )
-        if src.kind in ("video", "camera")
-        else None
-    )
+    every = detect_every(opts, src.kind)
+    follower = BoxFollower(every, opts.kpt_threshold, opts.track_score) if every > 1 else None
     outputs = RunOutputs(src, opts, predictor)
     outputs.boxes_reading = boxes_file.reading_text if boxes_file is not None else None
-    report = InferReport()
-    start = time.perf_counter()
-    failed = True
+    outputs.detector_runtime = detector.runtime_info if detector is not None else None
+    report = InferReport(detect_every=every if video else None)
+    step = _Step(predictor, boxes_of, tracker, follower, report)
     try:
-        # Ctrl-C and SIGTERM (docker stop, systemd, Slurm) stop the loop between batches, so no frame is half-written
-        with (
-            stop_requested() as stop,
-            ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress,
-        ):
-            for batch in _batches(iter(src), opts.batch, report):
-                _predict_batch(batch, predictor, boxes_of, tracker, outputs, report)
-                progress.update(len(batch), fps=report.frames / (time.perf_counter() - start))
-                if stop.requested:
-                    break
-        report.interrupted, failed = stop.requested, False
-    except KeyboardInterrupt:  # `q` in the window, or a second Ctrl-C: finalise what was done
-        report.interrupted, failed = True, False
+        _loop(src, opts, outputs, step, report, show_progress)
     finally:
-        report.failed, report.failed_files, report.failed_why = src.failed, src.failed_files, src.failed_why
         src.close()
-        try:
-            if failed:
-                outputs.abort()
-            else:
-                outputs.finish(report)
-        finally:
-            if opts.show:
-                cv2.destroyAllWindows()
+        if opts.show:
+            cv2.destroyAllWindows()
     if boxes_file is not None and (text := boxes_file.unmatched_warning()):
         warn(text)  # a boxes file keyed to other frames finds nobody: say so rather than report 0 people quietly
     if report.skipped_boxes:
@@ -183,37 +204,111 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     return report
 
 
-def _predict_batch(
-    batch: list[Frame],
-    predictor: Predictor,
-    boxes_of,
-    tracker: PoseTracker | None,
-    outputs: RunOutputs,
-    report: InferReport,
+def _loop(
+    src: Source, opts: InferOptions, outputs: RunOutputs, step: _Step, report: InferReport, show_progress: bool
 ) -> None:
-    with _timed(report, "boxes"):
-        # every source's boxes pass the one rule of clpose.inference.predictor.box_problem; the others are skipped
-        found = [usable_boxes(f.image.shape[:2], *boxes_of(f)) for f in batch]
-    boxes = [b for b, _, _ in found]
-    pose = predictor.pose
-    with _timed(report, "crop"):
-        crops, affines = pose.crops([f.image for f in batch], boxes)
-    if len(crops):
-        with _timed(report, "network", predictor.device):
-            (maps,) = pose.maps(crops, predictor.flip)
-        with _timed(report, "decode"):
-            keypoints, scores = pose.decode(maps)
-            keypoints = pose.to_image(keypoints, affines)
-    else:
-        (keypoints,), (scores,) = pose.keypoints(crops, affines)
-    with _timed(report, "track"):
-        per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s, _ in found])
-        for frame, poses in zip(batch, per_frame, strict=True):
-            if tracker is not None:  # the frame's own time: a variable-rate video's frames are not 1 / fps apart
-                tracker.update(poses, frame.index, frame.time)
-    with _timed(report, "draw"):
-        for frame, poses, (_, _, skipped) in zip(batch, per_frame, found, strict=True):
-            outputs.add(frame, poses, skipped)
-            report.skipped_boxes.extend((frame.name, box) for box in skipped)
-            report.frames += 1
-            report.people += len(poses)
+    """Read, predict and write every frame: three overlapped stages (clpose.inference.pipeline), or one thread with
+    --show (OpenCV's window wants the calling thread). Outputs are finalised on success, Ctrl-C or SIGTERM, and
+    removed on a failure."""
+
+    def write(frame: Frame, poses: list, skipped: list, how: str | None) -> None:
+        outputs.add(frame, poses, skipped, how)
+        report.skipped_boxes.extend((frame.name, box) for box in skipped)
+        report.people += len(poses)
+        report.frames += 1
+
+    threaded = not opts.show
+    reader = FrameReader(iter(src)) if threaded else None
+    writer = OutputWriter(write) if threaded else None
+    frames = iter(reader) if reader is not None else _timed_frames(iter(src), report)
+    size = 1 if step.follower is not None else opts.batch  # a followed box needs the frame before it
+    start, failed = time.perf_counter(), True
+    try:
+        # Ctrl-C and SIGTERM (docker stop, systemd, Slurm) stop the loop between batches, so no frame is half-written
+        with (
+            stop_requested() as stop,
+            ProgressBar("infer", src.count or None, "{fps:.1f} frames/s", show_progress, fps=0.0) as progress,
+        ):
+            for batch in _batches(frames, size):
+                for result in step(batch):
+                    if writer is not None:
+                        writer.put(*result)
+                    else:
+                        with _timed(report, "draw"):
+                            write(*result)
+                progress.update(len(batch), fps=report.frames / (time.perf_counter() - start))
+                if stop.requested:
+                    break
+            report.interrupted = stop.requested
+        failed = False
+    except KeyboardInterrupt:  # `q` in the window, or a second Ctrl-C: finalise what was done
+        report.interrupted, failed = True, False
+    finally:
+        if reader is not None:
+            reader.stop()
+            report.seconds["read"] += reader.busy
+        if writer is not None:
+            try:
+                writer.close()  # every frame handed over is written, whatever stopped the loop
+            except BaseException:
+                failed = True
+                outputs.abort()
+                raise
+            finally:
+                report.seconds["draw"] += writer.busy
+        report.wall = time.perf_counter() - start
+        report.failed, report.failed_files, report.failed_why = src.failed, src.failed_files, src.failed_why
+        if follower := step.follower:
+            report.detected, report.tracked = follower.detections, follower.tracked
+        if failed:
+            outputs.abort()
+        else:
+            outputs.finish(report)
+
+
+class _Step:
+    """One batch of frames through boxes, crops, network, decode and tracking; returns what the writer records."""
+
+    def __init__(self, predictor: Predictor, boxes_of, tracker: PoseTracker | None, follower, report) -> None:
+        self.predictor, self.boxes_of, self.tracker, self.follower, self.report = (
+            predictor, boxes_of, tracker, follower, report,
+        )  # fmt: skip
+
+    def _boxes(self, frame: Frame) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+        if self.follower is None:
+            boxes, scores = self.boxes_of(frame)
+            return boxes, scores, "detected" if self.tracker is not None else None
+        if self.follower.detect_now():
+            boxes, scores = self.boxes_of(frame)
+            return boxes, scores, "detected"
+        return self.follower.boxes, self.follower.box_scores, "tracked"
+
+    def __call__(self, batch: list[Frame]) -> list[tuple]:
+        report, predictor, pose = self.report, self.predictor, self.predictor.pose
+        with _timed(report, "boxes"):
+            # every source's boxes pass the one rule of clpose.inference.predictor.box_problem; the others are skipped
+            sources = [self._boxes(f) for f in batch]
+            found = [usable_boxes(f.image.shape[:2], b, s) for f, (b, s, _) in zip(batch, sources, strict=True)]
+        boxes = [b for b, _, _ in found]
+        with _timed(report, "crop"):
+            crops, affines = pose.crops([f.image for f in batch], boxes)
+        if len(crops):
+            with _timed(report, "network", predictor.device):
+                (maps,) = pose.maps(crops, predictor.flip)
+            with _timed(report, "decode"):
+                keypoints, scores = pose.decode(maps)
+                keypoints = pose.to_image(keypoints, affines)
+        else:
+            (keypoints,), (scores,) = pose.keypoints(crops, affines)
+        with _timed(report, "track"):
+            per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s, _ in found])
+            for frame, poses in zip(batch, per_frame, strict=True):
+                if self.follower is not None:  # the network's keypoints, before any smoothing moves them
+                    people = [(p.keypoints.copy(), p.scores, p.box_score) for p in poses]
+                    self.follower.update(frame.image.shape[:2], people)
+                if self.tracker is not None:  # the frame's own time: a variable-rate video's are not 1 / fps apart
+                    self.tracker.update(poses, frame.index, frame.time)
+        return [
+            (frame, poses, skipped, how)
+            for frame, poses, (_, _, skipped), (_, _, how) in zip(batch, per_frame, found, sources, strict=True)
+        ]

@@ -25,7 +25,7 @@ from PIL import Image, ImageSequence
 
 from clpose.errors import ClposeError, first_line
 from clpose.inference.photos import IMAGE_SUFFIXES, list_images, load_photo
-from clpose.io import Staged, free_space
+from clpose.io import Staged, free_space, opencv_path
 
 VIDEO_SUFFIXES = {".mp4": "mp4v", ".avi": "MJPG"}  # what VideoWriter writes, and the codec of each
 GIF_DEFAULT_MS = 100  # browsers show GIF frames of 0 or 10 ms for 100 ms; so do we
@@ -196,7 +196,7 @@ class Source:
             self.fps = 1000.0 * len(self._gif_ms) / sum(self._gif_ms)  # the mean rate
         else:
             with quiet_opencv():  # FFmpeg's own account of a broken file ("moov atom not found") goes to fd 2
-                self.kind, self._cap = "video", cv2.VideoCapture(str(path))
+                self.kind, self._cap = "video", cv2.VideoCapture(opencv_path(path))
                 opened = self._cap.isOpened()
             if not opened:
                 raise ClposeError(f"{path} cannot be opened as a video")
@@ -315,7 +315,7 @@ class VideoWriter:
         self._stage = Staged() if stage is None else stage
         self._tmp = self._stage.path(self.path)
         with quiet_opencv():
-            self._writer = cv2.VideoWriter(str(self._tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
+            self._writer = cv2.VideoWriter(opencv_path(self._tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size_wh)
         if not self._writer.isOpened():
             if self._own:
                 self._stage.discard()
@@ -354,7 +354,7 @@ def video_problem(path: Path, frames: int) -> str | None:
     if not path.is_file() or path.stat().st_size == 0:
         return "the file is empty"
     with quiet_opencv():  # FFmpeg reports a broken file on fd 2 ("moov atom not found"); the message says it once
-        cap = cv2.VideoCapture(str(path))
+        cap = cv2.VideoCapture(opencv_path(path))
         try:
             if not cap.isOpened():
                 return "the file cannot be opened"

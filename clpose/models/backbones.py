@@ -14,7 +14,7 @@ from torchvision.models import resnet
 
 from clpose.console import console
 from clpose.errors import ClposeError
-from clpose.safeload import load_tensors
+from clpose.safeload import check_finite_weights, load_tensors
 from clpose.weights import Resolved, resolve_pretrained
 
 
@@ -125,6 +125,7 @@ def load_pretrained(trunk: ResNetTrunk | LightTrunk, spec: str | Path) -> Resolv
     if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
         raise ClposeError(f"pretrained weights {path} are not a state dict of tensors by name")
     state = {k.removeprefix("module.").removeprefix("backbone."): v for k, v in state.items()}
+    check_finite_weights(state, f"pretrained weights {path}")  # a NaN trunk would train to NaN, blamed on the lr
     own = trunk.state_dict()
     if not any(k in own for k in state):
         raise ClposeError(

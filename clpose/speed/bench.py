@@ -229,7 +229,14 @@ def run_bench(names: list[str], settings: BenchSettings, show_progress: bool = T
             else reference_limit(device, p)
             for p in {e.precision.name: e.precision for e in entries}.values()
         }
-        rows = _time_models(entries, plan, sizes, settings, device, limits, show_progress)
+        try:
+            rows = _time_models(entries, plan, sizes, settings, device, limits, show_progress)
+        except (RuntimeError, MemoryError) as e:  # a batch past the machine's memory: said, not a traceback
+            text = first_line(e)
+            if not isinstance(e, MemoryError) and "alloc" not in text.lower() and "memory" not in text.lower():
+                raise
+            batches = ", ".join(str(b) for b in settings.batches)
+            raise ClposeError(f"--batch {batches}: more memory than this machine has ({text})") from None
     for precision, (limit, source) in limits.items():
         limits[precision] = cap_fractions([r for r in rows if r.precision == precision], limit, source)
     limit, source = limits.get(settings.precision.name) or next(iter(limits.values()))

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from clpose.io import atomic_path
+from clpose.io import atomic_path, write_image
 
 W, H, PAD = 520, 340, 56
 COLORS = {"loss": (200, 90, 30), "heatmap": (60, 160, 60), "offset_y": (40, 120, 230), "offset_x": (170, 60, 200)}
@@ -65,4 +65,4 @@ def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
     right = _panel(f"validation {metric}", values, False, {metric: (30, 30, 200)})
     image = np.concatenate([left, right], axis=1)
     with atomic_path(path) as tmp:
-        cv2.imwrite(str(tmp), image)
+        write_image(tmp, image)

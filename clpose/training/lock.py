@@ -1,4 +1,4 @@
-"""One training per run folder at a time: an OS lock (fcntl.flock; msvcrt on Windows) on the folder's .lock file,
+"""One training per run folder at a time: an OS lock (fcntl.flock; msvcrt on Windows) on the folder's .clpose-run.lock,
 held for the whole run. The OS releases it when the process ends, however it ends, so no stale lock ever blocks.
 Under torchrun only rank 0 writes, so only rank 0 locks."""
 
@@ -22,7 +22,7 @@ try:
 except ImportError:  # every platform but Windows
     msvcrt = None  # type: ignore[assignment]
 
-LOCK = ".lock"
+LOCK = ".clpose-run.lock"  # a name of clpose's own: a user's `.lock` in --out is no business of a training
 _WINDOWS_LOCK_BYTE = 4096  # msvcrt locks a byte range: one past the pid text, so the loser can read the pid
 
 
@@ -38,8 +38,10 @@ class RunLock:
         if not self.folder.exists():
             self.made = True
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise ClposeError(f"{self.path} is not a lock file of clpose's: move it, or train into another --out")
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
             if not _try_lock(fd, self.folder):
                 holder = _read_holder(fd)
                 os.close(fd)

@@ -13,17 +13,19 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 from clpose import __version__
 from clpose.config import Recipe, TrainConfig, dump_recipe, recipe_to_dict
 from clpose.console import warn
+from clpose.data.dataset import TopDownDataset
 from clpose.engine import distributed
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.predict import predict
 from clpose.errors import ClposeError
-from clpose.evaluation.metrics import Metric, ScoreOptions, dataset_metric
+from clpose.evaluation.metrics import Metric, Predictions, ScoreOptions, dataset_metric
 from clpose.models import load_trunk_weights
 from clpose.training.curves import plot_curves
 from clpose.training.fits import check_fits
@@ -207,6 +209,18 @@ def _restore(s: Setup, state: dict) -> None:
     torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it to the training device
 
 
+def check_scorable(scorer: Metric, dataset: TopDownDataset, recipe: Recipe) -> None:
+    """A validation split its metric can score nobody of (every torso unlabelled, every COCO person a crowd) is a
+    ClposeError now: its ground truth scored as its own predictions, the metric's own checks decide."""
+    records = dataset.records
+    truth = records.keypoints[None, :, :, :2].astype(np.float64)
+    predictions = Predictions(np.arange(len(records)), truth, np.ones(truth.shape[:3]))
+    try:
+        scorer.score_predictions(dataset, predictions, ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval))
+    except ClposeError as e:
+        raise ClposeError(f"the {recipe.data.val_split} split cannot be scored with {scorer.name}: {e}") from None
+
+
 def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distributed.Dist, show: bool) -> FitResult:
     cfg, precision, run_dir = recipe.train, s.precision, plan.run_dir
     scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
@@ -225,6 +239,7 @@ def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distrib
             "train.epochs to continue"
         )
         return FitResult(run_dir, best, last, start, scorer.name, scorer.scale, 0, message)
+    check_scorable(scorer, s.val_ds, recipe)  # before anything is written, not after a whole epoch
     if state is None and recipe.model.pretrained:  # a fresh start: the trunk's ImageNet weights (fetched by name)
         s.module.pretrained_weights = load_trunk_weights(s.module, recipe.model.pretrained).to_json()
     elif state is not None:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -44,7 +45,8 @@ RECIPE_BESIDE = "recipe.resolved.yaml"  # ... or this where recipe.yaml is the u
 RECIPE_HEADER = "# clpose train: the resolved recipe of run "
 _OLD_RECIPE_HEADER = "# train.amp "  # the first line of a resolved recipe before RECIPE_HEADER
 RUN_FILES = ("last.pt", "best.pt", "metrics.jsonl", "curves.png", RECIPE, RECIPE_BESIDE, RUN_JSON)  # a run's files
-_TRASH = ".replaced-"  # an old run's files move into this folder together, then it is deleted
+_TRASH = ".clpose-replaced-"  # an old run's files move into this folder together, then it is deleted
+_RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")  # new_run_id()
 
 
 def make_run_dir(recipe: Recipe, out: Path | None, resume: str | None, runs: Path = Path("runs")) -> Path:
@@ -154,8 +156,9 @@ def open_run(
         run_dir = make_run_dir(recipe, out, resume, runs)
     lock = RunLock(run_dir, made).acquire()
     try:
-        for stale in run_dir.glob(f"{_TRASH}*"):  # an --overwrite killed while it deleted (we hold the lock)
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in run_dir.glob(f"{_TRASH}????????"):  # an --overwrite killed while it deleted (we hold the lock)
+            if stale.is_dir() and not stale.is_symlink():  # mkdtemp's name; nothing else of that name is touched
+                shutil.rmtree(stale, ignore_errors=True)
         plan, state = _decide(run_dir, resume, overwrite, state, device)
     except BaseException:
         lock.release()
@@ -179,7 +182,7 @@ def _decide(
     run_dir: Path, resume: str | None, overwrite: bool, state: dict | None, device: torch.device | str
 ) -> tuple[RunPlan, dict | None]:
     held = [name for name in CHECKPOINTS if (run_dir / name).is_file()]
-    leftovers, recipe_name = _files_of_runs(run_dir)
+    leftovers, recipe_name = _files_of_runs(run_dir, resume)
     folder_id = read_run_id(run_dir)
     plan, state = _decide_plan(run_dir, resume, overwrite, state, device, held, leftovers, folder_id)
     plan.recipe_name = recipe_name
@@ -247,17 +250,24 @@ def _decide_plan(
     return _branch(run_dir, path, state, leftovers), state
 
 
-def _files_of_runs(run_dir: Path) -> tuple[list[str], str]:
+def _files_of_runs(run_dir: Path, resume: str | None = None) -> tuple[list[str], str]:
     """(the files in `run_dir` that a training wrote, where this run's resolved recipe goes). Only those files may
-    be replaced; a file of a run's name that clpose did not write (a hand-made metrics.jsonl, the user's own
-    recipe.yaml) is never touched: recipe.yaml of the user's makes the run write RECIPE_BESIDE, anything else is a
-    ClposeError naming it."""
+    be replaced; a file of a run's name that clpose did not write (a photo called curves.png, a hand-made
+    metrics.jsonl, the user's own recipe.yaml) is never touched: recipe.yaml of the user's makes the run write
+    RECIPE_BESIDE, anything else is a ClposeError naming it.
+
+    A folder holds a run of clpose's when its run.json is one (a run id clpose made) or, for a run of a clpose before
+    run.json, when a checkpoint there is one of clpose's. Its files are then the run's: a resolved recipe whose first
+    line names that run, metrics rows of epochs, curves.png, the checkpoints. Without such a run nothing is."""
+    run_id = _own_run_id(run_dir)
+    # resuming, a checkpoint that cannot be read is said as such (not as a file of someone else's)
+    legacy = run_id is None and any(_clpose_checkpoint(run_dir / name, resume is not None) for name in CHECKPOINTS)
     ours, recipe_name = [], RECIPE
     for name in RUN_FILES:
         path = run_dir / name
         if not (path.exists() or path.is_symlink()):
             continue
-        if _written_by_training(path):
+        if (run_id is not None or legacy) and _written_by_training(path, run_id):
             ours.append(name)
         elif name == RECIPE:
             recipe_name = RECIPE_BESIDE
@@ -269,23 +279,61 @@ def _files_of_runs(run_dir: Path) -> tuple[list[str], str]:
     return ours, recipe_name
 
 
-def _written_by_training(path: Path) -> bool:
-    """Whether a file of a run's name is one a training wrote: checkpoints and curves.png by their name (the lock
-    and --resume check checkpoints further), the others by their content."""
+def _own_run_id(run_dir: Path) -> str | None:
+    """The run id of run_dir/run.json where it is one clpose wrote ({"run_id": "DATE-TIME-HEX", "created": ...})."""
+    path = run_dir / RUN_JSON
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return None
+    run_id = value.get("run_id") if isinstance(value, dict) else None
+    return run_id if isinstance(run_id, str) and _RUN_ID.fullmatch(run_id) and "created" in value else None
+
+
+def _clpose_checkpoint(path: Path, strict: bool = False) -> bool:
     if path.is_symlink() or not path.is_file():
         return False
-    if path.suffix in (".pt", ".png"):
+    try:
+        state = load_checkpoint(path)
+    except ClposeError:
+        if strict:
+            raise
+        return False
+    return isinstance(state, dict) and {"model", "epoch", "recipe"} <= state.keys()
+
+
+def _written_by_training(path: Path, run_id: str | None) -> bool:
+    """Whether a file of a run's name in a folder that holds a run (`run_id`: its id; None: a run of a clpose before
+    run.json) is one a training wrote."""
+    if path.is_symlink() or not path.is_file():
+        return False
+    if path.name == RUN_JSON:
+        return run_id is not None
+    if path.suffix == ".pt":
+        return run_id is not None or _clpose_checkpoint(path)
+    if path.suffix == ".png":
         return True
     try:
-        with open(path, encoding="utf-8") as f:
-            head = f.readline()
+        text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
     if path.name in (RECIPE, RECIPE_BESIDE):
-        return head.startswith((RECIPE_HEADER, _OLD_RECIPE_HEADER))
-    if path.name == "metrics.jsonl":  # empty (a run that never finished an epoch) or rows of epochs
-        return head.strip() == "" or (head.startswith("{") and '"epoch"' in head)
-    return head.startswith("{") and '"run_id"' in path.read_text(encoding="utf-8", errors="replace")  # run.json
+        header = f"{RECIPE_HEADER}{run_id}\n" if run_id is not None else _OLD_RECIPE_HEADER
+        return text.startswith(header)
+    lines = [line for line in text.splitlines() if line.strip()]  # metrics.jsonl: rows of epochs ...
+    torn = bool(lines) and _metrics_row(lines[-1]) is None  # ... the last one perhaps cut short by a kill
+    return all(_metrics_row(line) for line in lines[: len(lines) - torn])
+
+
+def _metrics_row(line: str) -> bool | None:
+    """Whether a line is a row of a training's metrics.jsonl; None where it is not JSON at all."""
+    try:
+        row = json.loads(line)
+    except ValueError:
+        return None
+    return isinstance(row, dict) and {"epoch", "metric", "lr"} <= row.keys()
 
 
 def _same_run(path: Path, state: dict, run_dir: Path, folder_id: str | None) -> bool:

@@ -7,7 +7,8 @@ clpose/skeletons.py when its skeleton is new).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 from clpose.data.prepare.common import ImageTable, Report, drop_unusable, print_summary, summarize, write_all
 from clpose.data.records import Records, records_path
 from clpose.errors import ClposeError
-from clpose.outputs import check_outputs
+from clpose.outputs import OwnedFolder, check_outputs
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,21 @@ DATASETS: dict[str, DatasetEntry] = {
 }
 
 
+def _owned(out: Path, splits: Iterable[str]) -> OwnedFolder:
+    """The records and summary.json that prepare writes in `out`: replaced only where prepare wrote them."""
+    names = ["summary.json", *(records_path(out, split).name for split in splits)]
+    return OwnedFolder(out, "prepare", names, legacy=_prepared_before)
+
+
+def _prepared_before(out: Path) -> bool:
+    """A folder an older clpose prepared (before the manifest): its summary.json is prepare's."""
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(summary, dict) and {"dataset", "splits"} <= summary.keys()
+
+
 def _resolve(value: str, root: Path) -> Path:
     """A relative path is looked up in the dataset root first, then taken as given (relative to the cwd)."""
     path = Path(value)
@@ -146,6 +162,8 @@ def run_prepare(
     )
     outputs = {"the summary": out / "summary.json", **(also_writes or {})}
     check_outputs({**outputs, **{f"the {s} records": records_path(out, s) for s in entry.splits}})  # before any work
+    if entry.splits:
+        _owned(out, entry.splits).check()
     report = Report()
     splits, tables = entry.convert(args, report)
     splits = {split: drop_unusable(records, split, report) for split, records in splits.items()}
@@ -154,6 +172,9 @@ def run_prepare(
         {**outputs, **{f"the {split} records": records_path(out, split) for split in splits}},
         {"a source file": sorted({src for r in splits.values() for src in r.sources if Path(src).is_file()})},
     )
+    owned = _owned(out, splits)
+    owned.claim()  # records and a summary of the user's (a train.json of another tool) are never replaced
+    owned.record(owned.names)
     write_all(out, dataset, splits, summary)
     if show:
         print_summary(dataset, out, summary)
