@@ -174,6 +174,7 @@ def _got(boxes: BoxesFile, names: list[str] | None, frames: int = 0, count: int 
 
 
 FFMPEG = [f"{i:05d}.png" for i in range(1, 6)]  # ffmpeg -i v.mp4 %05d.png numbers frames from 1
+FRAMES = [f"frame_{i:04d}.png" for i in range(1, 6)]  # ffmpeg -i v.mp4 frame_%04d.png
 
 
 @pytest.mark.parametrize(
@@ -189,8 +190,23 @@ FFMPEG = [f"{i:05d}.png" for i in range(1, 6)]  # ffmpeg -i v.mp4 %05d.png numbe
         (["5.jpg", "x.jpg"], [5], "auto", [[5.0], []]),  # before: 5.jpg and (as position 5) nothing else; one rule
         (["000000000139.jpg", "000000000285.jpg"], [139, 285, 632], "auto", [[139.0], [285.0]]),  # COCO ids
         (["000000000139.jpg", "000000000285.jpg"], [7, 9], "auto", [[], []]),  # neither: warned at the end
+        (FRAMES, [0, 1, 2], "auto", [[0.0], [1.0], [2.0], [], []]),  # 0 is no name's number: positions
+        (FRAMES, [1, 5], "number", [[1.0], [], [], [], [5.0]]),  # frame_0001.png holds 1
     ],
-    ids=["0-based", "0-based sparse", "1-based", "index", "number", "agree", "no numbers", "mixed", "coco", "none"],
+    ids=[
+        "0-based",
+        "0-based sparse",
+        "1-based",
+        "index",
+        "number",
+        "agree",
+        "no numbers",
+        "mixed",
+        "coco",
+        "none",
+        "frame_ 0-based",
+        "frame_ numbers",
+    ],
 )
 def test_integer_ids_are_read_one_way_for_every_image(
     tmp_path: Path, names: list[str], ids: list[int], rule: str, expected: list[list[float]]
@@ -202,10 +218,11 @@ def test_integer_ids_are_read_one_way_for_every_image(
     ("ids", "count", "rule", "expected"),
     [
         ([0, 1, 2], 3, "auto", [[0.0], [1.0], [2.0]]),
-        ([1, 2], 3, "auto", [[], [1.0], [2.0]]),  # a video reads 0-based indices where both fit
+        ([2, 3], 4, "auto", [[], [], [2.0]]),  # no 0, but neither starting at 1 nor ending at the count: indices
         ([0, 1, 2, 3, 4], 3, "auto", [[0.0], [1.0], [2.0]]),  # a file of a longer video
         ([1, 2, 3], 3, "number", [[1.0], [2.0], [3.0]]),  # told: 1-based frame numbers
-        ([1, 2, 3], 0, "auto", [[], [1.0], [2.0]]),  # a camera: no count, indices
+        ([1, 2], 3, "index", [[], [1.0], [2.0]]),  # told: 0-based, frame 0 without an entry
+        ([0, 2], 0, "auto", [[0.0], [], [2.0]]),  # a camera: no count, indices
     ],
 )
 def test_video_frames_read_frame_indices_unless_told(
@@ -221,8 +238,23 @@ def test_video_frames_read_frame_indices_unless_told(
         (FFMPEG, [2, 4], 0, ["two ways", "--boxes-ids number or --boxes-ids index"]),
         (["a.jpg", "7.jpg", "9.jpg"], [0, 7, 9, 2], 0, ["2 of 4 ids name an image", "(id 0 = a.jpg; 2 of 4)"]),
         (None, [1, 2, 3], 3, ["run from 1 to 3 on a video of 3 frames", "--boxes-ids number (1-based)"]),
+        # 1-based ids over the first part of a clip: each frame would get the next one's boxes
+        (None, [1, 2], 3, ["run from 1 to 2 on a video of 3 frames", "frame 0 has no entry", "--boxes-ids index"]),
+        (None, [1, 2, 3], 0, ["run from 1 to 3 on a video,", "frame 0 has no entry"]),  # a camera
+        # ffmpeg's frame_%04d.png: the number ends the name
+        (FRAMES, [1, 2, 3], 0, ["(id 1 = frame_0001.png; 3 of 3 ids", "(id 0 = frame_0001.png"]),
+        (["clip-001.jpg", "clip-002.jpg", "clip-003.jpg"], [2, 1], 0, ["(id 1 = clip-001.jpg; 2 of 2 ids"]),
     ],
-    ids=["ffmpeg 1-3", "ffmpeg sparse", "mixed", "video 1-based"],
+    ids=[
+        "ffmpeg 1-3",
+        "ffmpeg sparse",
+        "mixed",
+        "video 1-based",
+        "video 1-based part",
+        "camera 1-based",
+        "frame_0001",
+        "clip-001",
+    ],
 )
 def test_ids_that_fit_two_readings_are_refused_naming_both(
     tmp_path: Path, names: list[str] | None, ids: list[int], count: int, fragments: list[str]

@@ -42,13 +42,15 @@ class BoxesFile:
     - a string image_id, or a `file_name` key: the image's file name, or its stem (000000397133.jpg or
       000000397133); a video frame's name ("frame 3");
     - an integer image_id: read one of two ways, for every frame alike. "index": the 0-based position of the image
-      in the folder's sorted names, or a video's 0-based frame index. "number": the number in the image's file name,
-      leading zeros ignored (397133 for 000000397133.jpg and COCO_val2014_000000397133.jpg, 1 for 00001.png), or a
-      video's 1-based frame number (the number ffmpeg gives the frame when it extracts it).
+      in the folder's sorted names, or a video's 0-based frame index. "number": the number that ends the image's file
+      name, leading zeros ignored (397133 for 000000397133.jpg and COCO_val2014_000000397133.jpg, 1 for 00001.png
+      and frame_0001.png), or a video's 1-based frame number (the number ffmpeg gives the frame it extracts).
     `ids="auto"` takes the reading under which every integer id names an image (or the only one under which any
     does) and refuses, in one line naming both, ids that fit both readings where they differ: frames extracted as
     00001.png, 00002.png, ... with ids 1-3 are frames 1-3 one way and 2-4 the other. A video reads indices (its
-    frames have no names that say otherwise) unless its ids fit only 1-based numbers, which is refused as well.
+    frames have no names that say otherwise) unless its ids look 1-based (they start at 1, with no 0, or end at the
+    frame count), which is refused as well: a file of the first 50 frames numbered 1-50 would give every frame the
+    next one's boxes.
     `unmatched_warning()` says at the end of a run when the ids and the frames did not meet.
     """
 
@@ -147,12 +149,14 @@ class BoxesFile:
         return None
 
 
-_COCO_NAME = re.compile(r"^(?:COCO_[A-Za-z-]+[0-9]{4}_)?([0-9]+)$")  # 000000397133, COCO_val2014_000000397133
+# the digits that end a file stem: 000000397133, COCO_val2014_000000397133, 00001 and frame_0001 (ffmpeg's
+# `frame_%04d.png`) hold 397133, 397133, 1 and 1
+_NAME_NUMBER = re.compile(r"([0-9]+)$")
 
 
 def _coco_id(stem: str) -> int | None:
-    """The COCO image id (or frame number) a file stem holds, leading zeros ignored, or None."""
-    match = _COCO_NAME.match(stem)
+    """The number that ends a file stem (a COCO image id or a frame number), leading zeros ignored, or None."""
+    match = _NAME_NUMBER.search(stem)
     return int(match.group(1)) if match else None
 
 
@@ -181,14 +185,21 @@ def _folder_reading(ints: list[int], names: list[str], numbers: dict[int, int], 
 
 
 def _video_reading(ints: list[int], count: int, path: Path) -> str:
-    """0-based frame indices, unless the ids fit only 1-based numbers (1 to the frame count, with no 0): refused."""
-    if count > 0 and ints and min(ints) >= 1 and max(ints) == count:
-        raise ClposeError(
-            f"boxes file {path}: its integer image ids run from {min(ints)} to {max(ints)} on a video of {count} "
-            "frames, as 1-based frame numbers would (0-based, the last has no frame); say which with --boxes-ids "
-            "number (1-based) or --boxes-ids index (0-based)"
-        )
-    return "index"
+    """0-based frame indices, unless the ids look 1-based: no 0 and either a first id of 1 or a last id of the frame
+    count (0-based, that frame does not exist). Those are refused: the two readings give every frame other boxes."""
+    if not ints or min(ints) < 1:
+        return "index"
+    frames = f"a video of {count} frames" if count > 0 else "a video"
+    if count > 0 and max(ints) == count:
+        why = "0-based, the last has no frame"
+    elif min(ints) == 1:
+        why = "0-based, frame 0 has no entry"
+    else:
+        return "index"
+    raise ClposeError(
+        f"boxes file {path}: its integer image ids run from {min(ints)} to {max(ints)} on {frames}, as 1-based frame "
+        f"numbers would ({why}); say which with --boxes-ids number (1-based) or --boxes-ids index (0-based)"
+    )
 
 
 def _check_numbers_unique(names: list[str], numbers: dict[int, int], path: Path) -> None:
