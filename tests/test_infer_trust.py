@@ -241,6 +241,7 @@ def test_video_frames_read_frame_indices_unless_told(
         # 1-based ids over the first part of a clip: each frame would get the next one's boxes
         (None, [1, 2], 3, ["run from 1 to 2 on a video of 3 frames", "frame 0 has no entry", "--boxes-ids index"]),
         (None, [1, 2, 3], 0, ["run from 1 to 3 on a video,", "frame 0 has no entry"]),  # a camera
+        (None, [2, 3], 3, ["run from 2 to 3 on a video of 3 frames", "0-based, the last has no frame"]),
         # ffmpeg's frame_%04d.png: the number ends the name
         (FRAMES, [1, 2, 3], 0, ["(id 1 = frame_0001.png; 3 of 3 ids", "(id 0 = frame_0001.png"]),
         (["clip-001.jpg", "clip-002.jpg", "clip-003.jpg"], [2, 1], 0, ["(id 1 = clip-001.jpg; 2 of 2 ids"]),
@@ -252,6 +253,7 @@ def test_video_frames_read_frame_indices_unless_told(
         "video 1-based",
         "video 1-based part",
         "camera 1-based",
+        "video 1-based end",
         "frame_0001",
         "clip-001",
     ],
