@@ -89,17 +89,10 @@ def main() -> None:
         folder = Path(tmp)
         clips = {p: write_video(folder / f"p{p}.mp4", args.frames, 1, 1280, 720, 25, p, "walk") for p in people}
         weights = {d: random_detector(d, folder) for d in detectors}
-        calibration = None
-        if args.int8:
-            from clpose.inference.calibration import infer_calibration
-
-            calibration = infer_calibration(
-                clips[people[-1]], InferOptions(boxes=str(clips[people[-1]].with_suffix(".boxes.json")))
-            )
+        # --int8 calibrates on the recipe's training split, as `clpose infer --int8` does (and reuses its cache)
         predictor = Predictor.from_checkpoint(
-            args.checkpoint, torch.device("cpu"), runtime=args.runtime, threads=args.threads, int8=args.int8,
-            calibration=calibration,
-        )  # fmt: skip
+            args.checkpoint, torch.device("cpu"), runtime=args.runtime, threads=args.threads, int8=args.int8
+        )
         print(predictor.runtime.describe())
         configs = [(d, n, p) for p in people for d in [*detectors, "boxes file"] for n in every]
         configs = [c for c in configs if not (c[0] == "boxes file" and c[1] != 1)]

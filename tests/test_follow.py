@@ -161,3 +161,17 @@ def test_two_crops_locked_onto_one_person_keep_the_better_one_and_detect_next() 
     assert not same_person((kp, confident), (kp + 2.1, confident), SAME_PERSON)
     few = np.array([True, False, False, False])  # one keypoint in common: no evidence either way
     assert not same_person((kp, few), (kp, few), SAME_PERSON)
+
+
+def test_a_followed_box_keeps_its_detections_size_and_offset_and_moves_on() -> None:
+    follower = BoxFollower(every=10, kpt_threshold=0.3, track_score=0.3)
+    assert follower.detect_now()
+    kp, sc, _ = _person(100, 50)  # keypoints span x 100..120, y 50..90: centre (110, 70), box 20 x 40
+    detector_box = np.array([96.0, 40.0, 30.0, 60.0])  # centre (111, 70): 0.05 of the width right of the keypoints'
+    follower.update((480, 640), [(kp, sc, 0.8, detector_box)])
+    np.testing.assert_allclose(follower.boxes, [detector_box])  # no motion yet: the detector's box again
+    assert not follower.detect_now()
+    follower.update((480, 640), [(kp + np.array([6.0, -2.0]), sc, 0.8, follower.boxes[0])])  # moved 6 px right, 2 up
+    # the keypoints' centre (116, 68) + the offset 0.05 x 20 + the last motion (6, -2) again; the detector's size
+    np.testing.assert_allclose(follower.boxes, [[123 - 15, 66 - 30, 30.0, 60.0]])
+    np.testing.assert_allclose(follower.box_scores, [0.8])

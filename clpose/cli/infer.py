@@ -79,7 +79,7 @@ def infer(
         int | None,
         typer.Option(
             help="Video: find people (--detector, --boxes) every N frames and follow them between from their own "
-            "keypoints of the frame before; a person lost is looked for at the next frame. Default: 10 with a "
+            "keypoints of the frame before; a person lost is looked for at the next frame. Default: 2 with a "
             "--detector (docs/inference.md measures what it costs), 1 (every frame) otherwise.",
         ),
     ] = None,

@@ -18,7 +18,7 @@ from clpose.vis import draw_pose
 
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
 # --detect-every's default with a detector (docs/inference.md, "Detection every N frames", measures its cost)
-DETECT_EVERY = 10
+DETECT_EVERY = 2
 
 
 @dataclass(frozen=True)

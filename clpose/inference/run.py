@@ -304,7 +304,7 @@ class _Step:
             per_frame = predictor.to_poses(keypoints, scores, boxes, [s for _, s, _ in found])
             for frame, poses in zip(batch, per_frame, strict=True):
                 if self.follower is not None:  # the network's keypoints, before any smoothing moves them
-                    people = [(p.keypoints.copy(), p.scores, p.box_score) for p in poses]
+                    people = [(p.keypoints.copy(), p.scores, p.box_score, p.box) for p in poses]
                     self.follower.update(frame.image.shape[:2], people)
                 if self.tracker is not None:  # the frame's own time: a variable-rate video's are not 1 / fps apart
                     self.tracker.update(poses, frame.index, frame.time)
