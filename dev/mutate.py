@@ -240,7 +240,7 @@ MUTANTS = [
            'return self.shapes[i], centre - self.centres[i]', 'return self.shapes[i], np.zeros(2)',
            ("tests/test_follow.py", "tests/test_follow_loop.py")),
     Mutant('follow: the worse of two merged kept', 'clpose/inference/follow.py',
-           'key=lambda p: -float(np.mean(p[1]))', 'key=lambda p: float(np.mean(p[1]))',
+           'key=lambda i: -float(np.mean(people[i][1]))', 'key=lambda i: float(np.mean(people[i][1]))',
            ("tests/test_follow.py", "tests/test_follow_loop.py")),
     Mutant('box rule: share inside not checked', 'clpose/inference/predictor.py',
            '    if share < MIN_AREA_INSIDE:',
