@@ -99,14 +99,15 @@ def main() -> None:
         for r in range(args.rounds + 1):  # round 0 warms up (graphs made and checked, first-call costs)
             for detector, n, p in configs:
                 stand_in.use(clips[p])
+                source = (
+                    {"boxes": str(clips[p].with_suffix(".boxes.json"))}
+                    if detector == "boxes file"
+                    else {"detector": detector, "detector_weights": weights[detector]}
+                )
                 opts = InferOptions(
                     out=folder / "out.mp4", json_out=folder / "out.json", detect_every=n, kpt_threshold=0.0,
-                    track_score=0.0,
+                    track_score=0.0, **source,
                 )  # fmt: skip
-                if detector == "boxes file":
-                    opts.boxes = str(clips[p].with_suffix(".boxes.json"))
-                else:
-                    opts.detector, opts.detector_weights = detector, weights[detector]
                 report = run_infer(str(clips[p]), predictor, opts, show_progress=False)
                 if r:
                     total = report.total or 1.0

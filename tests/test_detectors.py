@@ -310,3 +310,12 @@ def test_infer_runs_the_detector_where_the_pose_network_runs_and_records_it(tiny
     # frame is detected; the schedule itself is tested with an oracle in test_follow_loop.py
     assert how == ["detected"] * 7
     assert "; detected 7 frames, tracked 0 (--detect-every 3))" in result.output
+
+
+def test_with_int8_the_detector_stays_fp32_and_says_so(tiny) -> None:
+    from clpose.precision import int8_precision
+
+    detector = PersonDetector("tiny_ssd", tiny, CPU, 0.0, runtime="onnxruntime", precision=int8_precision())
+    precision = detector.runtime_info.precision
+    assert precision.name == "fp32"
+    assert precision.reason == "the detector's graph is fp32"

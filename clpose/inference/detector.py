@@ -332,7 +332,9 @@ class PersonDetector:
         self.decoder, self.runner = SSDDecoder(self.model, network), network
         if choice.name == "torch":
             return RuntimeInfo("torch", torch.__version__, choice.why, fp32, threads)
-        precision = runtime_precision(choice.name, precision or Precision("fp32", "off", "the detector's default"))
+        if precision is None or precision.name not in ("fp32", "bf16"):  # --int8 quantises the pose network only
+            precision = Precision("fp32", "off", "the detector's graph is fp32")
+        precision = runtime_precision(choice.name, precision)
         try:
             graph = cached_graph(self.name, digest, network, choice.name, parity_check(choice.name))
         except NoGraphCache as e:
