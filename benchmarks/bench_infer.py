@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from clpose import __version__
-from clpose.config import AMP_CHOICES, recipe_from_dict, recipe_to_dict
+from clpose.config import AMP_CHOICES, recipe_to_dict
 from clpose.data.prepare.synthetic import write_video
 from clpose.engine.checkpoint import save_checkpoint
 from clpose.engine.posemodel import model_recipe
@@ -30,6 +30,7 @@ from clpose.inference.predictor import Predictor
 from clpose.inference.run import STAGES, InferOptions, run_infer
 from clpose.models import build_model
 from clpose.precision import resolve_precision
+from clpose.recipes import recipe_from_dict
 
 
 def checkpoint(

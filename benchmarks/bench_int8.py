@@ -10,8 +10,10 @@ scores each on its validation split in fp32 (torch, no flip test) and through it
 `--int8` does: all int8, and with the layers that write the maps kept in float. It prints a markdown table and JSON.
 
 `speed` times `clpose infer` on a 1280x720 synthetic clip with one box per frame (the annotated video written),
-CLNet-ResNet-50 256x192 in OpenVINO fp32 and int8, alternating, `--rounds` times each (medians), then batch-1 FPS of
-CLNet-ResNet-50 and SimpleBaseline-ResNet-50 by `clpose bench --int8`. Run it on a quiet machine; the CPU is named.
+CLNet-ResNet-50 256x192 in OpenVINO fp32 (`--amp off`), bf16 (where the CPU runs it natively: `auto` picks it there)
+and int8, alternating, `--rounds` times each (medians), then batch-1 FPS of CLNet-ResNet-50 and
+SimpleBaseline-ResNet-50 by `clpose bench --int8` (with `--amp off`, and `--amp bf16` where native). Run it on a
+quiet machine; the CPU is named.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def recipe_text(model: str, dataset: str, root: Path, size: str = "128x128", epo
 
 
 def train(work: Path, model: str, dataset: str, root: Path, size: str = "128x128", epochs: int | None = None) -> Path:
-    from clpose.config import load_recipe
+    from clpose.recipes import load_recipe
     from clpose.training.loop import fit
 
     run = work / "runs" / f"{dataset}-{model}-{size}"
@@ -156,21 +158,35 @@ def speed(work: Path, rounds: int) -> dict:
             "--boxes", str(clip.with_suffix(".boxes.json")), "--runtime", "openvino", "--threads", "2",
             "--out", str(work / "annotated.mp4")]  # fmt: skip
     subprocess.run([*base, "--int8"], check=True, capture_output=True)  # the int8 graph, made once
-    fps: dict[str, list[float]] = {"fp32": [], "int8": []}
+    # fp32 is the issue's baseline: `--amp off`, since `auto` runs bf16 where the CPU has it natively (then a row too)
+    modes = {"fp32": ["--amp", "off"], "int8": ["--int8"]}
+    if native_bf16():
+        modes = {"fp32": ["--amp", "off"], "bf16": ["--amp", "bf16"], "int8": ["--int8"]}
+    fps: dict[str, list[float]] = {name: [] for name in modes}
     for _ in range(rounds):
-        for name, extra in (("fp32", []), ("int8", ["--int8"])):
+        for name, extra in modes.items():
             done = subprocess.run([*base, *extra], check=True, capture_output=True, text=True)
             fps[name].append(_fps(done.stdout))
     medians = {k: statistics.median(v) for k, v in fps.items()}
-    bench = subprocess.run(
-        [sys.executable, "-m", "clpose", "bench", "--model", "clnet_resnet50", "--model", "simplebaseline_resnet50",
-         "--input-size", "256x192", "--batch", "1", "--fps", "--int8", "--runtime", "openvino", "--threads", "2",
-         "--runs", "30", "--json", str(work / "bench.json")],
-        check=True, capture_output=True, text=True,
-    )  # fmt: skip
+    benches = {}
+    for amp in ["off", "bf16"] if native_bf16() else ["off"]:
+        out = work / f"bench-{amp}.json"
+        done = subprocess.run(
+            [sys.executable, "-m", "clpose", "bench", "--model", "clnet_resnet50", "--model",
+             "simplebaseline_resnet50", "--input-size", "256x192", "--batch", "1", "--fps", "--int8", "--amp", amp,
+             "--runtime", "openvino", "--threads", "2", "--runs", "30", "--json", str(out)],
+            check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        benches[amp] = {"rows": json.loads(out.read_text()), "output": done.stdout[-3000:]}
     return {"cpu": cpu_name(), "infer_fps": fps, "infer_median": medians,
-            "infer_ratio": medians["int8"] / medians["fp32"], "bench": json.loads((work / "bench.json").read_text()),
-            "bench_output": bench.stdout[-3000:]}  # fmt: skip
+            "infer_ratio": {k: medians["int8"] / v for k, v in medians.items() if k != "int8"},
+            "bench": benches}  # fmt: skip
+
+
+def native_bf16() -> bool:
+    from clpose.precision import cpu_native_bf16
+
+    return cpu_native_bf16()[0]
 
 
 def main() -> None:
@@ -188,8 +204,9 @@ def main() -> None:
     else:
         result = speed(args.work, args.rounds)
         (args.work / "speed.json").write_text(json.dumps(result, indent=2))
-        print(json.dumps({k: v for k, v in result.items() if k not in ("bench", "bench_output")}, indent=2))
-        print(result["bench_output"])
+        print(json.dumps({k: v for k, v in result.items() if k != "bench"}, indent=2))
+        for bench in result["bench"].values():
+            print(bench["output"])
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import numpy as np
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.engine.runtimes import installed
+from clpose.recipes import load_recipe
 from clpose.speed.timing import cpu_description
 from clpose.training.loop import fit
 

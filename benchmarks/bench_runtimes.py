@@ -261,7 +261,8 @@ def sharing(folder: Path, threads: int, runs: int) -> None:
     then in turns of blocks of runs (one untimed run first) with spinning off (clpose's runner and bench now)."""
     import onnxruntime as ort
 
-    from clpose.engine.runtimes import OnnxRuntimeRunner, graph_runner, runtime_precision
+    from clpose.engine.runners import OnnxRuntimeRunner
+    from clpose.engine.runtimes import graph_runner, runtime_precision
     from clpose.speed.timing import time_once
 
     precision = resolve_precision("auto", "cpu")

@@ -20,8 +20,9 @@ from pathlib import Path
 import torch
 from bench_data import make_records
 
-from clpose.config import AMP_CHOICES, recipe_from_dict
+from clpose.config import AMP_CHOICES
 from clpose.data.records import records_path, save_records
+from clpose.recipes import recipe_from_dict
 from clpose.speed.training import measure_training
 
 

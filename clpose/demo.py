@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.rule import Rule
 
-from clpose.config import Recipe, recipe_from_dict
+from clpose.config import Recipe
 from clpose.console import console, styled
 from clpose.errors import ClposeError
 from clpose.io import write_json
 from clpose.outputs import OwnedFolder
+from clpose.recipes import recipe_from_dict
 
 if TYPE_CHECKING:
     from clpose.inference.predictor import Predictor
@@ -51,7 +52,7 @@ DEMO_RECIPE: dict[str, Any] = {
     },
     "eval": {"flip": True},
 }
-IMAGE_SIZE = 256  # of the synthetic images (at 192 they render 1.7x faster but teach less: 86.0% against 90.7%)
+IMAGE_SIZE = 256  # of the synthetic images (smaller ones render faster but teach less: docs/training.md)
 
 
 CLIP_FRAMES = 100  # the synthetic video that `infer` annotates (4 s at 25 frames/s)

@@ -1,13 +1,14 @@
 """Mixed precision chosen from the machine: `amp: auto`, the default of every recipe and command.
 
 bf16 pays only where the hardware executes it: on CPUs without AMX or AVX512-BF16 oneDNN emulates it, and a
-CLNet-ResNet-18 training step runs 10-60x slower than in fp32 (docs/benchmarks.md). So `auto` resolves to
+CLNet-ResNet-18 training step runs many times slower than in fp32 (docs/benchmarks.md says how much where).
+So `auto` resolves to
 - CUDA: bf16 on compute capability 8.0 and newer (A100, H100, RTX 30xx ...), fp16 before that (V100, T4), which
   training pairs with a GradScaler;
 - CPU: bf16 where the CPU executes it natively, otherwise fp32; any other device: fp32.
 
-Native bf16 on a CPU is decided from what the CPU and the libraries report, never from a timing (a probe timed
-under load flipped between "29x faster" and "2x slower" within five runs): the CPU's flags (AMX or AVX512-BF16,
+Native bf16 on a CPU is decided from what the CPU and the libraries report, never from a timing (a timing probe on a
+loaded machine flips its answer from run to run: docs/benchmarks.md): the CPU's flags (AMX or AVX512-BF16,
 read by torch from CPUID), oneDNN's own answer (`torch.ops.mkldnn._is_mkldnn_bf16_supported`, which follows
 ONEDNN_MAX_CPU_ISA), the oneDNN cap itself (a cap at AVX512_CORE or AVX512_CORE_VNNI leaves oneDNN's answer yes
 while it emulates bf16) and torch's own kernel level (ATEN_CPU_CAPABILITY below AVX-512 runs the element-wise bf16
@@ -33,8 +34,8 @@ from clpose.console import warn
 from clpose.errors import ClposeError
 
 _DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": None}  # int8: its own graph
-# what an emulated bf16 costs, measured (docs/benchmarks.md): the warning names it
-EMULATED_SLOWDOWN = "about 10x slower than fp32 (a CLNet-ResNet-18 training step on an AVX2 CPU: 11x)"
+# what an emulated bf16 costs: the warning says it, the numbers are in docs/benchmarks.md
+EMULATED_SLOWDOWN = "about 10x slower than fp32 (7-12x over the CPUs in docs/benchmarks.md)"
 _warned: set[str] = set()
 
 

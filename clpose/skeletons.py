@@ -119,6 +119,7 @@ MPII = Skeleton(
     upper_body=_MPII_UPPER,
 )
 
+COCO_PERSON = 1  # COCO's category id of a person (keypoint results are of people; torchvision's detection label too)
 COCO = Skeleton(
     name="coco",
     keypoints=(

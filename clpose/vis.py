@@ -1,4 +1,4 @@
-"""Drawing: skeletons with per-keypoint scores (used by `infer` too), and the `clpose vis` pictures.
+"""The `clpose vis` pictures (skeletons are drawn by clpose.drawing, which `infer` uses too).
 
 `vis targets` shows, for a few samples, what the network is asked to predict: the augmented crop with its
 keypoints and skeleton, the stride-S grid, and for a few joints the sparse heatmap, the cells of Omega
@@ -17,52 +17,11 @@ from clpose.codecs import Codec
 from clpose.data.dataset import TopDownDataset, denormalize, read_image
 from clpose.data.records import Records
 from clpose.data.transforms import apply_affine, person_affine, warp
+from clpose.drawing import draw_pose
 from clpose.errors import ClposeError
 from clpose.io import atomic_path, write_image
-from clpose.skeletons import Skeleton
 
-SIDE_BGR = {"left": (235, 150, 40), "right": (40, 110, 245), "centre": (60, 200, 60)}
 GT_BGR, PRED_BGR = (60, 255, 60), (255, 60, 255)
-FAR = 1e9  # pixels: inside OpenCV's int range (2^31), which it clips to the image itself; far beyond any image
-
-
-def score_color(score: float) -> tuple[int, int, int]:
-    """Red (0) -> yellow (0.5) -> green (1), BGR."""
-    s = float(np.clip(score, 0.0, 1.0))
-    return (40, int(255 * min(1.0, 2 * s)), int(255 * min(1.0, 2 * (1 - s))))
-
-
-def draw_pose(
-    image: np.ndarray,
-    keypoints: np.ndarray,
-    skeleton: Skeleton,
-    scores: np.ndarray | None = None,
-    threshold: float = 0.3,
-    thickness: int | None = None,
-) -> np.ndarray:
-    """Draw limbs (coloured by body side) and keypoints (filled by score, outlined by side) in place.
-
-    Args:
-        keypoints: (K, 2) in `image` pixels.
-        scores: (K,) confidences or visibilities; keypoints below `threshold` are not drawn. None draws all.
-    """
-    k = skeleton.num_keypoints
-    keypoints = np.asarray(keypoints, dtype=np.float64)
-    scores = np.ones(k) if scores is None else np.asarray(scores, dtype=np.float64)
-    # OpenCV takes C ints: a keypoint farther off than FAR (NaN, inf, 1e308) is not drawn, nor are its limbs
-    ok = (scores >= threshold) & (np.abs(keypoints) <= FAR).all(axis=1)
-    size = max(image.shape[:2])
-    t = thickness or max(1, round(size / 250))
-    radius = max(2, round(size / 120))
-    pts = [(round(float(x)), round(float(y))) if ok[j] else (0, 0) for j, (x, y) in enumerate(keypoints)]
-    for a, b in skeleton.edges:
-        if ok[a] and ok[b]:
-            side = skeleton.side(a) if skeleton.side(a) == skeleton.side(b) else "centre"
-            cv2.line(image, pts[a], pts[b], SIDE_BGR[side], t, cv2.LINE_AA)
-    for j in np.flatnonzero(ok):
-        cv2.circle(image, pts[j], radius, score_color(scores[j]), -1, cv2.LINE_AA)
-        cv2.circle(image, pts[j], radius, SIDE_BGR[skeleton.side(j)], max(1, t // 2 + 1), cv2.LINE_AA)
-    return image
 
 
 def _label(image: np.ndarray, text: str, height: int = 22) -> np.ndarray:
@@ -86,14 +45,14 @@ def _grid(image: np.ndarray, stride: int, zoom: int) -> None:
 
 
 def _decode(codec: Codec, sample: dict) -> np.ndarray:
-    keypoints, _ = codec.decode_targets(sample)
+    keypoints, _ = codec.decode_targets(sample["targets"])
     return keypoints[0].numpy()
 
 
 def _joint_panel(
     base: np.ndarray, sample: dict, codec: Codec, k: int, name: str, decoded: np.ndarray, zoom: int
 ) -> np.ndarray:
-    heat = codec.target_map(sample, k)
+    heat = codec.target_map(sample["targets"], k)
     h, w = base.shape[:2]
     s = codec.stride
     up = np.zeros((h, w), np.float32)
@@ -105,7 +64,7 @@ def _joint_panel(
     panel = cv2.addWeighted(base, 0.45, colored, 0.55, 0)
     _grid(panel, s, zoom)
     gt = _zoom(sample["keypoints"][k].numpy(), zoom)
-    for centre, tip in codec.votes(sample, k):  # the cells that vote for the joint, and where they point
+    for centre, tip in codec.votes(sample["targets"], k):  # the cells that vote for the joint, and where they point
         c = _zoom(centre, zoom)
         x0, y0 = round((centre[0] - s / 2) * zoom), round((centre[1] - s / 2) * zoom)  # the cell's zoomed corner
         cv2.rectangle(panel, (x0, y0), (x0 + s * zoom, y0 + s * zoom), (255, 255, 255), 2)
@@ -134,7 +93,7 @@ def render_targets(dataset: TopDownDataset, index: int, zoom: int = 2, joints: i
     crop = denormalize(sample["image"])
     h, w = crop.shape[:2]
     base = cv2.resize(crop, (w * zoom, h * zoom), interpolation=cv2.INTER_LINEAR)
-    weights = sample["keypoint_weights"].numpy()
+    weights = sample["targets"]["keypoint_weights"].numpy()
     overview = base.copy()
     _grid(overview, codec.stride, zoom)
     draw_pose(overview, _zoom(sample["keypoints"].numpy(), zoom), skeleton, weights, threshold=0.5)
@@ -161,7 +120,9 @@ def render_dataset_sheet(dataset: TopDownDataset, indices: list[int], columns: i
     for i in indices:
         sample = dataset[i]
         crop = denormalize(sample["image"])
-        draw_pose(crop, sample["keypoints"].numpy(), dataset.skeleton, sample["keypoint_weights"].numpy(), 0.5)
+        draw_pose(
+            crop, sample["keypoints"].numpy(), dataset.skeleton, sample["targets"]["keypoint_weights"].numpy(), 0.5
+        )
         flip = " flip" if sample["meta"]["flipped"] else ""
         tiles.append(_label(crop, f"#{i}{flip}", 18))
     while len(tiles) % columns:
@@ -191,7 +152,7 @@ def pick(candidates: list[int], num: int, seed: int) -> list[int]:
     return sorted(rng.choice(candidates, size=min(num, len(candidates)), replace=False).tolist())
 
 
-__all__ = ["draw_pose", "render_dataset_sheet", "render_targets", "score_color"]
+__all__ = ["render_dataset_sheet", "render_targets"]
 
 
 def render_predictions(

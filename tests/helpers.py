@@ -46,8 +46,8 @@ def synthetic_checkpoint(path: Path, model: str = "clnet_resnet18", size: str = 
     """A freshly initialised (seed 0) composite model for the synthetic skeleton, as a checkpoint."""
     import torch
 
-    from clpose.config import recipe_from_dict
     from clpose.models import build_model
+    from clpose.recipes import recipe_from_dict
 
     recipe = recipe_from_dict(
         {
@@ -64,7 +64,7 @@ def synthetic_checkpoint(path: Path, model: str = "clnet_resnet18", size: str = 
 
 def fit_recipe(path: Path, text: str, out: Path) -> Path:
     """Write a recipe and train it on the CPU, quietly; the run folder."""
-    from clpose.config import load_recipe
+    from clpose.recipes import load_recipe
     from clpose.training.loop import fit
 
     path.write_text(text)

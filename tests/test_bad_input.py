@@ -20,6 +20,7 @@ from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint
 from clpose.training import loop as train_module
+from clpose.training.rows import EpochRow
 
 runner = CliRunner()
 
@@ -73,9 +74,9 @@ def test_a_kill_while_best_pt_is_written_leaves_the_older_last_pt(tmp_path: Path
     monkeypatch.setattr(train_module, "save_checkpoint", save)
     monkeypatch.setattr(train_module, "plot_curves", lambda *a: None)
     with pytest.raises(KeyboardInterrupt):
-        train_module._write_epoch(tmp_path, [{"epoch": 2}], {"epoch": 2}, improved=True, name="x")
+        train_module._write_epoch(tmp_path, [EpochRow(2)], {"epoch": 2}, improved=True, name="x")
     assert written == []  # last.pt was not yet written: it still records epoch 1 and the old best
-    train_module._write_epoch(tmp_path, [{"epoch": 3}], {"epoch": 3}, improved=False, name="x")
+    train_module._write_epoch(tmp_path, [EpochRow(3)], {"epoch": 3}, improved=False, name="x")
     assert written == ["last.pt"]
 
 

@@ -171,8 +171,7 @@ def test_max_batch_search_is_exact_logged_and_time_bounded() -> None:
 
 
 def test_no_row_reads_above_the_limit() -> None:
-    from clpose.speed.bench import BenchResult
-    from clpose.speed.limits import cap_fractions
+    from clpose.speed.bench import BenchResult, cap_fractions
 
     rows = [BenchResult("a", "256x256", 1, limit_fraction=0.5), BenchResult("b", "256x256", 256, limit_fraction=1.04)]
     limit, source = cap_fractions(rows, 1000.0, "3x3 conv")

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from clpose import __version__
-from clpose.codecs import CompositeCodec, build_codec
-from clpose.config import CodecConfig, recipe_from_dict, recipe_to_dict
+from clpose.codecs import CompositeCodec, CompositeOptions, build_codec
+from clpose.config import recipe_to_dict
 from clpose.engine.checkpoint import save_checkpoint
 from clpose.models import build_model
+from clpose.recipes import recipe_from_dict
 
 
 @pytest.mark.parametrize("stride", [4, 8, 16, 32])
@@ -74,9 +75,9 @@ def test_sigma_rule_stride_keeps_every_position_above_tau_at_stride_32() -> None
     pts = np.random.default_rng(0).uniform(0, 256, (4000, 2))
     share = {}
     for rule in ("fixed", "stride"):
-        codec = build_codec(CodecConfig(sigma_rule=rule), (256, 256), 32)
+        codec = build_codec(CompositeOptions(sigma_rule=rule), (256, 256), 32)
         heat = codec.encode(pts, np.ones(len(pts)))["heatmaps"]
         share[rule] = float((heat.reshape(len(pts), -1).max(1) < codec.tau).mean())
         assert codec.sigma == (16.0 if rule == "fixed" else 32.0)
     assert 0.18 < share["fixed"] < 0.22 and share["stride"] == 0.0  # docs/method.md: about 20% with sigma fixed
-    assert build_codec(CodecConfig(sigma_rule="stride"), (256, 256), 16).sigma == 16.0  # the paper's S = 16
+    assert build_codec(CompositeOptions(sigma_rule="stride"), (256, 256), 16).sigma == 16.0  # the paper's S = 16

@@ -19,12 +19,13 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.codecs import CompositeCodec, HeatmapCodec
-from clpose.config import AugmentConfig, EvalConfig, recipe_from_dict
+from clpose.config import AugmentConfig, EvalConfig
 from clpose.data.dataset import TopDownDataset
 from clpose.data.records import new_records
 from clpose.evaluation import coco as coco_metric
 from clpose.inference.smoothing import OneEuro
 from clpose.losses import CompositeLoss
+from clpose.recipes import recipe_from_dict
 from clpose.skeletons import LSP, MPII, SYNTHETIC
 
 runner = CliRunner()

@@ -120,14 +120,14 @@ def test_dataset_eval_mode_puts_keypoints_on_their_pixels(tmp_path: Path) -> Non
     ds = TopDownDataset(records, SYNTHETIC, codec, (64, 64), train=False, box_padding=1.25)
     sample = ds[0]
     assert sample["image"].shape == (3, 64, 64) and sample["image"].dtype == torch.float32
-    assert sample["heatmaps"].shape == (16, 4, 4) and sample["offsets"].shape == (32, 4, 4)
+    assert sample["targets"]["heatmaps"].shape == (16, 4, 4) and sample["targets"]["offsets"].shape == (32, 4, 4)
     crop = denormalize(sample["image"]).astype(np.float64).mean(axis=2)
     for k in range(16):
         x, y = sample["keypoints"][k].tolist()
-        if sample["keypoint_weights"][k] > 0:
+        if sample["targets"]["keypoint_weights"][k] > 0:
             patch = crop[round(y) - 1 : round(y) + 2, round(x) - 1 : round(x) + 2]
             assert patch.max() > 60  # the white dot is there, blurred by the down-scaling warp
-    assert sample["keypoint_weights"][5] == 0
+    assert sample["targets"]["keypoint_weights"][5] == 0
     inverse = invert_affine(sample["meta"]["affine"].numpy())
     back = apply_affine(sample["keypoints"].numpy(), inverse)
     np.testing.assert_allclose(
@@ -141,13 +141,13 @@ def test_training_augmentation_is_deterministic_and_flips_pairs(tmp_path: Path) 
     aug = AugmentConfig(flip_prob=1.0, rotation_prob=1.0, color_jitter=0.3, shear_factor=0.1)
     ds = TopDownDataset(records, SYNTHETIC, codec, (64, 64), train=True, augment=aug, seed=3)
     a, b = ds[1], ds[1]
-    assert torch.equal(a["image"], b["image"]) and torch.equal(a["heatmaps"], b["heatmaps"])
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["targets"]["heatmaps"], b["targets"]["heatmaps"])
     ds.set_epoch(1)
     c = ds[1]
     assert not torch.equal(a["image"], c["image"])
     assert a["meta"]["flipped"]
     # after a flip the channel of r-ankle (0) holds the l-ankle (5), which is unlabelled here
-    assert a["keypoint_weights"][0] == 0 or a["visible"][0] == 0
+    assert a["targets"]["keypoint_weights"][0] == 0 or a["visible"][0] == 0
     inverse = invert_affine(a["meta"]["affine"].numpy())
     back = apply_affine(a["keypoints"].numpy(), inverse)[SYNTHETIC.flip_index]
     labelled = records.keypoints[1, :, 2] > 0

@@ -126,10 +126,12 @@ def _torchvision_boxes(model: torch.nn.Module, frame: np.ndarray, threshold: flo
 
 
 def _same_boxes(boxes: np.ndarray, scores: np.ndarray, ref_boxes: np.ndarray, ref_scores: np.ndarray) -> None:
-    """The same boxes (each within 1e-3 px of one of the other's, both ways) and scores (within 1e-5), best first.
-    Compared as sets: two boxes whose scores differ by less than float rounding may come in either order."""
+    """The same boxes (each within 1e-3 px of one of the other's, both ways) and scores (within 5e-5: OpenVINO's fp32
+    kernels for AVX-512 sum in another order than torch's, and moved a softmax score by 1.02e-5 on an Intel Xeon),
+    best first. Compared as sets: two boxes whose scores differ by less than float rounding may come in either
+    order."""
     assert boxes.shape == ref_boxes.shape and scores.shape == ref_scores.shape
-    assert np.all(np.diff(scores) <= 0) and np.abs(np.sort(scores) - np.sort(ref_scores)).max(initial=0) <= 1e-5
+    assert np.all(np.diff(scores) <= 0) and np.abs(np.sort(scores) - np.sort(ref_scores)).max(initial=0) <= 5e-5
     apart = np.abs(boxes[:, None] - ref_boxes[None]).max(-1)  # (found, reference) largest coordinate difference
     assert apart.min(1).max(initial=0) <= 1e-3 and apart.min(0).max(initial=0) <= 1e-3
 

@@ -12,13 +12,13 @@ import torch
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe
 from clpose.data import build_dataset
 from clpose.data.dataset import STD_RGB
 from clpose.data.device_pipeline import DevicePipeline, RawSamples, collate_raw
 from clpose.data.prepare import run_prepare
 from clpose.data.transforms import get_affine, warp, warp_batch
 from clpose.engine.posemodel import recipe_codec
+from clpose.recipes import load_recipe
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +54,10 @@ def test_same_seed_gives_the_cpu_pipelines_samples(tmp_path: Path, data: Path, c
     for i in range(len(dataset)):
         sample = dataset[i]
         assert (batch["keypoints"][i] - sample["keypoints"]).abs().max() <= 0.05
-        for name in ("heatmaps", "offsets", "keypoint_weights", "visible"):
-            if name in sample:
-                assert torch.equal(batch[name][i], sample[name]), name
+        assert torch.equal(batch["visible"][i], sample["visible"])
+        for name in ("heatmaps", "offsets", "keypoint_weights"):
+            if name in sample["targets"]:
+                assert torch.equal(batch["targets"][name][i], sample["targets"][name]), name
         diffs.append(((batch["image"][i] - sample["image"]) * to_levels).abs())
     levels = torch.stack(diffs)
     assert levels.max() <= 2.0 + 1e-4
@@ -90,7 +91,8 @@ def test_an_undecodable_image_gets_weight_zero_and_a_warning(tmp_path: Path, dat
     raw = [RawSamples(dataset)[i] for i in range(3)]
     raw[1]["data"] = torch.frombuffer(bytearray(b"\xff\xd8 not a jpeg"), dtype=torch.uint8)
     batch = DevicePipeline(dataset.codec, "cpu")(collate_raw(raw))
-    assert batch["keypoint_weights"][1].sum() == 0 and batch["keypoint_weights"][0].sum() > 0
+    weights = batch["targets"]["keypoint_weights"]
+    assert weights[1].sum() == 0 and weights[0].sum() > 0
     assert "cannot be decoded (the sample gets weight 0)" in capsys.readouterr().err
 
 

@@ -12,7 +12,7 @@ from torch import nn
 
 from clpose.codecs import CompositeCodec, HeatmapCodec
 from clpose.config import TrainConfig
-from clpose.models import MODELS, build_model, check_input_size
+from clpose.models import MODELS, build_model, check_input_size, option_names
 from clpose.skeletons import get_skeleton
 from clpose.training.setup import build_optimizer, lr_factor
 
@@ -194,7 +194,7 @@ def test_every_optimizer_builds_with_the_recipes_settings_and_steps(name: str, c
 
 def _small(name: str) -> dict:
     """Hourglasses with two stacks: the smallest that also runs the modules between stacks."""
-    return {"stacks": 2} if "stacks" in MODELS[name].options else {}
+    return {"stacks": 2} if "stacks" in option_names(MODELS[name]) else {}
 
 
 @pytest.mark.parametrize("name", list(MODELS))

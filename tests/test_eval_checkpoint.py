@@ -13,9 +13,9 @@ from helpers import one_line_error
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.evaluation.prediction_files import read_predictions
+from clpose.recipes import load_recipe
 from clpose.training.loop import fit
 
 runner = CliRunner()

@@ -272,7 +272,7 @@ PAPER_RECIPES = sorted(p for p in RECIPES_DIR.rglob("*.yaml") if "synthetic" not
 def test_every_paper_recipe_names_its_reference_at_a_commit_and_states_its_departures(path: Path) -> None:
     """Issue 15: a recipe that says "as in X" follows X; its header names X's file at a commit and says what
     departs (the paper lists no colour jitter; precision)."""
-    from clpose.config import load_recipe
+    from clpose.recipes import load_recipe
 
     text = path.read_text()
     header = "".join(line for line in text.splitlines(True) if line.startswith("#"))

@@ -24,11 +24,12 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.codecs import CompositeCodec, HeatmapCodec
-from clpose.config import recipe_from_dict
+from clpose.config import Options
 from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine
 from clpose.engine.posemodel import PoseModel
 from clpose.inference.predictor import Predictor
 from clpose.models import MODELS, ModelEntry
+from clpose.recipes import recipe_from_dict
 from clpose.skeletons import get_skeleton
 
 SKELETON = get_skeleton("mpii")
@@ -185,7 +186,8 @@ def test_clpose_eval_with_and_without_flip_gives_the_same_predictions(
     name = f"oracle_{codec_name}"
     divisor = 16 if codec_name == "composite" else 4
     build = lambda num_keypoints: MirrorOracle(codec)  # noqa: E731 (weights, i.e. the pose, come from the checkpoint)
-    monkeypatch.setitem(MODELS, name, ModelEntry(build, (), codec_name, lambda o: codec.stride, lambda o: divisor))
+    entry = ModelEntry(build, Options, codec_name, lambda o: codec.stride, lambda o: divisor)  # no options of its own
+    monkeypatch.setitem(MODELS, name, entry)
     _records(tmp_path / "data", pose)
     raw = {
         "model": {"name": name},

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.data.dataset import decode_image
+from clpose.drawing import FAR, draw_pose
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile
 from clpose.inference.photos import upright
@@ -30,7 +31,6 @@ from clpose.inference.predictor import MIN_AREA_INSIDE, Predictor, box_problem
 from clpose.inference.smoothing import PoseTracker
 from clpose.inference.video import Source
 from clpose.skeletons import SKELETONS
-from clpose.vis import FAR, draw_pose
 
 runner = CliRunner()
 COORDINATES = "0-based pixels of the image as displayed (EXIF orientation applied; each image's tag in orientation)"

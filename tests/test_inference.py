@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from clpose import ClposeError
 from clpose.cli.app import app
-from clpose.config import recipe_from_dict
 from clpose.data.prepare.synthetic import write_video
 from clpose.inference.predictor import Pose, Predictor
 from clpose.inference.smoothing import OneEuro, PoseTracker, iou
 from clpose.models import build_model
+from clpose.recipes import recipe_from_dict
 
 runner = CliRunner()
 

@@ -7,8 +7,15 @@ import pytest
 import torch
 
 from clpose.codecs import CompositeCodec, HeatmapCodec
-from clpose.config import LossConfig
-from clpose.losses import CompositeLoss, GRMILoss, HeatmapMSELoss, PeakMSELoss, build_loss
+from clpose.losses import (
+    CompositeLoss,
+    CompositeLossOptions,
+    GRMILoss,
+    HeatmapMSELoss,
+    HeatmapMSEOptions,
+    PeakMSELoss,
+    build_loss,
+)
 
 
 def _case() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -109,6 +116,6 @@ def test_heatmap_mse_matches_hrnet_joints_mse() -> None:
 
 
 def test_build_loss_shares_tau_with_the_codec() -> None:
-    loss = build_loss(LossConfig(name="composite", region="gt"), tau=0.7)
+    loss = build_loss(CompositeLossOptions(region="gt"), CompositeCodec((64, 64), 16, tau=0.7))
     assert isinstance(loss, CompositeLoss) and loss.tau == 0.7 and loss.region == "gt"
-    assert isinstance(build_loss(LossConfig(name="heatmap_mse")), HeatmapMSELoss)
+    assert isinstance(build_loss(HeatmapMSEOptions(), HeatmapCodec((64, 64), 4)), HeatmapMSELoss)

@@ -14,13 +14,13 @@ import pytest
 import torch
 from helpers import write_checkpoint
 
-from clpose.config import recipe_from_dict
 from clpose.data import build_dataset
 from clpose.data.dataset import load_image
 from clpose.data.prepare import run_prepare
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.predict import predict
 from clpose.inference.predictor import Predictor
+from clpose.recipes import recipe_from_dict
 from clpose.skeletons import get_skeleton
 
 SYNTHETIC = get_skeleton("synthetic")

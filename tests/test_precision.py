@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import clpose.precision as precision
-from clpose.config import Recipe, load_recipe, recipe_to_dict
+from clpose.config import Recipe, recipe_to_dict
 from clpose.console import err_console
 from clpose.errors import ClposeError
 from clpose.precision import FP32, Precision, resolve_precision
+from clpose.recipes import load_recipe
 
 native_bf16 = precision.cpu_native_bf16.__wrapped__  # uncached: every test decides afresh
 
@@ -161,8 +162,8 @@ def test_no_shipped_recipe_hard_codes_a_precision() -> None:
 
 def _old_bf16_checkpoint(path: Path) -> Path:
     """A checkpoint as the versions before `auto` wrote them: its recipe says train.amp bf16."""
-    from clpose.config import recipe_from_dict
     from clpose.models import build_model
+    from clpose.recipes import recipe_from_dict
 
     raw = {
         "model": {"name": "clnet_resnet18"},
@@ -200,9 +201,10 @@ def test_an_old_bf16_checkpoint_infers_in_fp32_on_a_cpu_without_native_bf16(cpu,
 def test_fp16_training_goes_through_the_grad_scaler() -> None:
     """The fp16 path of train_step (autocast + GradScaler), on CUDA where there is one, else on the CPU's fp16
     autocast with a CPU GradScaler: the scaler scales the loss and the weights still move."""
-    from clpose.config import recipe_from_dict
+    from clpose.codecs import CompositeCodec
     from clpose.losses import build_loss
     from clpose.models import build_model
+    from clpose.recipes import recipe_from_dict
     from clpose.training.loop import train_step
     from clpose.training.setup import Step
 
@@ -220,14 +222,16 @@ def test_fp16_training_goes_through_the_grad_scaler() -> None:
     optimizer = torch.optim.Adam(model.parameters(), 1e-3)
     batch = {
         "image": torch.randn(2, 3, 32, 32),
-        "heatmaps": torch.rand(2, 2, 2, 2),
-        "offsets": torch.rand(2, 4, 2, 2) - 0.5,
-        "keypoint_weights": torch.ones(2, 2),
+        "targets": {
+            "heatmaps": torch.rand(2, 2, 2, 2),
+            "offsets": torch.rand(2, 4, 2, 2) - 0.5,
+            "keypoint_weights": torch.ones(2, 2),
+        },
     }
     before = model.predict.weight.detach().clone()
     fp16 = Precision("fp16", "fp16", "test")
     keys = ("heatmaps", "offsets", "keypoint_weights")
-    step = Step(model, build_loss(recipe.loss, 0.6), optimizer, scaler, device, fp16, keys)
+    step = Step(model, build_loss(recipe.loss, CompositeCodec((32, 32), 16)), optimizer, scaler, device, fp16, keys)
     parts = train_step(step, batch, recipe.train)
     assert torch.isfinite(parts["loss"]) and scaler.is_enabled()
     assert scaler.get_scale() in (1024.0, 512.0)  # kept, or halved once after an overflow

@@ -23,11 +23,11 @@ from typer.testing import CliRunner
 
 import clpose.demo as demo
 from clpose.cli.app import app
-from clpose.config import recipe_from_dict
 from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Metric
+from clpose.recipes import recipe_from_dict
 from clpose.speed import training as speed_training
 from clpose.training import loop as train_module
 

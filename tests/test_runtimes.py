@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
 from clpose.data.synthetic import render_sample
-from clpose.engine import graph_cache, runtimes
+from clpose.engine import graph_cache, runners, runtimes
 from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.precision import Precision
@@ -175,7 +175,7 @@ def test_a_checkpoint_replaced_after_loading_never_gets_the_old_weights_graph(ru
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want, stale = new.model(x), old.model(x)
-    got = runtimes.OnnxRuntimeRunner(new_graph, 1)(x)
+    got = runners.OnnxRuntimeRunner(new_graph, 1)(x)
     assert float((got - want).abs().max()) < 1e-3 < float((stale - want).abs().max())
 
 
@@ -235,7 +235,7 @@ def test_a_graph_placed_in_the_run_folder_is_never_run_unchecked(
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         want = pose.model.eval()(x)
-    got = runtimes.OnnxRuntimeRunner(planted, 1)(x)  # the graph there now is this checkpoint's
+    got = runners.OnnxRuntimeRunner(planted, 1)(x)  # the graph there now is this checkpoint's
     assert float((got - want).abs().max()) < 1e-3
     ref = _eval(mine.parent, tmp_path / "torch", "--runtime", "torch")
     assert json.loads((tmp_path / "e.json").read_text())["Mean"] == pytest.approx(ref["Mean"], abs=0.05)
@@ -323,18 +323,18 @@ def test_each_runtime_states_the_precision_it_runs() -> None:
     assert runtimes.runtime_precision("openvino", fp32) is fp32
     if runtimes.installed("openvino"):
         assert runtimes.runtime_precision("openvino", native).name == (
-            "bf16" if runtimes.openvino_has_bf16() else "fp32"
+            "bf16" if runners.openvino_has_bf16() else "fp32"
         )
 
 
 def test_threads_reach_the_runtimes(run: Path, restore_threads) -> None:
     pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
     graph = graph_cache.cached_graph(run / "best.pt", pose)
-    options = runtimes.OnnxRuntimeRunner(graph, 1).session.get_session_options()
+    options = runners.OnnxRuntimeRunner(graph, 1).session.get_session_options()
     assert options.intra_op_num_threads == 1
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # idle threads free the cores
     if runtimes.installed("openvino"):
-        assert runtimes.OpenVinoRunner(graph, 1, bf16=False).compiled.get_property("INFERENCE_NUM_THREADS") == 1
+        assert runners.OpenVinoRunner(graph, 1, bf16=False).compiled.get_property("INFERENCE_NUM_THREADS") == 1
     info = runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)
     assert info.threads == 1 and torch.get_num_threads() == 1 and "1 threads" in info.describe()
     with pytest.raises(ClposeError, match="--threads must be between 1 and 1024, got 0"):
@@ -422,8 +422,7 @@ def test_paths_and_hints_with_brackets_are_printed_as_they_are(run: Path, clip: 
 def test_runtimes_take_turns_in_blocks_and_models_alternate_within_one() -> None:
     """A runtime's thread pool holds the cores for a while after it worked: bench gives each runtime a block of runs
     (after one untimed run) and alternates the models run by run inside it; every entry gets exactly --runs times."""
-    from clpose.codecs import build_codec
-    from clpose.config import CodecConfig
+    from clpose.codecs import CompositeOptions, build_codec
     from clpose.precision import resolve_precision
     from clpose.speed import bench
 
@@ -437,7 +436,7 @@ def test_runtimes_take_turns_in_blocks_and_models_alternate_within_one() -> None
         return run
 
     fp32 = resolve_precision("off", "cpu")
-    codec = build_codec(CodecConfig(), (64, 64), 16)
+    codec = build_codec(CompositeOptions(), (64, 64), 16)
     entries = [bench._Entry(m, r, forward(f"{m}/{r}"), codec, fp32) for r in ("torch", "ort") for m in ("A", "B")]
     settings = bench.BenchSettings((64, 64), 1, [1], runs=7, warmup=1, runtimes=["torch", "ort"])
     assert bench._blocks(7) == [2, 2, 1, 1, 1] and bench._blocks(20) == [4] * 5 and bench._blocks(2) == [1, 1]

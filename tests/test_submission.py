@@ -12,12 +12,12 @@ from test_prepare import _release_fixture, _write_image, release_folder
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.data.records import load_records
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Predictions
 from clpose.evaluation.submission import choose_format, write_mpii_submission, write_predictions
+from clpose.recipes import load_recipe
 from clpose.skeletons import get_skeleton
 from clpose.training.loop import fit
 

@@ -16,13 +16,13 @@ import torch
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe
 from clpose.data.prepare import run_prepare
 from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.posemodel import PoseModel, recipe_codec
 from clpose.errors import ClposeError
 from clpose.losses import build_loss
-from clpose.models import build_model, model_options
+from clpose.models import MODELS, build_model, model_options
+from clpose.recipes import load_recipe
 from clpose.training.loop import fit
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,10 +37,11 @@ def test_every_recipe_loads_and_builds(path: Path) -> None:
     options = model_options(recipe.model, pretrained=False)  # a local file the user downloads: not checked here
     k = {"lsp": 14, "mpii": 16, "coco": 17, "synthetic": 16}[recipe.data.dataset]
     with torch.device("meta"):
-        model = build_model(recipe.model.name, k, **options)
+        build_model(recipe.model.name, k, **options)  # builds with the recipe's options
     codec = recipe_codec(recipe)
-    assert model.codec == recipe.codec.name and codec.stride == model.stride
-    build_loss(recipe.loss, codec.tau)
+    entry = MODELS[recipe.model.name]  # what the model outputs is its entry's
+    assert entry.codec == recipe.codec.name and codec.stride == entry.stride(options)
+    build_loss(recipe.loss, codec)
 
 
 @pytest.fixture(scope="module")
@@ -214,7 +215,7 @@ def test_two_process_ddp_on_gloo_matches_one_process_evaluation(tiny_data: Path,
 
 
 def test_run_folders_are_numbered_and_resume_auto_finds_the_newest(tmp_path: Path) -> None:
-    from clpose.config import recipe_from_dict
+    from clpose.recipes import recipe_from_dict
     from clpose.training.run_folder import make_run_dir
 
     recipe = recipe_from_dict(

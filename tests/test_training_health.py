@@ -11,10 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import LossConfig
 from clpose.data.prepare import run_prepare
 from clpose.evaluation.metrics import METRICS
+from clpose.losses import CompositeLossOptions, HeatmapMSEOptions
 from clpose.training import loop as train_module
+from clpose.training.rows import EpochRow
 
 runner = CliRunner()
 
@@ -77,21 +78,21 @@ def test_a_run_that_is_not_learning_is_warned_about_and_its_metric_printed_on_it
     assert f"warning: epoch 3: {stalled}" in result.stderr
 
 
-def _row(epoch: int, value: float | None, loss: float, metric: str = "pck", **parts: float) -> dict:
-    return {"epoch": epoch, "loss": loss, "metric": metric, "value": value, **parts}
+def _row(epoch: int, value: float | None, loss: float, metric: str = "pck", **parts: float) -> EpochRow:
+    return EpochRow(epoch, loss, parts, metric=metric, value=value)
 
 
 def test_a_zero_part_is_named_with_its_weight_and_a_zero_weight_is_not_a_warning() -> None:
     from clpose.training.health import health_warnings
 
-    heatmaps = LossConfig(name="heatmap_mse", w_h=0.5)
+    heatmaps = HeatmapMSEOptions(w_h=0.5)
     assert health_warnings([_row(1, 50.0, 0.1, heatmap=0.0)], heatmaps, None, 1.0) == [
         "heatmap was exactly 0 for the whole epoch (loss.w_h 0.5): that part of the loss trained nothing; check that "
         "the training crops hold labelled keypoints (keypoint weights) and that the codec's targets reach them"
     ]
-    offsets_off = LossConfig(name="composite", w_o=0.0, region="pred")
+    offsets_off = CompositeLossOptions(w_o=0.0, region="pred")
     assert health_warnings([_row(1, 50.0, 0.1, heatmap=0.1, offset_y=0.0, offset_x=0.0)], offsets_off, 0.6, 1.0) == []
-    union = LossConfig(name="composite", region="union")  # the gt region is never empty: only the parts are named
+    union = CompositeLossOptions(region="union")  # the gt region is never empty: only the parts are named
     assert health_warnings([_row(1, 50.0, 0.1, heatmap=0.1, offset_y=0.0, offset_x=0.2)], union, 0.6, 1.0) == [
         "offset_y was exactly 0 for the whole epoch (loss.w_o 2): that part of the loss trained nothing; check that "
         "the training crops hold labelled keypoints (keypoint weights) and that the codec's targets reach them"
@@ -101,7 +102,7 @@ def test_a_zero_part_is_named_with_its_weight_and_a_zero_weight_is_not_a_warning
 def test_a_metric_at_zero_while_the_loss_falls_is_warned_only_after_three_validations() -> None:
     from clpose.training.health import health_warnings
 
-    loss = LossConfig(name="heatmap_mse", w_h=0.5)
+    loss = HeatmapMSEOptions(w_h=0.5)
     rows = [_row(1, 0.2, 0.9), _row(2, None, 0.8), _row(3, 0.0, 0.5), _row(4, 0.9, 0.3)]  # val_every 2 on epoch 2
     assert health_warnings(rows[:3], loss, None, 1.0) == []  # two validations so far
     assert health_warnings(rows, loss, None, 1.0) == [
@@ -119,11 +120,12 @@ def test_a_metric_at_zero_while_the_loss_falls_is_warned_only_after_three_valida
 def test_the_epoch_summary_prints_the_metric_on_its_scale() -> None:
     from clpose.training.progress import epoch_summary
 
-    row = {"epoch": 7, "loss": 0.0123, "samples_per_s": 88.04, "data_wait": 0.12, "metric": "oks", "value": 0.5694}
+    row = EpochRow(7, 0.0123, samples_per_s=88.04, data_wait=0.12, metric="oks", value=0.5694)
     assert epoch_summary(row, 0.57, 100.0) == (
         "epoch 7: loss 0.0123, 88.0 samples/s, data wait 12%, oks 56.9 (best 57.0)"
     )
-    assert epoch_summary({**row, "value": None}, 0.57, 100.0) == "epoch 7: loss 0.0123, 88.0 samples/s, data wait 12%"
+    row.value = None
+    assert epoch_summary(row, 0.57, 100.0) == "epoch 7: loss 0.0123, 88.0 samples/s, data wait 12%"
 
 
 def test_the_remedy_never_advises_a_setting_that_is_already_set() -> None:
@@ -140,6 +142,6 @@ def test_the_remedy_never_advises_a_setting_that_is_already_set() -> None:
         (0.5, "gt"): "remedy: raise loss.w_h (e.g. --set loss.w_h=5) or lower train.lr",
     }
     for (w_h, region), advice in cases.items():
-        (warning,) = health_warnings(rows, LossConfig(name="composite", w_h=w_h, region=region), 0.6, 100.0)
+        (warning,) = health_warnings(rows, CompositeLossOptions(w_h=w_h, region=region), 0.6, 100.0)
         assert advice in warning, (w_h, region, warning)
         assert f"--set loss.w_h={w_h:g} " not in warning and f"--set loss.region={region} " not in warning

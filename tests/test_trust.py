@@ -18,12 +18,12 @@ from helpers import one_line_error, write_checkpoint
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
-from clpose.config import load_recipe, recipe_from_dict
 from clpose.data.prepare import run_prepare
 from clpose.errors import ClposeError
 from clpose.evaluation import coco as coco_metric
 from clpose.models import build_model
 from clpose.outputs import check_outputs
+from clpose.recipes import load_recipe, recipe_from_dict
 
 runner = CliRunner()
 

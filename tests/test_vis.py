@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
+from clpose.drawing import draw_pose, score_color
 from clpose.skeletons import SYNTHETIC
-from clpose.vis import draw_pose, score_color
 
 runner = CliRunner()
 

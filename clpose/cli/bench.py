@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
-from clpose.cli.options import Amp
+from clpose.cli.options import Amp, LiveHelpOption
 from clpose.config import check_option, parse_hw
+from clpose.engine.runtime_names import RUNTIMES
 from clpose.errors import ClposeError
 
 DEFAULT_MODELS = ["clnet_resnet50", "simplebaseline_resnet50"]
@@ -47,9 +48,14 @@ def bench(
     flops: Annotated[bool, typer.Option("--flops", help="Count parameters and MACs (FLOPs = 2 x MACs).")] = False,
     runtime: Annotated[
         list[str] | None,
-        typer.Option(
-            help="Runtime (repeatable): torch, onnxruntime, openvino, or all (those installed). Each model is timed "
-            "in each, interleaved; onnxruntime and openvino run its ONNX graph (clpose export's). Default: torch."
+        LiveHelpOption(
+            "--runtime",
+            lambda: (
+                f"Runtime (repeatable): {', '.join(RUNTIMES)}, or all (those installed). Each model is timed in "
+                "each, interleaved; the graph runtimes run its ONNX graph (clpose export's). Default: torch."
+            ),
+            lambda: [*RUNTIMES, "all"],
+            check=False,  # _runtimes: "all" expands to the installed ones
         ),
     ] = None,
     threads: Annotated[
@@ -91,17 +97,23 @@ def bench(
         if b != "max" and (not b.isdigit() or int(b) < 1):
             raise ClposeError(f"--batch {b!r}: expected a positive integer or 'max'")
     check_threads(threads)
-    runtimes = _runtimes(runtime or ["torch"])
-    if flops and not fps and (runtimes != ["torch"] or int8):
+    from clpose.engine.runtime_names import ranked
+    from clpose.engine.runtimes import TORCH
+
+    runtimes = _runtimes(runtime or [TORCH])
+    if flops and not fps and (runtimes != [TORCH] or int8):
         raise ClposeError("--runtime and --int8 choose what times the models; --flops alone times nothing: add --fps")
     if int8:
         from clpose.engine.int8 import require_nncf
 
         require_nncf()
-        if runtimes == ["torch"] and runtime is None:
-            runtimes = ["openvino"]  # the int8 graph's runtime, beside its fp32 graph in the same runtime
-        if runtimes == ["torch"]:
-            raise ClposeError("--int8 times int8 graphs in openvino or onnxruntime: add --runtime openvino")
+        int8_runtimes = ranked("int8_rank")
+        if runtimes == [TORCH] and runtime is None:
+            runtimes = int8_runtimes[:1]  # the int8 graph's runtime, beside its fp32 graph in the same runtime
+        if not set(runtimes) & set(int8_runtimes):
+            raise ClposeError(
+                f"--int8 times int8 graphs in {' or '.join(int8_runtimes)}: add --runtime {int8_runtimes[0]}"
+            )
     cuda = device.startswith("cuda")
     settings = BenchSettings(
         input_hw=parse_hw(input_size, "--input-size"),
@@ -128,7 +140,6 @@ def bench(
 
 def _runtimes(names: list[str]) -> list[str]:
     """--runtime values, checked; `all` is every installed runtime."""
-    from clpose.engine.runtime_names import RUNTIMES
     from clpose.engine.runtimes import installed
 
     out: list[str] = []

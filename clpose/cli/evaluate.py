@@ -12,15 +12,14 @@ from clpose.cli.options import (
     Calibration,
     Compile,
     Device,
+    EvalRuntime,
     Int8,
-    RuntimeName,
     Threads,
     metric_names,
-    options_from,
     registered,
+    save_format_names,
 )
 from clpose.config import ALPHA_RANGE
-from clpose.evaluation.formats import SaveFormat
 
 # Which options belong to which way in (one rule, checked by `_check_mode`): a predictions file (--predictions) or
 # a checkpoint (RUN, or the latest run). The options in neither list (--metric, --annotations, --alpha, --head,
@@ -94,20 +93,19 @@ def evaluate(
         ),
     ] = None,
     format_: Annotated[
-        SaveFormat,
-        typer.Option("--format", help="Format of --save-predictions (auto: from the file name and the dataset)."),
+        str,
+        typer.Option(
+            "--format",
+            help="Format of --save-predictions: auto (from the file name and the dataset) or a name in "
+            "clpose.evaluation.submission.SAVE_FORMATS (docs/evaluation.md lists them; a wrong name is answered "
+            "with the valid ones).",
+            callback=registered("--format", save_format_names),
+        ),
     ] = "auto",
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the result table as JSON.")] = None,
     device: Device = "auto",
     amp: Amp = "auto",
-    runtime: Annotated[
-        RuntimeName,
-        typer.Option(
-            help="What runs the network: torch (the reference), onnxruntime or openvino (the checkpoint's ONNX graph, "
-            "exported once into cache/ beside it; scores equal torch's within the tolerances of docs/evaluation.md), "
-            "or auto (the fastest on this machine, docs/benchmarks.md)."
-        ),
-    ] = "torch",
+    runtime: EvalRuntime = "torch",
     threads: Threads = None,
     compile_: Compile = False,
     int8: Int8 = False,
@@ -157,8 +155,27 @@ def evaluate(
             from clpose.inference.calibration import path_calibration, whole_frames
 
             crops = path_calibration(calibration, whole_frames, "each image one person")
-        options = options_from(
-            EvalOptions, locals(), head_official=head == "official", save_format=format_, calibration=crops
+        options = EvalOptions(
+            recipe=recipe,
+            split=split,
+            flip=flip,
+            boxes=boxes,
+            batch=batch,
+            stages=stages,
+            device=device,
+            amp=amp,
+            runtime=runtime,
+            threads=threads,
+            compile_=compile_,
+            int8=int8,
+            calibration=crops,
+            metric=metric,
+            alpha=alpha,
+            head_official=head == "official",
+            annotations=annotations,
+            save_predictions=save_predictions,
+            save_format=format_,
+            json_out=json_out,
         )
         run = evaluate_checkpoint(target, options)
         tables, settings = run.tables, run.settings

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import typer
 
-from clpose.cli.options import Calibration, Int8
+from clpose.cli.options import Calibration, Int8, Int8Runtime
 
 
 def export(
@@ -24,10 +24,7 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 18,
     int8: Int8 = False,
     calibration: Calibration = None,
-    runtime: Annotated[
-        Literal["auto", "openvino", "onnxruntime"],
-        typer.Option(help="With --int8: the runtime that checks the int8 graph (both run it; auto: openvino)."),
-    ] = "auto",
+    runtime: Int8Runtime = "auto",
 ) -> None:
     """Export the network (optionally with the decode) and check it against PyTorch.
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 import typer
 from rich.text import Text
 
-from clpose.cli.options import Amp, Calibration, Compile, Device, Int8, Runtime, Threads, options_from
+from clpose.cli.options import Amp, Calibration, Compile, Device, Int8, Runtime, Threads
 
 
 def say(*parts: str | tuple[str, str]) -> None:
@@ -111,7 +111,23 @@ def infer(
     from clpose.outputs import check_outputs
     from clpose.weights import detector_builder
 
-    options = options_from(InferOptions, locals())
+    options = InferOptions(
+        boxes=boxes,
+        boxes_ids=boxes_ids,
+        detector=detector,
+        detector_weights=detector_weights,
+        det_threshold=det_threshold,
+        out=out,
+        json_out=json_out,
+        show=show,
+        kpt_threshold=kpt_threshold,
+        smooth=smooth,
+        min_cutoff=min_cutoff,
+        beta=beta,
+        batch=batch,
+        detect_every=detect_every,
+        track_score=track_score,
+    )
     check_output_kinds(source, options)  # an --out that does not fit the source is said before the model loads
     if detector is not None:
         detector_builder(detector)

@@ -99,7 +99,7 @@ def prepare(
     images missing on disk. docs/datasets.md shows each download's layout.
     """
     from clpose.console import console
-    from clpose.data.prepare import run_prepare
+    from clpose.data.prepare import DATASETS, run_prepare
     from clpose.data.prepare.synthetic import clip_folder, video_outputs, write_video
     from clpose.data.synthetic_video import check_clip
     from clpose.errors import ClposeError
@@ -119,9 +119,8 @@ def prepare(
     out = out or root
     options = {"train": train, "val": val, "size": size, "seed": seed, "workers": workers}
     outputs = video_outputs(video) if video is not None else {}
-    run_prepare(
-        dataset, root, out, annotations, images, detections, options if dataset == "synthetic" else None, True, outputs
-    )
+    generated = not DATASETS[dataset].download  # a generated set takes the generator's options
+    run_prepare(dataset, root, out, annotations, images, detections, options if generated else None, True, outputs)
     if video is not None:
         write_video(video, seed=seed, **dataclasses.asdict(clip))
         truth = outputs["the clip's ground truth"]

@@ -37,8 +37,8 @@ def train(
     Several GPUs or machines: torchrun --nproc_per_node=N -m clpose train RECIPE (the recipe's batch size is the
     global batch). docs/training.md has the details.
     """
-    from clpose.config import load_recipe
     from clpose.console import console
+    from clpose.recipes import load_recipe
     from clpose.training.loop import fit
 
     result = fit(load_recipe(recipe, set_ or []), out=out, resume=resume, device=device, overwrite=overwrite)

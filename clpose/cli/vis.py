@@ -15,9 +15,9 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a reci
 
 
 def _dataset(recipe_path: Path, split: str | None, seed: int, overrides: list[str] | None):
-    from clpose.config import load_recipe
     from clpose.data import build_dataset
     from clpose.engine.posemodel import recipe_codec
+    from clpose.recipes import load_recipe
 
     recipe = load_recipe(recipe_path, overrides or [])
     recipe.train.seed = seed

@@ -3,7 +3,8 @@
 A codec is built once from the recipe and used in two places: the dataset encodes, inference decodes. Every codec
 follows the `Codec` protocol (clpose.codecs.base; its `votes` is how `clpose vis` draws a codec's cells). `CODECS`
 holds one `CodecEntry` per recipe codec.name with everything the rest of clpose needs to know about the codec:
-adding a codec is one class and one entry (`CODECS[name] = CodecEntry(...)`, also from outside the package).
+adding a codec is one class, its options and one entry (`CODECS[name] = CodecEntry(...)`, also from outside the
+package).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from clpose.codecs.base import Codec
-from clpose.codecs.composite import CompositeCodec
-from clpose.codecs.heatmap import HeatmapCodec
-from clpose.config import CodecConfig
+from clpose.codecs.composite import CompositeCodec, CompositeOptions
+from clpose.codecs.heatmap import HeatmapCodec, HeatmapOptions
+from clpose.config import Options
 from clpose.errors import ClposeError
 
 
@@ -24,7 +25,9 @@ class CodecEntry:
     """A registered codec.
 
     Attributes:
-        build: (codec section of the recipe, crop size (H, W), the model's output stride) -> the codec.
+        options: its recipe section's class (an `Options` dataclass: each key's default, help and range): a recipe
+            with `codec.name` this entry holds exactly these keys, and docs/recipes.md lists them.
+        build: (those options, crop size (H, W), the model's output stride) -> the codec.
         channels_per_keypoint: what a network must output per keypoint for it (a model fits the codec when its own
             codec has as many).
         target_keys: what `encode` produces and the loss reads: the trainer moves exactly these to the device.
@@ -32,15 +35,16 @@ class CodecEntry:
         check: a further rule on the recipe, returning what is wrong or None.
     """
 
-    build: Callable[[CodecConfig, tuple[int, int], int], Codec]
+    options: type[Options]
+    build: Callable[[Any, tuple[int, int], int], Codec]
     channels_per_keypoint: int
     target_keys: tuple[str, ...]
     default_loss: str
     check: Callable[[Any], str | None] | None = None
 
 
-def _composite(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
-    sigma = cfg.sigma or 16.0
+def _composite(cfg: CompositeOptions, input_hw: tuple[int, int], stride: int) -> Codec:
+    sigma = cfg.sigma
     if cfg.sigma_rule == "stride":  # the Gaussian keeps its size in cells: sigma 16 px at S = 16, 32 px at S = 32
         sigma = sigma * stride / 16
     return CompositeCodec(
@@ -54,19 +58,25 @@ def _composite(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Code
     )
 
 
-def _heatmap(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
-    return HeatmapCodec(input_hw, stride=stride, sigma=cfg.sigma or 2.0, dark=cfg.dark)
+def _heatmap(cfg: HeatmapOptions, input_hw: tuple[int, int], stride: int) -> Codec:
+    return HeatmapCodec(input_hw, stride=stride, sigma=cfg.sigma, dark=cfg.dark)
 
 
-def _disk_needs_grmi(recipe: Any) -> str | None:
-    if recipe.codec.target == "disk" and recipe.loss.name != "grmi":
-        return f"loss.name grmi and codec.target disk go together (got loss.name {recipe.loss.name!r})"
+def _disk_goes_with_grmi(recipe: Any) -> str | None:
+    """G-RMI's loss classifies a disk; every other composite loss regresses a Gaussian (one rule, both ways)."""
+    if (recipe.codec.target == "disk") != (recipe.loss.name == "grmi"):
+        return (
+            "loss.name grmi and codec.target disk go together "
+            f"(got loss.name {recipe.loss.name!r}, codec.target {recipe.codec.target!r})"
+        )
     return None
 
 
 CODECS: dict[str, CodecEntry] = {
-    "composite": CodecEntry(_composite, 3, ("heatmaps", "offsets", "keypoint_weights"), "composite", _disk_needs_grmi),
-    "heatmap": CodecEntry(_heatmap, 1, ("heatmaps", "keypoint_weights"), "heatmap_mse"),
+    "composite": CodecEntry(
+        CompositeOptions, _composite, 3, ("heatmaps", "offsets", "keypoint_weights"), "composite", _disk_goes_with_grmi
+    ),
+    "heatmap": CodecEntry(HeatmapOptions, _heatmap, 1, ("heatmaps", "keypoint_weights"), "heatmap_mse"),
 }
 
 
@@ -76,9 +86,19 @@ def get_codec(name: str) -> CodecEntry:
     return CODECS[name]
 
 
-def build_codec(cfg: CodecConfig, input_hw: tuple[int, int], stride: int) -> Codec:
-    """Build the recipe's codec for a crop size (H, W) and the model's output stride."""
+def build_codec(cfg: Options, input_hw: tuple[int, int], stride: int) -> Codec:
+    """Build the recipe's codec (its `codec` section) for a crop size (H, W) and the model's output stride."""
     return get_codec(cfg.name).build(cfg, input_hw, stride)
 
 
-__all__ = ["CODECS", "Codec", "CodecEntry", "CompositeCodec", "HeatmapCodec", "build_codec", "get_codec"]
+__all__ = [
+    "CODECS",
+    "Codec",
+    "CodecEntry",
+    "CompositeCodec",
+    "CompositeOptions",
+    "HeatmapCodec",
+    "HeatmapOptions",
+    "build_codec",
+    "get_codec",
+]

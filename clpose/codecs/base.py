@@ -41,8 +41,8 @@ class Codec(Protocol):
     def encode_batch(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
         """`encode` for (B, K, 2) keypoints and (B, K) flags on any device (the GPU data pipeline): the same
         targets as `encode`, stacked. Two forms of one formula: NumPy per sample in the CPU workers (torch's
-        per-op overhead made a 128x128 demo sample 1.6x slower there, 560 -> 885 us on one thread of CPU-Z4, an AMD EPYC
-        Zen 4, native; docs/benchmarks.md names the machines), torch for a batch on the device;
+        per-op overhead made a demo sample slower there: docs/benchmarks.md, "Data pipeline"), torch for a batch on
+        the device;
         tests/test_codecs.py holds them bit-identical."""
         ...
 

@@ -14,6 +14,7 @@ Conventions (docs/method.md derives them):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -21,7 +22,31 @@ import torch
 import torch.nn.functional as F
 
 from clpose.codecs.base import check_heatmaps, check_keypoints, check_size
+from clpose.config import Options, option
 from clpose.errors import ClposeError
+
+
+@dataclass
+class CompositeOptions(Options):
+    """The recipe's `codec` section for `name: composite` (each default written here once)."""
+
+    name: str = "composite"
+    sigma: float = option(16.0, "Gaussian sigma in input px (the paper's 16 at stride 16)", check="> 0")
+    tau: float = option(0.6, "activation threshold of the regression region and of decoding", check="(0, 1)")
+    target: Literal["gaussian", "disk"] = option("gaussian", "heatmap target; disk goes with the grmi loss")
+    disk_radius: float | None = option(
+        None, "disk target radius in input px (default: the Gaussian's tau radius)", check="> 0"
+    )
+    decode: Literal["weighted", "peak"] = option(
+        "weighted",
+        "weighted (section 3.4: activation-weighted votes of every cell >= tau) or peak (the arg-max cell's centre "
+        "plus its offset; for losses that train offsets only at the peak)",
+    )
+    sigma_rule: Literal["fixed", "stride"] = option(
+        "fixed",
+        "fixed (sigma as given at every stride, the paper's 16 px) or stride (sigma x S / 16: the same Gaussian in "
+        "cells at every stride; the paper does not say which its Table 5 used)",
+    )
 
 
 def split_channels(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -31,6 +56,24 @@ def split_channels(output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, to
         raise ClposeError(f"composite output must be (N, 3K, H', W'), got {tuple(output.shape)}")
     k = output.shape[1] // 3
     return output[:, :k], output[:, k : 2 * k], output[:, 2 * k :]
+
+
+def join_channels(heatmaps: torch.Tensor, offsets_y: torch.Tensor, offsets_x: torch.Tensor) -> torch.Tensor:
+    """Three (N, K, H', W') parts -> the (N, 3K, H', W') output layout `split_channels` reads."""
+    return torch.cat([heatmaps, offsets_y, offsets_x], dim=1)
+
+
+def split_offsets(offsets: torch.Tensor | np.ndarray) -> tuple[torch.Tensor | np.ndarray, ...]:
+    """The offsets target's layout, (..., 2K, H', W') = [K y-offsets, K x-offsets] -> (y, x), each (..., K, H', W').
+    The one place that knows the order: the encoders build it with `join_offsets`, the decode and losses read it
+    here."""
+    k = offsets.shape[-3] // 2
+    return offsets[..., :k, :, :], offsets[..., k:, :, :]
+
+
+def join_offsets(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """(..., K, H', W') y- and x-offsets -> the (..., 2K, H', W') target `split_offsets` reads."""
+    return torch.cat([y, x], dim=-3)
 
 
 class CompositeCodec:
@@ -53,11 +96,11 @@ class CompositeCodec:
         self,
         input_hw: tuple[int, int],
         stride: int = 16,
-        sigma: float = 16.0,
-        tau: float = 0.6,
-        target: Literal["gaussian", "disk"] = "gaussian",
-        disk_radius: float | None = None,
-        decode: Literal["weighted", "peak"] = "weighted",
+        sigma: float = CompositeOptions.sigma,
+        tau: float = CompositeOptions.tau,
+        target: Literal["gaussian", "disk"] = CompositeOptions.target,
+        disk_radius: float | None = CompositeOptions.disk_radius,
+        decode: Literal["weighted", "peak"] = CompositeOptions.decode,
     ) -> None:
         self.input_hw = check_size(input_hw, stride)
         self.stride = int(stride)
@@ -124,8 +167,9 @@ class CompositeCodec:
         k = kpts.shape[0]
         hp, wp = self.heatmap_hw
         offsets = np.empty((2 * k, hp, wp), dtype=np.float32)
-        offsets[:k] = (-dy / self.stride)[:, :, None] * weights[:, None, None]
-        offsets[k:] = (-dx / self.stride)[:, None, :] * weights[:, None, None]
+        offsets_y, offsets_x = split_offsets(offsets)  # views: filled in place
+        offsets_y[:] = (-dy / self.stride)[:, :, None] * weights[:, None, None]
+        offsets_x[:] = (-dx / self.stride)[:, None, :] * weights[:, None, None]
         return {"heatmaps": heatmaps.astype(np.float32), "offsets": offsets, "keypoint_weights": weights}
 
     def encode_batch(self, keypoints: torch.Tensor, visible: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -156,7 +200,7 @@ class CompositeCodec:
         offsets_x = (-dx / self.stride)[..., None, :].expand(*dx.shape[:-1], hp, wp) * w4
         return {
             "heatmaps": heatmaps.to(torch.float32),
-            "offsets": torch.cat([offsets_y, offsets_x], dim=-3).to(torch.float32),
+            "offsets": join_offsets(offsets_y, offsets_x).to(torch.float32),
             "keypoint_weights": weights.to(torch.float32),
         }
 
@@ -167,7 +211,7 @@ class CompositeCodec:
         heatmaps, _, _ = split_channels(output)
         if self.target == "disk":
             heatmaps = heatmaps.sigmoid()
-        return heatmaps, output[:, heatmaps.shape[1] :]
+        return heatmaps, output[:, heatmaps.shape[1] :]  # the offsets target's layout: split_offsets reads both
 
     def decode(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The three steps of section 3.4, batched, on the tensors' device.
@@ -186,8 +230,7 @@ class CompositeCodec:
         n, k, hp, wp = heatmaps.shape
         s = float(self.stride)
         hm = heatmaps.float().reshape(n, k, hp * wp)
-        off = offsets.float().reshape(n, 2, k, hp * wp)
-        off_y, off_x = off[:, 0], off[:, 1]  # strided views: copying them costs more than the decode
+        off_y, off_x = (o.reshape(n, k, hp * wp) for o in split_offsets(offsets.float()))  # views, no copies
         cy = ((torch.arange(hp, device=hm.device, dtype=torch.float32) + 0.5) * s).repeat_interleave(wp)
         cx = ((torch.arange(wp, device=hm.device, dtype=torch.float32) + 0.5) * s).repeat(hp)
 
@@ -233,12 +276,13 @@ class CompositeCodec:
 
     def votes(self, targets: dict[str, torch.Tensor], k: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """(cell centre, centre + S x offset) in crop pixels of every cell of keypoint k at or above tau."""
-        heat, off = targets["heatmaps"][k].numpy(), targets["offsets"].numpy()
-        num_k, s = off.shape[0] // 2, self.stride  # channels: K y-offsets, then K x-offsets
+        heat = targets["heatmaps"][k].numpy()
+        off_y, off_x = split_offsets(targets["offsets"].numpy())
+        s = self.stride
         out = []
         for i, j in zip(*np.nonzero(heat >= self.tau), strict=True):
             centre = np.array([(j + 0.5) * s, (i + 0.5) * s])
-            out.append((centre, centre + s * np.array([off[num_k + k, i, j], off[k, i, j]])))
+            out.append((centre, centre + s * np.array([off_x[k, i, j], off_y[k, i, j]])))
         return out
 
     def _check_maps(self, heatmaps: torch.Tensor, offsets: torch.Tensor) -> None:
@@ -270,4 +314,4 @@ class CompositeCodec:
         idx = torch.as_tensor(flip_index, device=output.device)
         heat, off_y, off_x = (part[:, idx] for part in split_channels(output.flip(-1)))
         shift = (self.input_hw[1] - 1 - self.heatmap_hw[1] * self.stride) / self.stride
-        return torch.cat([heat, off_y, shift - off_x], dim=1)
+        return join_channels(heat, off_y, shift - off_x)

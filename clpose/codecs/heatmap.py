@@ -11,6 +11,7 @@ benchmarks/bench_codec.py measures it.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,17 @@ import torch
 import torch.nn.functional as F
 
 from clpose.codecs.base import check_heatmaps, check_keypoints, check_size
+from clpose.config import Options, option
 from clpose.errors import ClposeError
+
+
+@dataclass
+class HeatmapOptions(Options):
+    """The recipe's `codec` section for `name: heatmap` (each default written here once)."""
+
+    name: str = "heatmap"
+    sigma: float = option(2.0, "Gaussian sigma in heatmap px (SimpleBaseline's and HRNet's 2)", check="> 0")
+    dark: bool = option(False, "unbiased encoding and DARK decoding")
 
 
 class HeatmapCodec:
@@ -31,7 +42,13 @@ class HeatmapCodec:
         dark: unbiased encoding and DARK decoding.
     """
 
-    def __init__(self, input_hw: tuple[int, int], stride: int = 4, sigma: float = 2.0, dark: bool = False):
+    def __init__(
+        self,
+        input_hw: tuple[int, int],
+        stride: int = 4,
+        sigma: float = HeatmapOptions.sigma,
+        dark: bool = HeatmapOptions.dark,
+    ) -> None:
         self.input_hw = check_size(input_hw, stride)
         self.stride = int(stride)
         if not sigma > 0:

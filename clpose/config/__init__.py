@@ -1,9 +1,10 @@
-"""Recipes: the schema of a recipe (schema.py), loading and checking it (load.py, values.py), `--set` overrides
-(overrides.py) and the reference of its keys (reference.py). The names below are what the rest of clpose uses."""
+"""Recipes: the schema of a recipe (schema.py), building and checking it (load.py, values.py), `--set` overrides
+(overrides.py) and the reference of its keys (reference.py). This package imports no registry: what it reads from
+them comes through a `Lookup`, and clpose.recipes (above the registries) loads recipes with the real one."""
 
 from __future__ import annotations
 
-from clpose.config.load import dump_recipe, load_recipe, recipe_from_dict, recipe_to_dict
+from clpose.config.load import build_recipe, dump_recipe, read_recipe_file, recipe_to_dict, rename_keys
 from clpose.config.overrides import apply_overrides, parse_override
 from clpose.config.reference import recipe_reference
 from clpose.config.schema import (
@@ -15,18 +16,18 @@ from clpose.config.schema import (
     AmpName,
     AugmentConfig,
     Check,
-    CodecConfig,
     DataConfig,
     EvalConfig,
-    LossConfig,
-    ModelConfig,
+    Lookup,
+    Named,
+    Options,
     Recipe,
     Registered,
     TrainConfig,
     check_option,
     format_hw,
+    option,
     parse_hw,
-    registry_names,
 )
 
 __all__ = [
@@ -38,23 +39,24 @@ __all__ = [
     "AmpName",
     "AugmentConfig",
     "Check",
-    "CodecConfig",
     "DataConfig",
     "EvalConfig",
-    "LossConfig",
-    "ModelConfig",
+    "Lookup",
+    "Named",
+    "Options",
     "Recipe",
     "Registered",
     "TrainConfig",
     "apply_overrides",
+    "build_recipe",
     "check_option",
     "dump_recipe",
     "format_hw",
-    "load_recipe",
+    "option",
     "parse_hw",
     "parse_override",
-    "recipe_from_dict",
+    "read_recipe_file",
     "recipe_reference",
     "recipe_to_dict",
-    "registry_names",
+    "rename_keys",
 ]

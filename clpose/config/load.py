@@ -1,7 +1,8 @@
-"""Loading a recipe: YAML (yaml.safe_load) -> the validated dataclass tree of clpose.config.schema, with messages
+"""Building a recipe: a raw mapping (YAML) -> the validated dataclass tree of clpose.config.schema, with messages
 that name the file and the dotted key (a typo gets the closest valid key); renamed keys (RENAMED) still load, with a
-deprecation note, since every checkpoint embeds its recipe; cross-field rules read the registries (which losses fit
-which codec); and the way back to plain data and YAML."""
+deprecation note, since every checkpoint embeds its recipe; a codec's or loss's section is checked against the options
+of the entry it names (read through a `Lookup`: this package imports no registry); and the way back to plain data and
+YAML. clpose.recipes puts these together with the registries."""
 
 from __future__ import annotations
 
@@ -13,15 +14,15 @@ from typing import Any
 
 import yaml
 
-from clpose.config.overrides import apply_overrides
-from clpose.config.schema import HW, RENAMED, Recipe, format_hw
-from clpose.config.values import Problem, convert_value, field_types, out_of_range, suggest
+from clpose.config.schema import HW, RENAMED, Lookup, Named, Options, Recipe, format_hw
+from clpose.config.values import Problem, convert_value, field_types, out_of_range, suggest, unknown_name
 from clpose.console import warn
 from clpose.errors import ClposeError
 
 
-def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
-    """Build dataclass `cls` from a mapping; `where` names the source (file) in error messages."""
+def _build(cls: type, data: Any, where: str, prefix: str, lookup: Lookup, name: str | None = None) -> Any:
+    """Build dataclass `cls` from a mapping; `where` names the source (file) in error messages. `name` is the entry
+    name of an `Options` section (the loader has checked it)."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -32,45 +33,63 @@ def _build(cls: type, data: Any, where: str, prefix: str) -> Any:
     for key in data:
         if key not in fields:
             raise ClposeError(f"{where}: unknown key {prefix}{key}{suggest(str(key), fields, prefix)}")
-    kwargs = {}
-    for name, f in fields.items():
-        dotted = f"{prefix}{name}"
-        if name not in data:
+    kwargs: dict[str, Any] = {} if name is None else {"name": name}
+    for field_name, f in fields.items():
+        dotted = f"{prefix}{field_name}"
+        if named := f.metadata.get("named"):
+            kwargs[field_name] = _build_named(named, data.get(field_name), where, f"{dotted}.", lookup)
+            continue
+        if field_name not in data or (name is not None and field_name == "name"):
             if f.metadata.get("required"):
                 raise ClposeError(f"{where}: missing required key {dotted} ({f.metadata.get('help', '')})")
             continue
-        tp = hints[name]
+        tp = hints[field_name]
         if dataclasses.is_dataclass(tp):
-            kwargs[name] = _build(tp, data[name], where, f"{dotted}.")
+            kwargs[field_name] = _build(tp, data[field_name], where, f"{dotted}.", lookup)
             continue
         try:
-            kwargs[name] = convert_value(tp, data[name])
+            kwargs[field_name] = convert_value(tp, data[field_name], lookup)
         except Problem as e:
             raise ClposeError(f"{where}: {dotted}: {e}") from None
-        if problem := out_of_range(f, kwargs[name], dotted):
+        if problem := out_of_range(f, kwargs[field_name], dotted):
             raise ClposeError(f"{where}: {problem}")
     return cls(**kwargs)
 
 
-def _check_consistency(recipe: Recipe, where: str) -> None:
-    """Cross-field rules that a single field's type cannot express: the loss must train the codec's targets, and the
-    codec's and the loss's own rules (their registry entries say which) must hold."""
-    from clpose.codecs import get_codec
-    from clpose.losses import LOSSES, get_loss
+def option_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
 
-    codec, loss = get_codec(recipe.codec.name), get_loss(recipe.loss.name)
-    if recipe.codec.name not in loss.codecs:
-        fits = [name for name, entry in LOSSES.items() if recipe.codec.name in entry.codecs]
-        raise ClposeError(
-            f"{where}: loss.name {recipe.loss.name!r} does not fit codec.name {recipe.codec.name!r} (the "
-            f"{recipe.codec.name} codec trains with {', '.join(fits) or 'no registered loss'})"
-        )
-    for rule in (codec.check, loss.check):
-        if rule is not None and (problem := rule(recipe)):
-            raise ClposeError(f"{where}: {problem}")
-    milestones = recipe.train.milestones
-    if any(a >= b for a, b in itertools.pairwise(milestones)):
-        raise ClposeError(f"{where}: train.milestones must be increasing, got {milestones}")
+
+def named_options(named: Named, section: Any, where: str, prefix: str, lookup: Lookup) -> tuple[str, type[Options]]:
+    """The entry a `Named` section picks (its `name`, else the default) and that entry's options class. An unknown
+    name is refused with the registry's names; a key of another entry with that entry's name."""
+    name = section.get("name", named.default) if isinstance(section, dict) else named.default
+    if name is None:
+        raise ClposeError(f"{where}: missing required key {prefix}name (a name in {lookup.kind(named.registry)}s)")
+    names = lookup.names(named.registry)
+    if not isinstance(name, str) or name not in names:
+        raise ClposeError(f"{where}: {prefix}name: {unknown_name(name, names, lookup.kind(named.registry))}")
+    cls = lookup.options(named.registry, name)
+    own = option_fields(cls)
+    for key in section if isinstance(section, dict) else ():
+        if key in own or section[key] is None:  # null: not set (a recipe written for every entry's keys has them)
+            continue
+        owners = [n for n in names if key in option_fields(lookup.options(named.registry, n))]
+        if owners:
+            kind = lookup.kind(named.registry)
+            raise ClposeError(
+                f"{where}: {prefix}{key} is an option of the {' and '.join(owners)} {kind}"
+                f"{'s' if len(owners) > 1 else ''}, not of {kind} {name!r} (its keys: {', '.join(sorted(own))})"
+            )
+    return name, cls
+
+
+def _build_named(named: Named, section: Any, where: str, prefix: str, lookup: Lookup) -> Options:
+    name, cls = named_options(named, section, where, prefix, lookup)
+    if isinstance(section, dict):  # another entry's key left null is not set: dropped (named_options refused the rest)
+        own = option_fields(cls)
+        section = {k: v for k, v in section.items() if k in own or v is not None}
+    return _build(cls, section, where, prefix, lookup, name=name)
 
 
 def _section(raw: dict[str, Any], path: list[str], create: bool = False) -> dict[str, Any] | None:
@@ -85,7 +104,7 @@ def _section(raw: dict[str, Any], path: list[str], create: bool = False) -> dict
     return node
 
 
-def _rename_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
+def rename_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
     """A copy of `raw` with each old key of RENAMED moved to its new name, noting the rename once per key."""
     raw = copy.deepcopy(raw)  # the caller's mapping (a checkpoint's embedded recipe) stays as it was
     for old, new in RENAMED.items():
@@ -104,21 +123,25 @@ def _rename_keys(raw: dict[str, Any], where: str) -> dict[str, Any]:
     return raw
 
 
-def recipe_from_dict(raw: dict[str, Any], where: str = "recipe", name: str = "") -> Recipe:
+def build_recipe(raw: Any, where: str, lookup: Lookup, name: str = "") -> Recipe:
+    """The checked Recipe of a raw mapping (old key names moved to their new ones). The rules between sections that
+    read the registries (which loss fits which codec) are the caller's: clpose.recipes."""
     if isinstance(raw, dict):  # anything else is named by _build
-        raw = _rename_keys(raw, where)
-    recipe = _build(Recipe, raw, where, "")
+        raw = rename_keys(raw, where)
+    recipe = _build(Recipe, raw, where, "", lookup)
     if not recipe.name:
         recipe.name = name
-    _check_consistency(recipe, where)
+    milestones = recipe.train.milestones
+    if any(a >= b for a, b in itertools.pairwise(milestones)):
+        raise ClposeError(f"{where}: train.milestones must be increasing, got {milestones}")
     return recipe
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Load and validate a recipe file, applying `--set` style overrides.
+def read_recipe_file(path: str | Path) -> dict[str, Any]:
+    """A recipe file's raw mapping (YAML), with old key names moved to their new ones.
 
     Raises:
-        ClposeError: a missing file, bad YAML, an unknown key, a wrong type or a missing required value.
+        ClposeError: a missing file, bad YAML, an empty file or one that is not a mapping.
     """
     path = Path(path)
     if not path.is_file():
@@ -133,9 +156,7 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         raise ClposeError(f"{path}: the recipe is empty")
     if not isinstance(raw, dict):
         raise ClposeError(f"{path}: a recipe must be a mapping of sections, got {type(raw).__name__}")
-    raw = _rename_keys(raw, str(path))  # before the overrides, so `--set data.input_size=...` meets no old key
-    apply_overrides(raw, overrides or [])
-    return recipe_from_dict(raw, str(path), name=path.stem)
+    return rename_keys(raw, str(path))  # before any overrides, so `--set data.input_size=...` meets no old key
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from clpose.errors import ClposeError
 
@@ -19,41 +19,65 @@ AMP_HELP = (
     "else fp32), off (fp32), or bf16 / fp16 autocast."
 )
 ALPHA_RANGE = "(0, 1]"  # a PCK threshold is a fraction of the normaliser: eval.alpha and `clpose eval --alpha`
-HW = Annotated[tuple[int, int], "HxW"]  # (height, width), written "HxW" in YAML and on the command line
+
+
+class HxW:
+    """Marks a (height, width) field, written "HxW" in YAML and on the command line (`HW`)."""
+
+    def __repr__(self) -> str:
+        return "HxW"
+
+
+HW = Annotated[tuple[int, int], HxW()]  # (height, width)
 
 
 @dataclass(frozen=True)
 class Registered:
     """A recipe value that must name an entry of one of clpose's registries ("codecs", "losses", "metrics"): the
-    valid names are read from the registry when a recipe is checked, so a registered codec, loss or metric is a
-    valid recipe value with no edit here."""
+    valid names are read from the registry (through a `Lookup`) when a recipe is checked, so a registered codec,
+    loss or metric is a valid recipe value with no edit here."""
 
     registry: str
     extra: tuple[str, ...] = ()  # names valid besides the registry's, e.g. the metric "auto"
 
-    def names(self) -> list[str]:
-        return [*self.extra, *registry_names(self.registry)]
+    def names(self, lookup: Lookup) -> list[str]:
+        return [*self.extra, *lookup.names(self.registry)]
 
 
-def registry_names(registry: str) -> list[str]:
-    """The names in a registry (imported when asked, not when clpose.config is: the registries import config)."""
-    if registry == "codecs":
-        from clpose.codecs import CODECS
+@dataclass
+class Options:
+    """The options of one registry entry (a codec's, a loss's): a recipe section that holds the entry's `name` and
+    that entry's own keys. Each entry declares a subclass with its fields (`_opt`: default, help, range), so a
+    default is written once, beside its entry, and a key of another entry is refused by name."""
 
-        return list(CODECS)
-    if registry == "losses":
-        from clpose.losses import LOSSES
-
-        return list(LOSSES)
-    if registry == "metrics":
-        from clpose.evaluation.metrics import METRICS
-
-        return list(METRICS)
-    raise ValueError(f"unknown registry {registry!r}")
+    name: str = ""
 
 
-CodecName = Annotated[str, Registered("codecs")]
-LossName = Annotated[str, Registered("losses")]
+@dataclass(frozen=True)
+class Named:
+    """Marks a Recipe field whose section is the options of the entry its `name` picks in `registry`."""
+
+    registry: str
+    default: str | None  # the entry a recipe without a `name` in that section gets; None: `name` is required
+
+
+class Lookup(Protocol):
+    """What recipe checking reads from the registries; the layer above the registries (clpose.recipes) supplies it,
+    so this package imports no registry."""
+
+    def names(self, registry: str) -> list[str]:
+        """The names registered in `registry`."""
+        ...
+
+    def options(self, registry: str, name: str) -> type[Options]:
+        """The options class of the entry `name` of `registry` (a registered name)."""
+        ...
+
+    def kind(self, registry: str) -> str:
+        """What an entry of `registry` is called in messages: "codec", "loss"."""
+        ...
+
+
 MetricName = Annotated[str, Registered("metrics", ("auto",))]
 _REQUIRED = dataclasses.MISSING
 
@@ -110,7 +134,7 @@ def check_option(name: str, value: float, rule: str) -> None:
         raise ClposeError(f"{name} must be {check.describe()}, got {value:g}")
 
 
-def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: str | None = None) -> Any:
+def option(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: str | None = None) -> Any:
     """A dataclass field with a help string and an optional range `check` (both shown in docs/recipes.md)."""
     metadata: dict[str, Any] = {"help": help}
     if check is not None:
@@ -122,87 +146,50 @@ def _opt(default: Any = _REQUIRED, help: str = "", factory: Any = None, check: s
     return field(default=default, metadata=metadata)
 
 
+def _named(registry: str, default: str | None, help: str) -> Any:
+    """A section whose keys are those of the registry entry its `name` picks (`Named`); the loader fills it."""
+    return field(default=None, metadata={"help": help, "named": Named(registry, default)})
+
+
 def _section(help: str, cls: type | None = None) -> Any:
-    """A section of the recipe (a nested dataclass): required where `cls` is None, else made from its defaults."""
-    return _opt(help=help) if cls is None else _opt(factory=cls, help=help)
-
-
-@dataclass
-class ModelConfig:
-    name: str = _opt(help="model name, e.g. clnet_resnet50, clnet_hourglass, simplebaseline_resnet50")
-    pretrained: str | None = _opt(
-        None,
-        "the trunk's torchvision ImageNet weights: imagenet (its reference weights, e.g. "
-        "ResNet50_Weights.IMAGENET1K_V1, fetched once and cached), a torchvision weights name "
-        "(ResNet50_Weights.IMAGENET1K_V2, torchvision://resnet50) or a local state dict file; null: from scratch",
-    )
-    stride: int | None = _opt(None, "CLNet-ResNet output stride: 4, 8, 16 (default) or 32", check="{4, 8, 16, 32}")
-    stacks: int | None = _opt(None, "number of hourglass stacks (default 8)", check=">= 1")
-
-
-@dataclass
-class CodecConfig:
-    name: CodecName = _opt("composite", "target/decoding scheme (clpose.codecs.CODECS)")
-    sigma: float | None = _opt(
-        None, "Gaussian sigma: input px for composite (16), heatmap px for heatmap (2)", check="> 0"
-    )
-    tau: float = _opt(0.6, "composite: activation threshold of the regression region and of decoding", check="(0, 1)")
-    target: Literal["gaussian", "disk"] = _opt("gaussian", "composite heatmap target; disk is for the grmi loss")
-    disk_radius: float | None = _opt(
-        None, "disk target radius in input px (default: the Gaussian's tau radius)", check="> 0"
-    )
-    dark: bool = _opt(False, "heatmap codec: unbiased encoding and DARK decoding")
-    decode: Literal["weighted", "peak"] = _opt(
-        "weighted",
-        "composite decode: weighted (section 3.4: activation-weighted votes of every cell >= tau) or peak (the "
-        "arg-max cell's centre plus its offset; for losses that train offsets only at the peak)",
-    )
-    sigma_rule: Literal["fixed", "stride"] = _opt(
-        "fixed",
-        "composite: fixed (sigma as given at every stride, the paper's 16 px) or stride (sigma x S / 16: the same "
-        "Gaussian in cells at every stride; the paper does not say which its Table 5 used)",
-    )
-
-
-@dataclass
-class LossConfig:
-    name: LossName = _opt("composite", "training loss (clpose.losses.LOSSES)")
-    w_h: float = _opt(0.5, "weight of the heatmap term", check=">= 0")
-    w_o: float = _opt(2.0, "weight of the offset terms", check=">= 0")
-    region: Literal["pred", "gt", "union"] = _opt("pred", "cells where the offsets are trained (Omega)")
+    """A section of the recipe (a nested dataclass): required where `cls` is None (the loader says so when it is
+    missing), else made from its defaults."""
+    if cls is None:
+        return field(default=None, metadata={"help": help, "required": True})
+    return option(factory=cls, help=help)
 
 
 @dataclass
 class AugmentConfig:
     # geometry: SimpleBaseline's flip, scale and rotation draws, plus a shear
-    flip_prob: float = _opt(0.5, "probability of a horizontal flip", check="[0, 1]")
-    scale_factor: float = _opt(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)", check="[0, 1)")
-    rotation_factor: float = _opt(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees", check=">= 0")
-    rotation_prob: float = _opt(0.6, "probability of applying the rotation", check="[0, 1]")
-    shear_factor: float = _opt(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)", check=">= 0")
+    flip_prob: float = option(0.5, "probability of a horizontal flip", check="[0, 1]")
+    scale_factor: float = option(0.25, "scale s *= clip(N(0,1) * sf + 1, 1 - sf, 1 + sf)", check="[0, 1)")
+    rotation_factor: float = option(30.0, "rotation clip(N(0,1) * rf, -2rf, 2rf) degrees", check=">= 0")
+    rotation_prob: float = option(0.6, "probability of applying the rotation", check="[0, 1]")
+    shear_factor: float = option(0.0, "shear clip(N(0,1) * shf, -2shf, 2shf) (tan of the shear angle)", check=">= 0")
     # HRNet's half-body crops (its COCO configs)
-    half_body_prob: float = _opt(0.0, "probability of a half-body crop (HRNet's COCO configs: 0.3)", check="[0, 1]")
-    half_body_min_keypoints: int = _opt(8, "labelled keypoints needed before a half-body crop is tried", check=">= 0")
+    half_body_prob: float = option(0.0, "probability of a half-body crop (HRNet's COCO configs: 0.3)", check="[0, 1]")
+    half_body_min_keypoints: int = option(8, "labelled keypoints needed before a half-body crop is tried", check=">= 0")
     # photometric
-    color_jitter: float = _opt(0.2, "brightness/contrast/saturation jitter strength (0 = off)", check="[0, 1]")
+    color_jitter: float = option(0.2, "brightness/contrast/saturation jitter strength (0 = off)", check="[0, 1]")
 
 
 @dataclass
 class DataConfig:
-    dataset: str = _opt(help="lsp, mpii, coco or synthetic (the records format of `clpose prepare`)")
-    root: str = _opt(help="folder written by `clpose prepare` (records and summary.json)")
-    input_size: HW = _opt((256, 256), "network input size HxW")
-    train_split: str = _opt("train", "records split used for training")
-    val_split: str = _opt("valid", "records split used for validation")
-    box_padding: float = _opt(1.25, "person box enlargement before cropping", check="> 0")
-    num_workers: int = _opt(4, "data loader worker processes", check=">= 0")
-    pipeline: Literal["auto", "cpu", "gpu"] = _opt(
+    dataset: str = option(help="lsp, mpii, coco or synthetic (the records format of `clpose prepare`)")
+    root: str = option(help="folder written by `clpose prepare` (records and summary.json)")
+    input_size: HW = option((256, 256), "network input size HxW")
+    train_split: str = option("train", "records split used for training")
+    val_split: str = option("valid", "records split used for validation")
+    box_padding: float = option(1.25, "person box enlargement before cropping", check="> 0")
+    num_workers: int = option(4, "data loader worker processes", check=">= 0")
+    pipeline: Literal["auto", "cpu", "gpu"] = option(
         "auto",
         "training data pipeline: cpu (workers decode, crop, augment and encode), gpu (workers read bytes and draw "
         "the augmentation, the training device does the rest), auto (gpu on CUDA, cpu otherwise)",
     )
-    train_limit: int | None = _opt(None, "use only the first N training people (quick runs)", check=">= 1")
-    val_limit: int | None = _opt(
+    train_limit: int | None = option(None, "use only the first N training people (quick runs)", check=">= 1")
+    val_limit: int | None = option(
         None, "use only the images of the first N validation people (whole images: COCO AP scores those)", check=">= 1"
     )
     augment: AugmentConfig = _section("training augmentation", AugmentConfig)
@@ -210,52 +197,54 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = _opt(140, "training epochs", check=">= 1")
-    batch_size: int = _opt(128, "global batch size (split across torchrun ranks)", check=">= 1")
-    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = _opt("adam", "optimizer")
-    lr: float = _opt(1e-3, "initial learning rate", check="> 0")
-    weight_decay: float = _opt(0.0, "weight decay", check=">= 0")
-    momentum: float = _opt(0.9, "SGD momentum (RMSprop: its momentum, 0 in the stacked-hourglass code)", check="[0, 1)")
-    schedule: Literal["multistep", "cosine"] = _opt("multistep", "learning-rate schedule")
-    milestones: list[int] = _opt(
+    epochs: int = option(140, "training epochs", check=">= 1")
+    batch_size: int = option(128, "global batch size (split across torchrun ranks)", check=">= 1")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = option("adam", "optimizer")
+    lr: float = option(1e-3, "initial learning rate", check="> 0")
+    weight_decay: float = option(0.0, "weight decay", check=">= 0")
+    momentum: float = option(
+        0.9, "SGD momentum (RMSprop: its momentum, 0 in the stacked-hourglass code)", check="[0, 1)"
+    )
+    schedule: Literal["multistep", "cosine"] = option("multistep", "learning-rate schedule")
+    milestones: list[int] = option(
         factory=lambda: [90, 120], help="multistep: epochs where lr *= gamma (increasing)", check=">= 0"
     )
-    gamma: float = _opt(0.1, "multistep: decay factor", check="> 0")
-    warmup_epochs: float = _opt(0.0, "linear warm-up length in epochs (fractions allowed)", check=">= 0")
-    amp: AmpName = _opt(
+    gamma: float = option(0.1, "multistep: decay factor", check="> 0")
+    warmup_epochs: float = option(0.0, "linear warm-up length in epochs (fractions allowed)", check=">= 0")
+    amp: AmpName = option(
         "auto",
         "mixed precision; auto: bf16 on GPUs of compute capability 8.0+ and on CPUs with native bf16 (AMX, "
         "AVX512-BF16), fp16 on older GPUs, fp32 otherwise (clpose/precision.py)",
     )
-    channels_last: bool = _opt(False, "channels_last memory format")
-    grad_clip: float | None = _opt(None, "clip the gradient norm to this value", check="> 0")
-    sync_bn: bool = _opt(False, "SyncBatchNorm under torchrun")
-    seed: int = _opt(0, "random seed")
-    val_every: int = _opt(1, "validate every N epochs", check=">= 1")
-    max_minutes: float | None = _opt(None, "stop after this many minutes of training (budgeted runs)", check="> 0")
+    channels_last: bool = option(False, "channels_last memory format")
+    grad_clip: float | None = option(None, "clip the gradient norm to this value", check="> 0")
+    sync_bn: bool = option(False, "SyncBatchNorm under torchrun")
+    seed: int = option(0, "random seed")
+    val_every: int = option(1, "validate every N epochs", check=">= 1")
+    max_minutes: float | None = option(None, "stop after this many minutes of training (budgeted runs)", check="> 0")
 
 
 @dataclass
 class EvalConfig:
-    metric: MetricName = _opt("auto", "auto: the dataset's (pck for lsp and synthetic, pckh for mpii, oks for coco)")
-    alpha: float | None = _opt(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check=ALPHA_RANGE)
-    flip: bool = _opt(True, "flip test")
-    batch_size: int = _opt(64, "evaluation batch size", check=">= 1")
+    metric: MetricName = option("auto", "auto: the dataset's (pck for lsp and synthetic, pckh for mpii, oks for coco)")
+    alpha: float | None = option(None, "PCK threshold (default 0.2 for pck, 0.5 for pckh)", check=ALPHA_RANGE)
+    flip: bool = option(True, "flip test")
+    batch_size: int = option(64, "evaluation batch size", check=">= 1")
     # COCO: the person boxes, then the SimpleBaseline/HRNet rescoring and OKS-NMS of the predictions
-    boxes: str = _opt("gt", "COCO person boxes: gt or a COCO results-format detections file")
-    oks_nms_thr: float = _opt(0.9, "OKS-NMS threshold (COCO)", check="[0, 1]")
-    kpt_score_thr: float = _opt(0.2, "keypoint score threshold of the instance rescoring (COCO)", check="[0, 1]")
+    boxes: str = option("gt", "COCO person boxes: gt or a COCO results-format detections file")
+    oks_nms_thr: float = option(0.9, "OKS-NMS threshold (COCO)", check="[0, 1]")
+    kpt_score_thr: float = option(0.2, "keypoint score threshold of the instance rescoring (COCO)", check="[0, 1]")
 
 
 @dataclass
 class Recipe:
-    model: ModelConfig = _section("network")
+    model: Options = _named("models", None, "network (the model's own keys: clpose.models.MODELS)")
     data: DataConfig = _section("dataset and pipeline")
-    codec: CodecConfig = _section("targets and decoding", CodecConfig)
-    loss: LossConfig = _section("loss", LossConfig)
+    codec: Options = _named("codecs", "composite", "targets and decoding (the codec's own keys: clpose.codecs.CODECS)")
+    loss: Options = _named("losses", "composite", "training loss (the loss's own keys: clpose.losses.LOSSES)")
     train: TrainConfig = _section("optimisation", TrainConfig)
     eval: EvalConfig = _section("evaluation", EvalConfig)
-    name: str = _opt("", "run name (default: the recipe file's name)")
+    name: str = option("", "run name (default: the recipe file's name)")
 
 
 def parse_hw(text: str, what: str = "input size") -> tuple[int, int]:

@@ -9,12 +9,19 @@ import types
 import typing
 from typing import Annotated, Any, Literal, Union
 
-from clpose.config.schema import Check, Registered, parse_hw
+from clpose.config.schema import Check, HxW, Lookup, Registered, parse_hw
 from clpose.errors import ClposeError
 
 
 class Problem(Exception):
     """A value that does not fit its field; turned into a ClposeError that names the file and key."""
+
+
+def unknown_name(value: Any, names: list[str], kind: str) -> str:
+    """The message for a name no registry entry has: every valid name, and the closest one."""
+    hint = difflib.get_close_matches(str(value), names, n=1)
+    extra = f"; did you mean {hint[0]!r}?" if hint else ""
+    return f"expected one of {', '.join(repr(n) for n in names)}, got {value!r} (unknown {kind} {value!r}{extra})"
 
 
 def type_name(tp: Any) -> str:
@@ -28,17 +35,18 @@ def type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def convert_value(tp: Any, value: Any) -> Any:
-    """Check `value` against the annotation `tp`; return it in canonical form or raise Problem."""
+def convert_value(tp: Any, value: Any, lookup: Lookup | None = None) -> Any:
+    """Check `value` against the annotation `tp`; return it in canonical form or raise Problem. A registry name
+    (`Registered`) is checked against `lookup`'s names."""
     origin = typing.get_origin(tp)
     if origin is Annotated and isinstance(marker := typing.get_args(tp)[1], Registered):
-        names = marker.names()
+        if lookup is None:
+            raise ValueError(f"checking a {marker.registry} name needs a Lookup of the registries")
+        names = marker.names(lookup)
         if isinstance(value, str) and value in names:
             return value
-        hint = difflib.get_close_matches(str(value), names, n=1)
-        extra = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise Problem(f"expected one of {', '.join(repr(n) for n in names)}, got {value!r}{extra}")
-    if origin is Annotated:
+        raise Problem(unknown_name(value, names, lookup.kind(marker.registry)))
+    if origin is Annotated and isinstance(typing.get_args(tp)[1], HxW):
         if value is None:
             raise Problem("expected HxW, e.g. 256x192, got null")
         if isinstance(value, list) and len(value) == 2 and all(type(v) is int and v > 0 for v in value):
@@ -47,11 +55,13 @@ def convert_value(tp: Any, value: Any) -> Any:
             return parse_hw(value)
         except ClposeError:
             raise Problem(f"expected HxW with positive integers, e.g. 256x192, got {value!r}") from None
+    if origin is Annotated:  # a marker without a rule here is a schema mistake, not a user's
+        raise ValueError(f"no rule for the annotation {tp!r}")
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return convert_value(args[0], value)
+        return convert_value(args[0], value, lookup)
     if origin is Literal:
         choices = typing.get_args(tp)
         if isinstance(value, bool) and ("off" if value is False else "on") in choices:
@@ -65,7 +75,7 @@ def convert_value(tp: Any, value: Any) -> Any:
         if not isinstance(value, list):
             raise Problem(f"expected {type_name(tp)}, got {value!r}")
         (item,) = typing.get_args(tp)
-        return [convert_value(item, v) for v in value]
+        return [convert_value(item, v, lookup) for v in value]
     if tp is bool and isinstance(value, bool):
         return value
     if tp is int and type(value) is int:

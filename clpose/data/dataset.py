@@ -262,7 +262,7 @@ class TopDownDataset(Dataset):
         crop = warp(image, affine, self.input_hw)
         keypoints, visible = self.crop_keypoints(i, affine, flipped)
         targets = self.codec.encode(keypoints, visible)
-        sample = {name: torch.from_numpy(value) for name, value in targets.items()}
+        sample: dict[str, Any] = {"targets": {name: torch.from_numpy(value) for name, value in targets.items()}}
         sample["image"] = normalize(crop, jitter)
         sample["keypoints"] = torch.from_numpy(keypoints.astype(np.float32))
         sample["visible"] = torch.from_numpy(visible.astype(np.float32))

@@ -98,7 +98,7 @@ class DevicePipeline:
         targets = self.codec.encode_batch(keypoints, visible)
         return {
             "image": normalize_batch(crops),
-            **targets,
+            "targets": targets,
             "keypoints": keypoints.to(torch.float32),
             "visible": visible.to(torch.float32),
             "meta": raw["meta"],

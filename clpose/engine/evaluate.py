@@ -13,6 +13,7 @@ from clpose.config import Recipe
 from clpose.console import console
 from clpose.data import check_images, dataset_from_records, load_split
 from clpose.data.dataset import TopDownDataset
+from clpose.data.prepare import DATASETS
 from clpose.data.records import Records, new_records
 from clpose.engine import distributed
 from clpose.engine.checkpoint import find_checkpoint
@@ -22,19 +23,13 @@ from clpose.engine.runtimes import use_runtime
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Metric, ScoreOptions, dataset_metric
 from clpose.evaluation.scoring import coco_annotations, coco_results
-from clpose.evaluation.submission import choose_format, write_predictions
+from clpose.evaluation.submission import SAVE_FORMATS, choose_format, write_predictions
 from clpose.io import sha256
 from clpose.outputs import check_outputs
 from clpose.precision import resolve_precision
 
 if TYPE_CHECKING:
     from clpose.engine.int8 import CalibrationSource
-
-_SUBMISSION_HINT = {
-    "coco": "person_keypoints_test-dev2017_NAME_results.json for the evaluation server",
-    "mpii": "pred_keypoints_mpii.mat for the MPII authors",
-    "lsp": "a .mat in the joints.mat layout",
-}
 
 
 @dataclass
@@ -87,12 +82,12 @@ class EvalOptions:
 @dataclass
 class _Split:
     """The split being evaluated: its dataset (crops of its people), whether it has labels, and the format its
-    predictions are saved in ("none" where they are not)."""
+    predictions are saved in (a name in SAVE_FORMATS; None where they are not saved)."""
 
     name: str
     dataset: TopDownDataset
     labelled: bool
-    fmt: str
+    fmt: str | None
 
 
 def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) -> EvalRun:
@@ -129,9 +124,10 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
                 score = ScoreOptions(alpha, stage, o.head_official, cfg, o.annotations)
                 table, results = scorer.score_predictions(split.dataset, preds, score)
                 tables.append(table)
-        elif split.fmt == "coco":
+        elif split.fmt is not None and SAVE_FORMATS[split.fmt].coco_results:
             results = coco_results(split.dataset, preds, cfg)
         if o.save_predictions is not None and d.main:
+            assert split.fmt is not None  # _split chose it
             write_predictions(Path(o.save_predictions), split.fmt, split.dataset, preds, results, o.annotations)
     finally:
         distributed.teardown(d)
@@ -146,7 +142,7 @@ def evaluate_checkpoint(checkpoint: Path, options: EvalOptions | None = None) ->
         "precision": runtime.precision.name,
         "runtime": runtime.to_json(),
         "boxes": boxes,
-        "oks_nms_thr": cfg.oks_nms_thr if scorer.name == "oks" else None,
+        "oks_nms_thr": cfg.oks_nms_thr if scorer.oks_nms else None,
     }
     if boxes != "gt":
         settings["boxes_sha256"] = sha256(boxes)
@@ -158,7 +154,8 @@ def _check_annotations_apply(o: EvalOptions, scorer: Metric, split: _Split, boxe
     file), the annotation file of detected boxes, or the MPII RELEASE file of a test submission; otherwise the
     records are the ground truth and it would be ignored in silence."""
     reads = scorer.reads is None or "annotations" in scorer.reads
-    if o.annotations is None or reads or boxes != "gt" or split.fmt == "mpii-submission":
+    release = split.fmt is not None and SAVE_FORMATS[split.fmt].reads_release
+    if o.annotations is None or reads or boxes != "gt" or release:
         return
     raise ClposeError(
         f"--annotations cannot be used with RUN and --metric {scorer.name}: the records ({split.dataset.records.path})"
@@ -172,8 +169,9 @@ def _split(checkpoint: Path, recipe: Recipe, pose: PoseModel, o: EvalOptions, bo
     input, the skeletons must agree, a split without labels needs --save-predictions, and its images must be there."""
     split = o.split or recipe.data.val_split
     records = load_split(recipe, split)
+    entry = DATASETS.get(records.dataset)
     if boxes != "gt":
-        if records.dataset != "coco":  # people found by a detector are scored against COCO's annotation file
+        if entry is None or not entry.annotation_file:  # people found by a detector are scored against one (COCO's)
             raise ClposeError(
                 f"--boxes {boxes}: detected person boxes are evaluated on COCO (OKS AP over the annotation file); "
                 f"{records.path} holds {records.dataset} records, whose people are scored in their own boxes"
@@ -198,15 +196,15 @@ def _split(checkpoint: Path, recipe: Recipe, pose: PoseModel, o: EvalOptions, bo
     # COCO people from detections carry no keypoints but are scored against the annotation file: only test-dev
     # (image info, no annotations) is unlabelled there
     labelled = bool((records.keypoints[..., 2] > 0).any()) or (
-        records.dataset == "coco" and records.split != "test-dev"
+        entry is not None and entry.annotation_file and records.split not in entry.unlabelled_splits
     )
-    fmt = "none"
+    fmt = None
     if o.save_predictions is not None:
         fmt = choose_format(Path(o.save_predictions), o.save_format, records.dataset, split, labelled)
     elif not labelled:
         raise ClposeError(
             f"the {split} split of {records.path} has no labels, so nothing can be scored: write its predictions "
-            f"with --save-predictions FILE ({_SUBMISSION_HINT.get(records.dataset, 'e.g. predictions.json')})"
+            f"with --save-predictions FILE ({entry.submission_hint if entry else 'e.g. predictions.json'})"
         )
     check_images(dataset.records)
     return _Split(split, dataset, labelled, fmt)

@@ -1,5 +1,5 @@
-"""CUDA graphs for inference: at batch 1 a GPU waits on kernel launches, not arithmetic (CLNet-ResNet-50 measured no
-faster than SimpleBaseline-ResNet-50 at batch 1 on a GPU although it needs 24% fewer MACs). A graph
+"""CUDA graphs for inference: at batch 1 a GPU waits on kernel launches, not arithmetic (so a network with fewer MACs
+need not be faster there: docs/benchmarks.md "GPU speed"). A graph
 captured once per input shape replays all of a forward's kernels with one launch.
 
 `GraphedForward` wraps a model's forward: one graph per input shape, captured at the first call with that shape

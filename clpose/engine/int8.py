@@ -28,7 +28,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from clpose.engine.graph_cache import cache_folder, cached_graph, graph_key, rem
 from clpose.engine.onnx_graph import GraphCheck
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.predict import predict
+from clpose.engine.runners import distribution_version
 from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path, file_lock, sha256, write_json
 
@@ -131,13 +131,6 @@ class Int8Graph:
             "check": self.check.to_json(),
             "quantiser": self.record.get("versions", {}),
         }
-
-
-def package(name: str) -> str:
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "-"
 
 
 def require_nncf() -> None:
@@ -267,8 +260,8 @@ def int8_key(fp32_key: str, calibration: Calibration) -> str:
         fp32_key,
         calibration.fingerprint,
         f"crops {calibration.count}",
-        f"nncf {package('nncf')}",
-        f"onnx {package('onnx')}",
+        f"nncf {distribution_version('nncf')}",
+        f"onnx {distribution_version('onnx')}",
         f"budget {INT8_BUDGET} {DISPLACEMENT_BUDGET} {SCORED}",
         f"clpose {__version__}",
     ]
@@ -298,7 +291,7 @@ def int8_graph(
     key = int8_key(graph_key(digest, pose), calibration)
     path = cache_folder(checkpoint) / f"{checkpoint.stem}-{key}.int8.onnx"
     record_path = path.with_suffix(".json")
-    label = f"{runtime} {package(runtime)} int8"
+    label = f"{runtime} {distribution_version(runtime)} int8"
     with file_lock(path):
         record = _record(record_path)
         if path.is_file() and record.get("key") == key and record.get("graph_sha256") == (graph_sha := sha256(path)):
@@ -364,7 +357,7 @@ def _make(
         "float_layers": kept,
         "check": results[-1].to_json(),
         "first_try": results[0].to_json() if len(results) > 1 else None,
-        "versions": {name: package(name) for name in ("nncf", "onnx", runtime)} | {"clpose": __version__},
+        "versions": {name: distribution_version(name) for name in ("nncf", "onnx", runtime)} | {"clpose": __version__},
         "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(path.with_suffix(".json"), record)

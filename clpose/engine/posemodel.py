@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from clpose.codecs import Codec, build_codec, get_codec
-from clpose.config import Recipe, load_recipe, recipe_from_dict
+from clpose.config import Recipe
 from clpose.data.dataset import normalize, normalize_batch
 from clpose.data.transforms import apply_affine, box_to_center_scale, invert_affine, person_affine, warp, warp_batch
 from clpose.engine.checkpoint import read_checkpoint
@@ -31,6 +31,7 @@ from clpose.engine.graphs import GraphedForward, graphs_unavailable
 from clpose.errors import ClposeError, first_line
 from clpose.models import build_model, check_input_size, final_output, get_entry, model_options, output_stride
 from clpose.precision import FP32, Precision, resolve_precision
+from clpose.recipes import load_recipe, recipe_from_dict
 from clpose.safeload import check_finite_weights
 from clpose.skeletons import SKELETONS, Skeleton, get_skeleton
 

@@ -19,12 +19,10 @@ to install. On a GPU it is PyTorch.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from importlib.metadata import PackageNotFoundError, version
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,24 +33,26 @@ from torch import nn
 from clpose.console import console, warn
 from clpose.engine.graph_cache import NoGraphCache, cached_graph
 from clpose.engine.posemodel import PoseModel
-from clpose.engine.runtime_names import DEPLOY_EXTRA, RUNTIME_CHOICES
+from clpose.engine.runners import distribution_version
+from clpose.engine.runtime_names import RUNTIMES, RuntimeEntry, ranked, runtime_choices
 from clpose.errors import ClposeError, first_line
 from clpose.precision import Precision, int8_precision
 
 if TYPE_CHECKING:
     from clpose.engine.int8 import CalibrationSource
 
+TORCH = "torch"  # the registered runtime that runs the PyTorch module itself (RUNTIMES' entry without a runner)
+
 
 def installed(runtime: str) -> bool:
-    """Whether the runtime's package can be imported here (torch always can)."""
-    return runtime == "torch" or importlib.util.find_spec(runtime) is not None
+    """Whether the registered runtime's package can be imported here (torch always can)."""
+    return RUNTIMES[runtime].installed()
 
 
 def package_version(runtime: str) -> str:
-    try:
-        return version(runtime)
-    except PackageNotFoundError:
-        return "?"
+    """The installed version of the runtime's package (torch's for the runtime that needs none)."""
+    package = RUNTIMES[runtime].package if runtime in RUNTIMES else runtime
+    return torch.__version__ if package is None else distribution_version(package)
 
 
 @dataclass(frozen=True)
@@ -66,110 +66,39 @@ class RuntimeChoice:
 def choose_runtime(requested: str, device: torch.device | str) -> RuntimeChoice:
     """What `--runtime REQUESTED` means on `device`. An explicit runtime that is not installed, or a non-torch one
     on a GPU, is a ClposeError; `auto` falls back to torch and says why."""
-    if requested not in RUNTIME_CHOICES:
-        raise ClposeError(f"--runtime {requested!r}: expected one of {', '.join(RUNTIME_CHOICES)}")
+    if requested not in runtime_choices():
+        raise ClposeError(f"--runtime {requested!r}: expected one of {', '.join(runtime_choices())}")
     device = torch.device(device)
-    if device.type != "cpu":
-        if requested in ("auto", "torch"):
-            return RuntimeChoice("torch", f"{requested}: the network runs on {device}")
+    if device.type != "cpu":  # only the runtime that runs the PyTorch module itself runs on a GPU
+        if requested == "auto" or RUNTIMES[requested].runner is None:
+            return RuntimeChoice(TORCH, f"{requested}: the network runs on {device}")
         raise ClposeError(
             f"--runtime {requested} runs on the CPU; on --device {device} the network runs in torch "
             "(--runtime torch or auto, or --device cpu)"
         )
     if requested == "auto":
-        if installed("openvino"):
-            return RuntimeChoice("openvino", "auto: the fastest runtime measured on CPUs (docs/benchmarks.md)")
-        return RuntimeChoice("torch", f"auto: OpenVINO is not installed ({DEPLOY_EXTRA} runs CPU inference faster)")
+        order = ranked("auto_rank")
+        found = next((name for name in order if installed(name)), TORCH)
+        if found == order[0]:
+            return RuntimeChoice(found, "auto: the fastest runtime measured on CPUs (docs/benchmarks.md)")
+        missing = RUNTIMES[order[0]]
+        return RuntimeChoice(found, f"auto: {order[0]} is not installed ({missing.install} runs CPU inference faster)")
+    entry = RUNTIMES[requested]
     if not installed(requested):
-        raise ClposeError(f"--runtime {requested}: the {requested} package is not installed: {DEPLOY_EXTRA}")
+        raise ClposeError(f"--runtime {requested}: the {entry.package} package is not installed: {entry.install}")
     return RuntimeChoice(requested, "as asked")
 
 
 def runtime_precision(runtime: str, precision: Precision) -> Precision:
-    """The precision `runtime` runs in when torch would run in `precision` (resolved from --amp on this CPU)."""
-    if runtime == "torch" or precision.name == "fp32":
-        return precision
-    if runtime == "openvino" and precision.name == "bf16" and precision.native and openvino_has_bf16():
-        return replace(precision, reason=f"{precision.reason}; OpenVINO's bf16 kernels")
-    if runtime == "openvino":
-        why = "OpenVINO runs fp32 where bf16 is not native" if precision.name == "bf16" else "OpenVINO on the CPU"
-        return Precision("fp32", precision.requested, f"{precision.reason}; {why}")
-    return Precision("fp32", precision.requested, f"{precision.reason}; ONNX Runtime's CPU convolutions are fp32")
-
-
-def openvino_has_bf16() -> bool:
-    """OpenVINO's own answer: BF16 among the CPU plugin's optimisation capabilities."""
-    import openvino as ov
-
-    return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
-
-
-class OnnxRuntimeRunner:
-    """A batch of crops through ONNX Runtime's CPU execution provider."""
-
-    autocast = False  # the graph runs in its own precision
-    last_stage_only = True
-
-    def __init__(self, path: Path, threads: int) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle threads sleep instead of spinning: the crops, decode and drawing of the same process need the cores
-        # between batches (spinning cost the other runtimes of `bench` and torch up to half their speed, measured)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise ClposeError(f"onnxruntime cannot load {path}: {first_line(e)}") from None
-        self.input = self.session.get_inputs()[0].name
-        self.name = f"onnxruntime {package_version('onnxruntime')}"
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        (maps,) = self.session.run(None, {self.input: _array(x)})
-        return torch.from_numpy(maps)
-
-
-class OpenVinoRunner:
-    """A batch of crops through OpenVINO's CPU plugin, compiled for latency in bf16 or fp32."""
-
-    autocast = False
-    last_stage_only = True
-
-    def __init__(self, path: Path, threads: int, bf16: bool) -> None:
-        import openvino as ov
-
-        config = {
-            "INFERENCE_NUM_THREADS": threads,
-            # always said: OpenVINO's own default follows the CPU's flags and ignores a oneDNN cap (ONEDNN_MAX_CPU_ISA),
-            # under which its bf16 default fails to compile
-            "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        try:
-            self.compiled = ov.Core().compile_model(str(path), "CPU", config)
-        except RuntimeError as e:
-            raise ClposeError(f"OpenVINO cannot compile {path}: {first_line(e)}") from None
-        self.request = self.compiled.create_infer_request()
-        self.name = f"openvino {package_version('openvino')}"
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        result = self.request.infer({0: _array(x)})
-        return torch.from_numpy(np.array(result[0]))  # a copy: the request reuses its output buffer
-
-
-def _array(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+    """The precision `runtime` runs in when torch would run in `precision` (resolved from --amp on this CPU): its
+    entry's rule."""
+    return RUNTIMES[runtime].precision(precision)
 
 
 def compile_context(enabled: bool = True, cpu: bool = True) -> contextlib.AbstractContextManager:
     """Inductor "freezing" for inference: weights become constants, convolutions get pre-packed weights and folded
-    batch norms (1.2x in fp32, 2x in bf16 for CLNet-ResNet-50 on the CPU, docs/benchmarks.md); on the CPU also the
-    C++ wrapper, which calls the kernels from C++ instead of Python (1.08x for CLNet-R50 and SimpleBaseline-R50 at
-    batch 1 in bf16 on an AMX Xeon, 1.01-1.03x in fp32 masked to AVX2: docs/benchmarks.md "Runtimes").
+    batch norms; on the CPU also the C++ wrapper, which calls the kernels from C++ instead of Python (what each gains
+    is in docs/benchmarks.md, "Runtimes").
     Compilation happens at the first call of each input shape, so every call runs inside this context."""
     if not enabled:
         return contextlib.nullcontext()
@@ -281,21 +210,21 @@ def use_runtime(
     int8: bool = False,
     calibration: CalibrationSource | None = None,
 ) -> RuntimeInfo:
-    """Make `pose` run its network through `requested` (clpose.engine.runtimes.RUNTIME_CHOICES) and say how; with
+    """Make `pose` run its network through `requested` (auto or a name in RUNTIMES) and say how; with
     `int8`, its int8 graph, quantised on the crops of `calibration` (default: the recipe's own data) and checked
     (clpose.engine.int8).
 
-    torch on the CPU runs channels_last where `channels_last` (oneDNN's convolutions want NHWC: 1.07x in fp32, 1.7x in
-    bf16 for CLNet-ResNet-50, docs/benchmarks.md; `eval` keeps the recipe's memory format instead, so that it
+    torch on the CPU runs channels_last where `channels_last` (oneDNN's convolutions want NHWC, docs/benchmarks.md
+    "Runtimes"; `eval` keeps the recipe's memory format instead, so that it
     reproduces the training's validation number to the last digit) and, with `compile_`, torch.compile'd; the other
     runtimes run the checkpoint's cached ONNX graph."""
     count = check_threads(threads)
     if int8:
         return _use_int8(pose, checkpoint, requested, count, compile_, calibration)
     choice = choose_runtime(requested, pose.device)
-    if compile_ and choice.name != "torch":
+    if compile_ and choice.name != TORCH:
         raise ClposeError(f"--compile compiles the torch runtime; --runtime {requested} runs {choice.name}")
-    if choice.name == "torch":
+    if RUNTIMES[choice.name].runner is None:
         return _use_torch(pose, choice, count, compile_, channels_last)
     precision = runtime_precision(choice.name, pose.precision)
     try:
@@ -304,7 +233,7 @@ def use_runtime(
         if requested != "auto":
             raise
         why = "needs a graph cache" if isinstance(e, NoGraphCache) else "could not run this network"
-        choice = RuntimeChoice("torch", f"auto: {choice.name} {why} ({first_line(e)})")
+        choice = RuntimeChoice(TORCH, f"auto: {choice.name} {why} ({first_line(e)})")
         warn(f"--runtime {choice.why}: running torch")
         return _use_torch(pose, choice, count, compile_, channels_last)
     pose.runner, pose.precision = graph_runner(choice.name, graph, count, precision), precision
@@ -312,18 +241,19 @@ def use_runtime(
 
 
 def int8_runtime(requested: str, device: torch.device | str) -> RuntimeChoice:
-    """Which runtime runs an int8 graph: OpenVINO or ONNX Runtime (both run NNCF's QDQ graph with int8 kernels,
-    measured at the same speed on an AVX2 CPU; OpenVINO uses VNNI and AMX where the CPU has them). torch's own int8
-    path (the x86 inductor quantiser) needs torch.compile and is not offered."""
+    """Which runtime runs an int8 graph: those whose entry has an int8_rank (OpenVINO and ONNX Runtime both run NNCF's
+    QDQ graph with int8 kernels, measured at the same speed on an AVX2 CPU; OpenVINO uses VNNI and AMX where the CPU
+    has them). torch's own int8 path (the x86 inductor quantiser) needs torch.compile and is not offered."""
+    order = ranked("int8_rank")
     if torch.device(device).type != "cpu":
-        raise ClposeError(f"--int8 runs on the CPU (OpenVINO or ONNX Runtime); on --device {device} use fp16/bf16")
-    if requested == "torch":
-        raise ClposeError("--int8 runs the int8 graph in openvino or onnxruntime: --runtime torch has no int8 path")
+        raise ClposeError(f"--int8 runs on the CPU ({' or '.join(order)}); on --device {device} use fp16/bf16")
+    if requested in RUNTIMES and RUNTIMES[requested].int8_rank is None:
+        raise ClposeError(f"--int8 runs the int8 graph in {' or '.join(order)}: --runtime {requested} has no int8 path")
     if requested == "auto":
-        for name in ("openvino", "onnxruntime"):
+        for name in order:
             if installed(name):
-                return RuntimeChoice(name, "auto: int8 graphs run in OpenVINO (else ONNX Runtime)")
-        raise ClposeError(f"--int8 needs OpenVINO or ONNX Runtime: {DEPLOY_EXTRA}")
+                return RuntimeChoice(name, f"auto: int8 graphs run in {', else '.join(order)}")
+        raise ClposeError(f"--int8 needs {' or '.join(order)}: {RUNTIMES[order[0]].install}")
     return choose_runtime(requested, device)
 
 
@@ -344,7 +274,7 @@ def _use_int8(
     choice = int8_runtime(requested, pose.device)
     precision = int8_precision()
 
-    def runner_of(path: Path) -> OnnxRuntimeRunner | OpenVinoRunner:
+    def runner_of(path: Path) -> Any:
         return graph_runner(choice.name, path, count, precision)
 
     crops = (calibration or default_calibration)(pose)
@@ -360,16 +290,16 @@ def _use_torch(pose: PoseModel, choice: RuntimeChoice, count: int, compile_: boo
     if compile_:
         pose.model.eval()
         pose.runner = CompiledRunner(pose.model)
-    return RuntimeInfo("torch", torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
+    return RuntimeInfo(TORCH, torch.__version__, choice.why, pose.precision, count, compile_, pose.channels_last)
 
 
-def graph_runner(runtime: str, graph: Path, threads: int, precision: Precision) -> OnnxRuntimeRunner | OpenVinoRunner:
-    """The runner of an ONNX graph in `runtime` (onnxruntime or openvino) at `precision` (runtime_precision's)."""
-    if runtime == "onnxruntime":
-        return OnnxRuntimeRunner(graph, threads)
-    if runtime == "openvino":
-        return OpenVinoRunner(graph, threads, bf16=precision.name == "bf16")
-    raise ClposeError(f"runtime {runtime!r} does not run ONNX graphs (onnxruntime and openvino do)")
+def graph_runner(runtime: str, graph: Path, threads: int, precision: Precision) -> Any:
+    """The runner of an ONNX graph in `runtime` at `precision` (runtime_precision's), made by its entry."""
+    entry: RuntimeEntry | None = RUNTIMES.get(runtime)
+    if entry is None or entry.runner is None:
+        graphs = [name for name, e in RUNTIMES.items() if e.runner is not None]
+        raise ClposeError(f"runtime {runtime!r} does not run ONNX graphs ({', '.join(graphs)} do)")
+    return entry.runner(graph, threads, precision)
 
 
 def parity_check(runtime: str) -> Callable[[Path], Callable[[torch.Tensor], list[np.ndarray]]]:

@@ -72,6 +72,7 @@ class Metric:
     higher_is_better: bool = True  # PCK and AP; an error in pixels would be lower-is-better
     # the command-line options its scorers read (of OPTIONS); None: not said, every option is passed on
     reads: tuple[str, ...] | None = None
+    oks_nms: bool = False  # its scorer applies the recipe's OKS-NMS (eval.oks_nms_thr, recorded with the result)
 
     def improves(self, value: float, best: float) -> bool:
         """Whether `value` beats `best` (NaN: no best yet), in this metric's direction; an undefined value (NaN)
@@ -162,6 +163,7 @@ METRICS: dict[str, Metric] = {
         _oks_predictions,
         lambda p, a, o: scoring.score_oks_file(p, a, o.sigmas),
         reads=("sigmas", "annotations"),
+        oks_nms=True,
     ),
 }
 

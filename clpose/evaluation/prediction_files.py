@@ -23,11 +23,11 @@ import numpy as np
 
 from clpose.errors import ClposeError, first_line
 from clpose.evaluation.arrays import is_number, load_mat, numeric_array, one_person, read_json, shape_text, short
+from clpose.skeletons import COCO_PERSON
 
 PREDICTIONS_FORMAT = "clpose-predictions"
 H5_SUFFIXES = (".h5", ".hdf5")
 COCO_RESULT_KEYS = ("image_id", "category_id", "keypoints", "score")
-PERSON = 1  # the COCO category id of a person: keypoint results are of people
 
 
 @dataclass
@@ -280,9 +280,9 @@ def _coco_result(entry: Any, i: int, path: Path, k: int) -> dict[str, Any]:
     if not isinstance(image_id, int) or isinstance(image_id, bool):
         raise ClposeError(f"{where} image_id is {short(image_id)}, expected an integer (the COCO image id)")
     category = entry["category_id"]
-    if not is_number(category) or category != PERSON:
+    if not is_number(category) or category != COCO_PERSON:
         raise ClposeError(
-            f"{where} category_id is {short(category)}, expected {PERSON} (person): keypoint results are of people"
+            f"{where} category_id is {short(category)}, expected {COCO_PERSON} (person): keypoint results are of people"
         )
     if not is_number(entry["score"]):
         raise ClposeError(f"{where} score is {short(entry['score'])}, expected a number")
@@ -297,7 +297,7 @@ def _coco_result(entry: Any, i: int, path: Path, k: int) -> dict[str, Any]:
         raise ClposeError(f"{where} keypoints[{j}] is {short(values[j])}, expected a number")
     if type(None) in kinds:
         values = [math.nan if v is None else v for v in values]
-    return {**entry, "image_id": image_id, "category_id": PERSON, "keypoints": values}
+    return {**entry, "image_id": image_id, "category_id": COCO_PERSON, "keypoints": values}
 
 
 def _check_result_kind(results: list[dict[str, Any]], path: Path) -> None:

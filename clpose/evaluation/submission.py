@@ -8,12 +8,14 @@
 - `lsp-joints`: `joints` 3 x 14 x M, x and y 1-based and the score, the layout of LSP's joints.mat;
 - `npy`: M x K x 2, 0-based;  `clpose`: clpose predictions JSON (0-based image pixels and scores per person).
 
-`auto` picks from the file name and the dataset (`choose_format`).
+`SAVE_FORMATS` holds one entry per format; `auto` picks from the file name and the dataset (`choose_format`).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,36 +25,116 @@ import scipy.io
 from clpose.console import warn
 from clpose.data.dataset import TopDownDataset
 from clpose.errors import ClposeError
-from clpose.evaluation.formats import FORMATS
 from clpose.evaluation.metrics import Predictions
 from clpose.evaluation.prediction_files import PREDICTIONS_FORMAT
 from clpose.io import atomic_path, write_json
 
 COCO_RESULTS_NAME = re.compile(r"^person_keypoints_(test-dev|val|test-challenge)2017_[A-Za-z0-9-]+_results\.json$")
 MPII_SUBMISSION_NAME = "pred_keypoints_mpii.mat"
+Results = list[dict] | None
+
+
+def _npy(path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None) -> None:
+    with atomic_path(path) as tmp:
+        np.save(tmp, preds.keypoints[-1])
+
+
+def _mpii_preds(
+    path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None
+) -> None:
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(str(tmp), {"preds": preds.keypoints[-1] + 1.0})
+
+
+def _lsp_joints(
+    path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None
+) -> None:
+    kpts, scores = preds.keypoints[-1], preds.scores[-1]
+    joints = np.concatenate([kpts + 1.0, scores[..., None]], axis=2).transpose(2, 1, 0)  # 3 x K x M
+    with atomic_path(path) as tmp:
+        scipy.io.savemat(str(tmp), {"joints": joints})
+
+
+def _mpii_submission(
+    path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None
+) -> None:
+    write_mpii_submission(path, mpii_release(dataset, release), dataset, preds)
+
+
+def _coco(path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None) -> None:
+    if results is None:
+        raise ClposeError(f"--save-predictions {path}: COCO results need COCO records")
+    if not COCO_RESULTS_NAME.match(path.name):
+        warn(
+            f"{path.name}: the COCO evaluation server expects a name like "
+            "person_keypoints_test-dev2017_NAME_results.json (zipped alone)"
+        )
+    write_json(path, results, indent=None)
+
+
+def _clpose(path: Path, dataset: TopDownDataset, preds: Predictions, results: Results, release: Path | None) -> None:
+    write_json(path, clpose_predictions(dataset, preds), indent=None)
+
+
+Writer = Callable[[Path, TopDownDataset, Predictions, Results, "Path | None"], None]
+
+
+@dataclass(frozen=True)
+class SaveFormat:
+    """A prediction-file format `--save-predictions` writes: its file suffix, its writer (path, dataset,
+    predictions, the COCO results list, the MPII RELEASE file), whether it is written from the COCO results list
+    (rescored and OKS-NMS'd, made even for a split without labels), and the file name that means it whatever the
+    dataset. Which format `auto` picks for a dataset is the dataset's entry (DatasetEntry.save_formats)."""
+
+    suffix: str
+    write: Writer
+    coco_results: bool = False
+    file_name: str | None = None
+    reads_release: bool = False  # written into the dataset's RELEASE file: --annotations may name it (MPII's test)
+
+
+SAVE_FORMATS: dict[str, SaveFormat] = {
+    "coco": SaveFormat(".json", _coco, coco_results=True),
+    "mpii-submission": SaveFormat(".mat", _mpii_submission, file_name=MPII_SUBMISSION_NAME, reads_release=True),
+    "mpii-preds": SaveFormat(".mat", _mpii_preds),
+    "lsp-joints": SaveFormat(".mat", _lsp_joints),
+    "npy": SaveFormat(".npy", _npy),
+    "clpose": SaveFormat(".json", _clpose),
+}
+DEFAULT_FORMATS = {".json": "clpose", ".mat": "mpii-preds", ".npy": "npy"}  # a dataset's entry may say otherwise
+
+
+def save_format_names() -> list[str]:
+    return ["auto", *SAVE_FORMATS]
 
 
 def choose_format(path: Path, fmt: str, dataset: str, split: str, labelled: bool) -> str:
-    """The format asked for, or with "auto": .npy -> npy; .mat -> mpii-submission for pred_keypoints_mpii.mat or
-    MPII's unlabelled test split, lsp-joints for LSP, else mpii-preds; .json -> coco for COCO, else clpose."""
-    if fmt not in FORMATS:
-        raise ClposeError(f"--format {fmt!r}: valid: {', '.join(FORMATS)}")
+    """The format asked for, or with "auto": the format whose file name this is (pred_keypoints_mpii.mat), else the
+    dataset's for the suffix (its test_formats for a split without labels, then its save_formats: MPII's test split
+    .mat -> mpii-submission, LSP's .mat -> lsp-joints, COCO's .json -> coco), else .json -> clpose, .mat ->
+    mpii-preds, .npy -> npy."""
+    from clpose.data.prepare import DATASETS
+
+    if fmt != "auto" and fmt not in SAVE_FORMATS:
+        raise ClposeError(f"--format {fmt!r}: valid: {', '.join(save_format_names())}")
     suffix = path.suffix.lower()
-    allowed = {"coco": ".json", "clpose": ".json", "npy": ".npy"}
     if fmt != "auto":
-        want = allowed.get(fmt, ".mat")
+        want = SAVE_FORMATS[fmt].suffix
         if suffix != want:
             raise ClposeError(f"--save-predictions {path}: the {fmt} format is a {want} file")
         return fmt
-    if suffix == ".npy":
-        return "npy"
-    if suffix == ".mat":
-        if path.name == MPII_SUBMISSION_NAME or (dataset == "mpii" and not labelled):
-            return "mpii-submission"
-        return "lsp-joints" if dataset == "lsp" else "mpii-preds"
-    if suffix == ".json":
-        return "coco" if dataset == "coco" else "clpose"
-    raise ClposeError(f"--save-predictions {path}: unknown extension {path.suffix!r}; use .json, .mat or .npy")
+    named = [name for name, f in SAVE_FORMATS.items() if f.file_name == path.name]
+    if named:
+        return named[0]
+    entry = DATASETS.get(dataset)
+    choices = {**DEFAULT_FORMATS}
+    if entry is not None:
+        choices.update(entry.save_formats)
+        if not labelled:
+            choices.update(entry.test_formats)
+    if suffix not in choices:
+        raise ClposeError(f"--save-predictions {path}: unknown extension {path.suffix!r}; use .json, .mat or .npy")
+    return choices[suffix]
 
 
 def write_predictions(
@@ -65,31 +147,8 @@ def write_predictions(
 ) -> None:
     """Write the last stage's predictions of `dataset` to `path` in `fmt` (a resolved format), atomically. Nothing is
     written unless every number is finite: a submission file never holds NaN, inf or null."""
-    kpts, scores = preds.keypoints[-1], preds.scores[-1]
-    check_finite_predictions(path, kpts, scores, coco_results)
-    if fmt == "npy":
-        with atomic_path(path) as tmp:
-            np.save(tmp, kpts)
-    elif fmt == "mpii-preds":
-        with atomic_path(path) as tmp:
-            scipy.io.savemat(str(tmp), {"preds": kpts + 1.0})
-    elif fmt == "lsp-joints":
-        joints = np.concatenate([kpts + 1.0, scores[..., None]], axis=2).transpose(2, 1, 0)  # 3 x K x M
-        with atomic_path(path) as tmp:
-            scipy.io.savemat(str(tmp), {"joints": joints})
-    elif fmt == "mpii-submission":
-        write_mpii_submission(path, mpii_release(dataset, release), dataset, preds)
-    elif fmt == "coco":
-        if coco_results is None:
-            raise ClposeError(f"--save-predictions {path}: COCO results need COCO records")
-        if not COCO_RESULTS_NAME.match(path.name):
-            warn(
-                f"{path.name}: the COCO evaluation server expects a name like "
-                "person_keypoints_test-dev2017_NAME_results.json (zipped alone)"
-            )
-        write_json(path, coco_results, indent=None)
-    else:
-        write_json(path, clpose_predictions(dataset, preds), indent=None)
+    check_finite_predictions(path, preds.keypoints[-1], preds.scores[-1], coco_results)
+    SAVE_FORMATS[fmt].write(path, dataset, preds, coco_results, release)
 
 
 def check_finite_predictions(

@@ -16,12 +16,12 @@ import torch
 from clpose.errors import ClposeError, first_line
 from clpose.precision import Precision
 from clpose.safeload import read_tensors
+from clpose.skeletons import COCO_PERSON
 
 if TYPE_CHECKING:
     from clpose.engine.runtimes import RuntimeInfo
     from clpose.inference.detector_graph import SSDDecoder
 
-PERSON = 1  # COCO category id (also torchvision's detection label) of a person
 # why a Faster R-CNN's network stays in torch whatever --runtime says
 _NOT_EXPORTED = "a Faster R-CNN runs in torch (its region proposals and RoI heads are not exported)"
 
@@ -240,7 +240,7 @@ def _entry(e: object, i: int, path: Path, num_keypoints: int | None) -> tuple[in
             key = int(key)  # 397133.0 is image 397133
         if not isinstance(key, int | str) or isinstance(key, bool):
             raise ClposeError(f"{where} image_id must be an integer or a file name, got {key!r}")
-    if "category_id" in e and (not _number(e["category_id"]) or e["category_id"] != PERSON):
+    if "category_id" in e and (not _number(e["category_id"]) or e["category_id"] != COCO_PERSON):
         raise ClposeError(f"{where} is category {e['category_id']!r}, not a person (1): pose models need person boxes")
     if num_keypoints is not None and "keypoints" in e:
         if not isinstance(e["keypoints"], list):
@@ -272,12 +272,12 @@ class PersonDetector:
     verified, cached) or from a local file. The network is built without weights and without its ImageNet backbone
     (`weights_backbone=None`): nothing else is ever downloaded.
 
-    `runtime` (clpose.engine.runtimes.RUNTIME_CHOICES) runs the network of a fixed-size single-shot detector (SSD):
-    torch, or its ONNX graph in onnxruntime or openvino (clpose.inference.detector_graph: exported once per weights
-    file into the user's graph cache and checked); the boxes are decoded in torch either way. A Faster R-CNN always
-    runs in torch (its proposals and RoI heads are not exported), and `runtime_info.why` says so. `precision` is the
-    one the pose network runs in with torch (OpenVINO follows it to bf16 where the CPU has it natively); torch runs the
-    detector in fp32.
+    `runtime` (auto or a name in clpose.engine.runtime_names.RUNTIMES) runs the network of a fixed-size single-shot
+    detector (SSD): torch, or its ONNX graph in a graph runtime (clpose.inference.detector_graph: exported once per
+    weights file into the user's graph cache and checked); the boxes are decoded in torch either way. A Faster R-CNN
+    always runs in torch (its proposals and RoI heads are not exported), and `runtime_info.why` says so. `precision`
+    is the one the pose network runs in with torch (OpenVINO follows it to bf16 where the CPU has it natively); torch
+    runs the detector in fp32.
     """
 
     def __init__(
@@ -313,6 +313,7 @@ class PersonDetector:
     def _use_runtime(self, requested: str, threads: int, precision: Precision | None, digest: str) -> RuntimeInfo:
         from clpose.engine.graph_cache import NoGraphCache
         from clpose.engine.runtimes import (
+            TORCH,
             RuntimeChoice,
             RuntimeInfo,
             choose_runtime,
@@ -326,12 +327,12 @@ class PersonDetector:
         fp32 = Precision("fp32", "off", "the detector runs fp32 in torch")
         choice = choose_runtime(requested, self.device)  # the name, the device and the package checked for all
         if not exportable(self.model):
-            why = choice.why if choice.name == "torch" else f"{choice.name} runs the pose network; {_NOT_EXPORTED}"
-            return RuntimeInfo("torch", torch.__version__, why, fp32, threads)
+            why = choice.why if choice.name == TORCH else f"{choice.name} runs the pose network; {_NOT_EXPORTED}"
+            return RuntimeInfo(TORCH, torch.__version__, why, fp32, threads)
         network = SSDNetwork(self.model).eval()
         self.decoder, self.runner = SSDDecoder(self.model, network), network
-        if choice.name == "torch":
-            return RuntimeInfo("torch", torch.__version__, choice.why, fp32, threads)
+        if choice.name == TORCH:
+            return RuntimeInfo(TORCH, torch.__version__, choice.why, fp32, threads)
         if precision is None or precision.name not in ("fp32", "bf16"):  # --int8 quantises the pose network only
             precision = Precision("fp32", "off", "the detector's graph is fp32")
         precision = runtime_precision(choice.name, precision)
@@ -340,8 +341,8 @@ class PersonDetector:
         except NoGraphCache as e:
             if requested != "auto":
                 raise
-            choice = RuntimeChoice("torch", f"auto: {choice.name} needs a graph cache ({e})")
-            return RuntimeInfo("torch", torch.__version__, choice.why, fp32, threads)
+            choice = RuntimeChoice(TORCH, f"auto: {choice.name} needs a graph cache ({e})")
+            return RuntimeInfo(TORCH, torch.__version__, choice.why, fp32, threads)
         self.runner = graph_runner(choice.name, graph, threads, precision)
         return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, threads)
 
@@ -355,7 +356,7 @@ class PersonDetector:
         else:
             rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
             out = self.model([rgb.to(self.device)])[0]
-            keep = (out["labels"] == PERSON) & (out["scores"] >= self.threshold)
+            keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.threshold)
             xyxy, scores = out["boxes"][keep].cpu().numpy(), out["scores"][keep].cpu().numpy()
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1) if len(xyxy) else np.zeros((0, 4))
         return xywh, scores

@@ -35,8 +35,8 @@ from clpose.console import console
 from clpose.engine.graph_cache import NoGraphCache, remember, reuse_checked, user_cache
 from clpose.engine.onnx_graph import MIN_OPSET, GraphCheck, write_onnx
 from clpose.errors import ClposeError, first_line
-from clpose.inference.detector import PERSON
 from clpose.io import atomic_path, file_lock, sha256, write_json
+from clpose.skeletons import COCO_PERSON
 
 # Parity of the exported graph: box deltas and logits are O(1-10); fp32 kernels of the runtimes and torch sum in other
 # orders (differences ~1e-6 relative), a wrong graph moves them by 1e-1 or more. Relative to the output's largest value.
@@ -108,7 +108,7 @@ class SSDDecoder:
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Person boxes (N, 4) [x1, y1, x2, y2] in frame pixels and scores (N,), best first, from one image's
         network output (A, 4 + C)."""
-        scores = F.softmax(out[:, 4:], dim=-1)[:, PERSON]
+        scores = F.softmax(out[:, 4:], dim=-1)[:, COCO_PERSON]
         keep = torch.where((scores > self.score_thresh) & (scores >= threshold))[0]
         scores, idx = scores[keep].topk(min(self.topk, len(keep)))
         keep = keep[idx]

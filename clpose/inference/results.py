@@ -9,12 +9,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from clpose.drawing import draw_pose
 from clpose.engine.runtimes import RuntimeInfo
 from clpose.errors import ClposeError
 from clpose.inference.predictor import Pose, Predictor, SkippedBox
 from clpose.inference.video import IMAGE_SUFFIXES, Frame, Source, VideoWriter, quiet_opencv
 from clpose.io import Staged, free_space, json_text, write_image
-from clpose.vis import draw_pose
 
 STAGES = ("read", "boxes", "crop", "network", "decode", "track", "draw")
 # --detect-every's default with a detector (docs/inference.md, "Detection every N frames", measures its cost)

@@ -5,6 +5,7 @@ local file."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,10 +13,23 @@ from torch import nn
 from torchvision import models as tvm
 from torchvision.models import resnet
 
+from clpose.config import Options, option
 from clpose.console import console
 from clpose.errors import ClposeError
 from clpose.safeload import check_finite_weights, load_tensors
 from clpose.weights import Resolved, resolve_pretrained
+
+
+@dataclass
+class TrunkOptions(Options):
+    """The recipe's `model` section of a network on a torchvision ImageNet trunk."""
+
+    pretrained: str | None = option(
+        None,
+        "the trunk's torchvision ImageNet weights: imagenet (its reference weights, e.g. "
+        "ResNet50_Weights.IMAGENET1K_V1, fetched once and cached), a torchvision weights name "
+        "(ResNet50_Weights.IMAGENET1K_V2, torchvision://resnet50) or a local state dict file; null: from scratch",
+    )
 
 
 def resnet10(weights: None = None) -> resnet.ResNet:

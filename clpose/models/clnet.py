@@ -14,13 +14,22 @@ docs/method.md states the design and the measured parameter counts.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clpose.config import option
 from clpose.errors import ClposeError
-from clpose.models.backbones import LightTrunk, ResNetTrunk, load_pretrained
+from clpose.models.backbones import LightTrunk, ResNetTrunk, TrunkOptions, load_pretrained
+
+
+@dataclass
+class CLNetResNetOptions(TrunkOptions):
+    """The recipe's `model` section of a CLNet-ResNet."""
+
+    stride: int | None = option(16, "output stride (null: the default)", check="{4, 8, 16, 32}")
 
 
 def _conv_bn(cin: int, cout: int, kernel: int, dilation: int = 1) -> list[nn.Module]:
@@ -101,17 +110,20 @@ class CLNetResNet(nn.Module):
     forward: images (N, 3, H, W) -> maps (N, 3K, H/S, W/S).
     """
 
-    codec = "composite"
     num_stages = 1
 
-    def __init__(self, depth: int, num_keypoints: int, stride: int = 16, pretrained: str | None = None) -> None:
+    def __init__(
+        self,
+        depth: int,
+        num_keypoints: int,
+        stride: int = CLNetResNetOptions.stride,  # type: ignore[assignment]
+        pretrained: str | None = None,
+    ) -> None:
         super().__init__()
         if stride not in (4, 8, 16, 32):
             raise ClposeError(f"CLNet-ResNet stride must be 4, 8, 16 or 32, got {stride}")
         self.num_keypoints = num_keypoints
-        self.stride = stride
         self.trunk = ResNetTrunk(depth, num_layers=4 if stride == 32 else 3)
-        self.size_divisor = self.trunk.stride
         self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         cin = self.trunk.out_channels
         width = cin if stride != 32 else cin // 2  # stride 32: 2048 -> 1024 in the first head block
@@ -140,15 +152,12 @@ class CLNetLight(nn.Module):
     forward: images (N, 3, H, W) -> maps (N, 3K, H/16, W/16).
     """
 
-    codec = "composite"
     num_stages = 1
-    stride = 16
 
     def __init__(self, arch: str, num_keypoints: int, pretrained: str | None = None) -> None:
         super().__init__()
         self.num_keypoints = num_keypoints
         self.trunk = LightTrunk(arch)
-        self.size_divisor = self.trunk.stride
         self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         width = max(256, self.trunk.out_channels)
         self.head = composite_head(self.trunk.out_channels, width // 4, width)

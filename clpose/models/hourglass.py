@@ -10,11 +10,21 @@ supervision; the paper's Fig. 4 evaluates each stage).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clpose.config import Options, option
 from clpose.models.clnet import init_prediction_conv
+
+
+@dataclass
+class HourglassOptions(Options):
+    """The recipe's `model` section of a stacked hourglass."""
+
+    stacks: int | None = option(8, "number of hourglass stacks (null: the default)", check=">= 1")
 
 
 class Residual(nn.Module):
@@ -105,11 +115,13 @@ def _lin(features: int) -> nn.Sequential:
 class StackedHourglass(nn.Module):
     """The original stacked hourglass. forward: (N, 3, H, W) -> list of `stacks` heatmaps (N, K, H/4, W/4)."""
 
-    codec = "heatmap"
-    stride = 4
-    size_divisor = 64  # stride 4 stem x 2^4 hourglass levels
-
-    def __init__(self, num_keypoints: int, stacks: int = 8, features: int = 256, depth: int = 4) -> None:
+    def __init__(
+        self,
+        num_keypoints: int,
+        stacks: int = HourglassOptions.stacks,  # type: ignore[assignment]
+        features: int = 256,
+        depth: int = 4,
+    ) -> None:
         super().__init__()
         self.num_keypoints, self.num_stages = num_keypoints, stacks
         self.stem = _stem(features)
@@ -138,11 +150,13 @@ class StackedHourglass(nn.Module):
 class CLNetHourglass(nn.Module):
     """CLNet-Hourglass. forward: (N, 3, H, W) -> list of `stacks` composite maps (N, 3K, H/16, W/16)."""
 
-    codec = "composite"
-    stride = 16
-    size_divisor = 64
-
-    def __init__(self, num_keypoints: int, stacks: int = 8, features: int = 256, depth: int = 4) -> None:
+    def __init__(
+        self,
+        num_keypoints: int,
+        stacks: int = HourglassOptions.stacks,  # type: ignore[assignment]
+        features: int = 256,
+        depth: int = 4,
+    ) -> None:
         super().__init__()
         self.num_keypoints, self.num_stages = num_keypoints, stacks
         self.level = 2  # stride 4 * 2^2 = 16

@@ -13,15 +13,12 @@ from clpose.models.clnet import init_prediction_conv
 class SimpleBaseline(nn.Module):
     """forward: images (N, 3, H, W) -> heatmaps (N, K, H/4, W/4)."""
 
-    codec = "heatmap"
     num_stages = 1
-    stride = 4
 
     def __init__(self, depth: int, num_keypoints: int, pretrained: str | None = None, deconv_channels: int = 256):
         super().__init__()
         self.num_keypoints = num_keypoints
         self.trunk = ResNetTrunk(depth, num_layers=4)
-        self.size_divisor = self.trunk.stride
         self.pretrained_weights = load_pretrained(self.trunk, pretrained) if pretrained else None
         layers: list[nn.Module] = []
         cin = self.trunk.out_channels

@@ -7,7 +7,6 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -15,9 +14,6 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from clpose.precision import Precision
 from clpose.speed.timing import time_once
-
-if TYPE_CHECKING:
-    from clpose.speed.bench import BenchResult
 
 
 def count_macs(model: nn.Module, input_hw: tuple[int, int]) -> tuple[float, float]:
@@ -62,7 +58,8 @@ def reference_matmul_gflops(device: torch.device, precision: Precision, runs: in
 def reference_limit(device: torch.device, precision: Precision) -> tuple[float, str]:
     """The machine's practical peak in the timed precision: the better of a large matrix product and a large 3x3
     convolution (on a GPU the convolution of a batch of 8 does not fill the card: with it alone SimpleBaseline-R152
-    ran at "104% of the limit" on an H200). `cap_fractions` keeps every network at or below it all the same."""
+    ran at "104% of the limit" on an H200). `clpose.speed.bench.cap_fractions` keeps every network at or below it
+    all the same."""
     matmul, n = reference_matmul_gflops(device, precision)
     conv = reference_conv_gflops(device, precision)
     if matmul >= conv:
@@ -104,19 +101,6 @@ def reference_int8_limit(runtime: str | None, folder: Path, runs: int = 20) -> t
     times = [time_once(lambda: run(x), torch.device("cpu")) for _ in range(runs)]
     flags = ", ".join(cpu_int8_flags()) or "no VNNI or AMX"
     return 2 * 8 * 256 * 256 * 9 * 32 * 32 / statistics.median(times) / 1e9, f"{INT8_CONV} in {runtime} ({flags})"
-
-
-def cap_fractions(rows: list[BenchResult], limit: float, source: str) -> tuple[float, str]:
-    """A network that ran faster than the reference problems shows what the device can do: the limit becomes its
-    rate, so no row reads above 100% (the rows' fractions are rescaled)."""
-    best = max(rows, key=lambda r: r.limit_fraction or 0.0, default=None)
-    if best is None or not best.limit_fraction or best.limit_fraction <= 1.0:
-        return limit, source
-    new_limit = limit * best.limit_fraction
-    for row in rows:
-        if row.limit_fraction is not None:
-            row.limit_fraction *= limit / new_limit
-    return new_limit, f"{best.model} at batch {best.batch} (faster than the reference {source})"
 
 
 def search_max_batch(

@@ -24,7 +24,7 @@ class TrainingSpeed:
 def measure_training(recipe: Recipe, device: str = "auto", steps: int = 24, warmup: int = 8) -> TrainingSpeed:
     """Training speed of `recipe` on this machine from a few real steps on a throwaway copy of the setup: the
     median rate of the steps (on a shared machine a few seconds of load elsewhere would otherwise halve the
-    estimate: seen 47 against 118 samples/s in the epochs that followed) and the share of time waiting for data.
+    estimate) and the share of time waiting for data.
     Each step is synchronised, so the GPU's work is counted where it happens."""
     dev = distributed.resolve_device(device)
     s = build_setup(recipe, distributed.Dist(), dev)

@@ -9,9 +9,10 @@ import cv2
 import numpy as np
 
 from clpose.io import atomic_path, write_image
+from clpose.training.rows import EpochRow
 
 W, H, PAD = 520, 340, 56
-COLORS = {"loss": (200, 90, 30), "heatmap": (60, 160, 60), "offset_y": (40, 120, 230), "offset_x": (170, 60, 200)}
+TOTAL_COLOR = (200, 90, 30)  # the total loss; each part's colour is its loss entry's (clpose.losses.LossPart)
 
 
 def _panel(
@@ -55,13 +56,19 @@ def _panel(
     return img
 
 
-def plot_curves(rows: list[dict], path: Path, title: str = "") -> None:
-    """Losses (log scale) and the validation metric per epoch, side by side. The metric on its printed scale (a row's
-    "scale": COCO's AP x 100), as the training log and `clpose eval` show it; rows written before it had none: 1."""
-    losses = {k: [(r["epoch"], r[k]) for r in rows if k in r] for k in COLORS if any(k in r for r in rows)}
-    metric = next((r["metric"] for r in rows if r.get("metric")), "metric")
-    values = {metric: [(r["epoch"], r["value"] * r.get("scale", 1.0)) for r in rows if r.get("value") is not None]}
-    left = _panel(f"{title} training loss", losses, True, COLORS)
+def plot_curves(
+    rows: list[EpochRow], path: Path, title: str = "", parts: dict[str, tuple[int, int, int]] | None = None
+) -> None:
+    """Losses (log scale: the total and each of `parts`, part -> its BGR colour) and the validation metric per epoch,
+    side by side. The metric on its printed scale (a row's "scale": COCO's AP x 100), as the training log and
+    `clpose eval` show it; rows written before it had none: 1."""
+    colors = {"loss": TOTAL_COLOR, **(parts or {})}
+    series = {k: [(r.epoch, r.loss if k == "loss" else r.parts[k]) for r in rows if k == "loss" or k in r.parts]
+              for k in colors}  # fmt: skip
+    losses = {k: points for k, points in series.items() if points}
+    metric = next((r.metric for r in rows if r.metric), "metric")
+    values = {metric: [(r.epoch, r.value * r.scale) for r in rows if r.value is not None]}
+    left = _panel(f"{title} training loss", losses, True, colors)
     right = _panel(f"validation {metric}", values, False, {metric: (30, 30, 200)})
     image = np.concatenate([left, right], axis=1)
     with atomic_path(path) as tmp:

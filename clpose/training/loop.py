@@ -26,12 +26,14 @@ from clpose.engine.checkpoint import load_checkpoint, save_checkpoint
 from clpose.engine.predict import predict
 from clpose.errors import ClposeError
 from clpose.evaluation.metrics import Metric, Predictions, ScoreOptions, dataset_metric
+from clpose.losses import get_loss
 from clpose.models import load_trunk_weights
 from clpose.training.curves import plot_curves
 from clpose.training.fits import check_fits
 from clpose.training.health import health_warnings
 from clpose.training.lock import RunLock
 from clpose.training.progress import TrainProgress, epoch_summary
+from clpose.training.rows import EpochRow
 from clpose.training.run_folder import RunPlan, commit, open_run
 from clpose.training.setup import Setup, Step, build_setup, set_epoch
 
@@ -56,10 +58,13 @@ def train_step(step: Step, batch: dict, cfg: TrainConfig) -> dict:
     images = batch["image"].to(device, non_blocking=True)
     if cfg.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    missing = [k for k in step.target_keys if k not in batch]
+    given = batch.get("targets", {})  # the codec's targets travel in their own namespace of the sample
+    missing = [k for k in step.target_keys if k not in given]
     if missing:
-        raise ClposeError(f"the batch lacks the codec's targets {', '.join(missing)} (it has {', '.join(batch)})")
-    targets = {k: batch[k].to(device, non_blocking=True) for k in step.target_keys}
+        raise ClposeError(
+            f"the batch lacks the codec's targets {', '.join(missing)} (it has {', '.join(given) or 'none'})"
+        )
+    targets = {k: given[k].to(device, non_blocking=True) for k in step.target_keys}
     try:
         with step.precision.autocast(device):
             output = step.model(images)
@@ -224,7 +229,7 @@ def check_scorable(scorer: Metric, dataset: TopDownDataset, recipe: Recipe) -> N
 def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distributed.Dist, show: bool) -> FitResult:
     cfg, precision, run_dir = recipe.train, s.precision, plan.run_dir
     scorer = dataset_metric(recipe.data.dataset, recipe.eval.metric)
-    start, best, rows = 0, math.nan, list(plan.rows)  # NaN: no best validation yet
+    start, best, rows = 0, math.nan, [EpochRow.from_json(r) for r in plan.rows]  # NaN: no best validation yet
     if state is not None:
         # before anything is written: another model or optimizer would fail below with a traceback
         check_fits(plan.checkpoint, state, recipe, s.module, s.step.optimizer, s.train_ds.skeleton.name)
@@ -233,15 +238,16 @@ def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distrib
         best = float(state["best_metric"]) if plan.best is None else plan.best
     if start >= cfg.epochs:  # nothing to train: nothing in the folder is rewritten
         where = plan.checkpoint if plan.branched_from else run_dir
-        last = next((r["value"] for r in reversed(rows) if r.get("value") is not None), math.nan)
+        last = next((r.value for r in reversed(rows) if r.value is not None), math.nan)
         message = (
             f"{where} has already trained {_epochs(start)} (train.epochs {cfg.epochs}): nothing to train; raise "
             "train.epochs to continue"
         )
         return FitResult(run_dir, best, last, start, scorer.name, scorer.scale, 0, message)
     check_scorable(scorer, s.val_ds, recipe)  # before anything is written, not after a whole epoch
-    if state is None and recipe.model.pretrained:  # a fresh start: the trunk's ImageNet weights (fetched by name)
-        s.module.pretrained_weights = load_trunk_weights(s.module, recipe.model.pretrained).to_json()
+    pretrained = getattr(recipe.model, "pretrained", None)  # a model without an ImageNet trunk has no such option
+    if state is None and pretrained:  # a fresh start: the trunk's ImageNet weights (fetched by name)
+        s.module.pretrained_weights = load_trunk_weights(s.module, pretrained).to_json()
     elif state is not None:
         s.module.pretrained_weights = state.get("pretrained")  # what the run started from, kept in every checkpoint
     if d.main:
@@ -254,7 +260,7 @@ def _run(recipe: Recipe, s: Setup, plan: RunPlan, state: dict | None, d: distrib
         note = f"# train.amp {cfg.amp} ran as {precision.name} on this machine: {precision.reason}\n"
         if weights := getattr(s.module, "pretrained_weights", None):
             note += (
-                f"# model.pretrained {recipe.model.pretrained} loaded {weights['name']}: {weights['file']} "
+                f"# model.pretrained {pretrained} loaded {weights['name']}: {weights['file']} "
                 f"(sha256 {weights['sha256']}, from {weights['source']})\n"
             )
         commit(plan, note + dump_recipe(recipe))
@@ -295,7 +301,7 @@ def _epochs_loop(
     s: Setup,
     plan: RunPlan,
     scorer: Metric,
-    rows: list[dict],
+    rows: list[EpochRow],
     start: int,
     best: float,
     d: distributed.Dist,
@@ -319,19 +325,24 @@ def _epochs_loop(
             preds = predict(s.pose, s.val_ds, recipe.eval.batch_size, recipe.eval.flip, num_workers=workers, d=d)
             table = scorer.score_predictions(s.val_ds, preds, ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval))[0]
             last = scorer.value(table)
-        row = {
-            "epoch": epoch + 1,
-            **stats,
-            "lr": s.step.optimizer.param_groups[0]["lr"],
-            "precision": s.precision.name,
-            "precision_reason": s.precision.reason,
-            "metric": scorer.name,
+        speed = {k: stats.pop(k) for k in ("samples_per_s", "data_wait", "steps", "seconds")}
+        loss = stats.pop("loss")
+        EpochRow.check_parts(stats)  # what is left: the loss's own parts
+        row = EpochRow(
+            epoch + 1,
+            loss,
+            stats,
+            **speed,
+            lr=s.step.optimizer.param_groups[0]["lr"],
+            precision=s.precision.name,
+            precision_reason=s.precision.reason,
+            metric=scorer.name,
             # raw, as `clpose eval --json` writes it; None where undefined (never NaN)
-            "value": None if table is None or math.isnan(last) else last,
-            "scale": scorer.scale,  # printed value = value x scale (COCO's AP x 100), as `clpose eval` prints it
-            "table": table,
-        }
-        row["warnings"] = health_warnings(
+            value=None if table is None or math.isnan(last) else last,
+            scale=scorer.scale,  # printed value = value x scale (COCO's AP x 100), as `clpose eval` prints it
+            table=table,
+        )
+        row.warnings = health_warnings(
             [*rows, row], recipe.loss, s.pose.codec.tau, scorer.scale, scorer.higher_is_better
         )
         rows.append(row)
@@ -339,9 +350,10 @@ def _epochs_loop(
         best = last if improved else best
         if d.main:
             state = _state(s, recipe, plan, epoch + 1, best, scorer.name)
-            _write_epoch(plan.run_dir, rows, state, improved, recipe.name)
+            colors = {p: part.color for p, part in get_loss(recipe.loss.name).parts.items()}
+            _write_epoch(plan.run_dir, rows, state, improved, recipe.name, colors)
         progress.log(epoch_summary(row, best, scorer.scale))
-        for warning in row["warnings"] if d.main else []:  # said every epoch it holds: a run not learning is news
+        for warning in row.warnings if d.main else []:  # said every epoch it holds: a run not learning is news
             warn(f"epoch {epoch + 1}: {warning}")
         done = epoch + 1
         if out_of_time:
@@ -350,15 +362,17 @@ def _epochs_loop(
     return done, best, last
 
 
-def _write_epoch(run_dir: Path, rows: list[dict], state: dict, improved: bool, name: str) -> None:
+def _write_epoch(
+    run_dir: Path, rows: list[EpochRow], state: dict, improved: bool, name: str, parts: dict | None = None
+) -> None:
     """best.pt before last.pt: last.pt records the best metric, so a kill between the two writes must leave the older
     last.pt, whose resume redoes the epoch and writes best.pt again (each write is atomic)."""
     with (run_dir / "metrics.jsonl").open("a", encoding="utf-8") as f:
-        f.write(json.dumps(rows[-1]) + "\n")
+        f.write(json.dumps(rows[-1].to_json()) + "\n")
     if improved:
         save_checkpoint(run_dir / "best.pt", state)
     save_checkpoint(run_dir / "last.pt", state)
-    plot_curves(rows, run_dir / "curves.png", name)
+    plot_curves(rows, run_dir / "curves.png", name, parts)
 
 
 SCHEDULE_KEYS = ("epochs", "lr", "schedule", "milestones", "gamma", "warmup_epochs", "batch_size", "optimizer")

@@ -7,6 +7,7 @@ import math
 import time
 
 from clpose.progress import ProgressBar
+from clpose.training.rows import EpochRow
 
 
 class TrainProgress(ProgressBar):
@@ -37,15 +38,12 @@ class TrainProgress(ProgressBar):
         self.update(1, loss=loss, lr=lr, rate=rate, wait=wait)
 
 
-def epoch_summary(row: dict, best: float, scale: float) -> str:
+def epoch_summary(row: EpochRow, best: float, scale: float) -> str:
     """One line per epoch. The metric is printed on its own scale (Metric.scale: COCO's AP x 100), as `clpose eval`
     prints it; metrics.jsonl keeps the raw value, as `eval --json` does."""
-    text = (
-        f"epoch {row['epoch']}: loss {row.get('loss', math.nan):.4g}, {row['samples_per_s']:.1f} samples/s, "
-        f"data wait {row['data_wait']:.0%}"
-    )
-    if row["value"] is not None or row.get("table") is not None:  # validated (undefined: n/a)
-        text += f", {row['metric']} {_shown(row['value'], scale)} (best {_shown(best, scale)})"
+    text = f"epoch {row.epoch}: loss {row.loss:.4g}, {row.samples_per_s:.1f} samples/s, data wait {row.data_wait:.0%}"
+    if row.scored():  # validated (undefined: n/a)
+        text += f", {row.metric} {_shown(row.value, scale)} (best {_shown(best, scale)})"
     return text
 
 

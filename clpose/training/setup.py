@@ -146,13 +146,13 @@ def build_setup(recipe: Recipe, d: distributed.Dist, device: torch.device) -> Se
         if cfg.sync_bn:
             model = module = pose.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    loss_fn = build_loss(recipe.loss, codec.tau)
+    loss_fn = build_loss(recipe.loss, codec)
     optimizer = build_optimizer(cfg, model)
     pipeline = resolve_pipeline(recipe.data.pipeline, device)
     if pipeline == "gpu" and device.type != "cuda" and d.main:
         warn(
             f"data.pipeline: gpu on {device}: decoding and cropping run in the main process, not in the "
-            "workers (about 3x slower than data.pipeline: cpu here); it is meant for CUDA"
+            "workers (slower than data.pipeline: cpu here, docs/benchmarks.md); it is meant for CUDA"
         )
     loader = build_loader(train_ds, cfg.batch_size // d.world, d, cfg.seed, recipe.data.num_workers, device, pipeline)
     if len(loader) == 0:

@@ -38,12 +38,23 @@ Converted = tuple[dict[str, Records], dict[str, ImageTable]]
 class DatasetEntry:
     """A dataset clpose prepares: `convert` makes its splits' records (and image tables, for the summary); `metric`
     is what its validation is scored with (clpose.evaluation.metrics); `download` whether it reads files as
-    downloaded (the synthetic set is generated)."""
+    downloaded (the synthetic set is generated).
+
+    How `clpose eval` treats its records: `annotation_file` where people are scored against the dataset's own
+    annotation file (COCO's OKS), so that detected person boxes can be evaluated and records without keypoints are
+    still labelled, except in `unlabelled_splits`; `save_formats` is what `--save-predictions` writes for a file
+    suffix (clpose.evaluation.submission.SAVE_FORMATS), `test_formats` the same for a split without labels, and
+    `submission_hint` names the file its benchmark's server or authors take."""
 
     convert: Callable[[PrepareArgs, Report], Converted]
     metric: str
     download: bool = True
     splits: tuple[str, ...] = ()  # the splits it always makes, where known before converting (outputs checked first)
+    annotation_file: bool = False
+    unlabelled_splits: tuple[str, ...] = ()
+    save_formats: dict[str, str] = field(default_factory=dict)
+    test_formats: dict[str, str] = field(default_factory=dict)
+    submission_hint: str = "e.g. predictions.json"
 
 
 def _lsp(args: PrepareArgs, report: Report) -> Converted:
@@ -77,9 +88,24 @@ def _synthetic(args: PrepareArgs, report: Report) -> Converted:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "lsp": DatasetEntry(_lsp, "pck"),
-    "mpii": DatasetEntry(_mpii, "pckh"),
-    "coco": DatasetEntry(_coco, "oks"),
+    "lsp": DatasetEntry(
+        _lsp, "pck", save_formats={".mat": "lsp-joints"}, submission_hint="a .mat in the joints.mat layout"
+    ),
+    "mpii": DatasetEntry(
+        _mpii,
+        "pckh",
+        save_formats={".mat": "mpii-preds"},
+        test_formats={".mat": "mpii-submission"},
+        submission_hint="pred_keypoints_mpii.mat for the MPII authors",
+    ),
+    "coco": DatasetEntry(
+        _coco,
+        "oks",
+        annotation_file=True,
+        unlabelled_splits=("test-dev",),
+        save_formats={".json": "coco"},
+        submission_hint="person_keypoints_test-dev2017_NAME_results.json for the evaluation server",
+    ),
     "synthetic": DatasetEntry(_synthetic, "pck", download=False, splits=("train", "valid")),
 }
 
