@@ -44,8 +44,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
+    from machine import cpu_description
+
     from clpose.data.synthetic import render_sample
-    from clpose.speed.timing import cpu_description
     from clpose.weights import DETECTORS
 
     image, _ = render_sample(np.random.default_rng(0), 720)

@@ -17,13 +17,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_description
 from typer.testing import CliRunner
 
 from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
 from clpose.engine.runtimes import installed
 from clpose.recipes import load_recipe
-from clpose.speed.timing import cpu_description
 from clpose.training.loop import fit
 
 

@@ -37,6 +37,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_infer import checkpoint
+from machine import cpu_description
 
 from clpose.data.prepare.synthetic import write_video
 from clpose.engine.onnx_graph import export_onnx
@@ -46,7 +47,6 @@ from clpose.inference.predictor import Predictor
 from clpose.inference.run import InferOptions, run_infer
 from clpose.precision import resolve_precision
 from clpose.speed.bench import BenchSettings, run_bench
-from clpose.speed.timing import cpu_description
 
 
 def infer_modes(folder: Path, frames: int, rounds: int, threads: int) -> None:

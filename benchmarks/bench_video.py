@@ -26,12 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_description
 
 from clpose.data.prepare.synthetic import write_video
 from clpose.inference.detector import BoxesFile, PersonDetector
 from clpose.inference.predictor import Predictor
 from clpose.inference.run import InferOptions, run_infer
-from clpose.speed.timing import cpu_description
 
 
 def random_detector(name: str, folder: Path) -> Path:

@@ -76,7 +76,7 @@ def demo_recipe(data_dir: Path, epochs: int, minutes: float, train_per_epoch: in
     raw["data"]["root"] = str(data_dir)
     raw["data"]["train_limit"] = train_per_epoch
     raw["train"]["epochs"] = epochs
-    # the plan's speed, measured in seconds, can be 10-20% off on a busy machine: the guard keeps the time promise,
+    # the plan's speed, measured in seconds, can be off on a busy machine: the guard keeps the time promise,
     # and where it stops a plan that was too long, the cosine schedule is nearly done (5% of the peak lr at 85%)
     raw["train"]["max_minutes"] = minutes
     return recipe_from_dict(raw, "clpose demo", name="demo")

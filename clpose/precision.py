@@ -23,8 +23,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import statistics
-import time
 from dataclasses import dataclass
 
 import torch
@@ -173,28 +171,6 @@ def onednn_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
         return True  # older torch without the query: the flags and the cap decide
-
-
-def bf16_speedup(runs: int = 5) -> float:
-    """fp32 time / bf16 time of one 3x3 convolution (64 -> 64 channels, 28x28, batch 4, channels_last,
-    inference): above 1 where bf16 is native, about 0.1 where it is emulated. A few milliseconds. A diagnostic for
-    benchmarks/bench_precision.py only: `amp: auto` never times (under load the ratio is noise)."""
-    conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
-    x = torch.randn(4, 64, 28, 28).contiguous(memory_format=torch.channels_last)
-    times: dict[str, float] = {}
-    with torch.inference_mode():
-        for name in ("fp32", "bf16"):
-            ctx = Precision(name, name, "probe")
-            with ctx.autocast("cpu"):
-                for _ in range(2):  # the first call creates oneDNN's kernel
-                    conv(x)
-                samples = []
-                for _ in range(runs):
-                    start = time.perf_counter()
-                    conv(x)
-                    samples.append(time.perf_counter() - start)
-            times[name] = statistics.median(samples)
-    return times["fp32"] / times["bf16"]
 
 
 # oneDNN's ISA bit masks (dnnl_cpu_isa_t in dnnl_types.h, oneDNN 3.x): a cap allows native bf16 kernels when its

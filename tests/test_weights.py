@@ -127,7 +127,8 @@ _FETCH_IN_A_PROCESS = """
 import sys
 import clpose.weights as w
 entry = w.WeightsFile("ResNet18_Weights.TEST", "resnet18", sys.argv[1], 0.0, "test")
-w.register(entry, imagenet_for="resnet18")
+w._EXTRA[entry.name] = entry  # the test's file in the catalogue, as the imagenet weights of resnet18
+w.IMAGENET["resnet18"] = entry.name
 print(w.resolve_pretrained("imagenet", "resnet18").sha256)
 """
 

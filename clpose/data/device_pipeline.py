@@ -176,8 +176,8 @@ class DeviceLoader:
 
 
 def resolve_pipeline(choice: str, device: torch.device) -> str:
-    """auto -> gpu on CUDA (the workers cannot keep a GPU fed: 25-38% of the time was data wait there), cpu elsewhere
-    (on a CPU the worker processes are the parallelism)."""
+    """auto -> gpu on CUDA (the workers cannot keep a GPU fed: docs/benchmarks.md measures their data wait), cpu
+    elsewhere (on a CPU the worker processes are the parallelism)."""
     if choice == "auto":
         return "gpu" if device.type == "cuda" else "cpu"
     return choice

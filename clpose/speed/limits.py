@@ -57,9 +57,9 @@ def reference_matmul_gflops(device: torch.device, precision: Precision, runs: in
 
 def reference_limit(device: torch.device, precision: Precision) -> tuple[float, str]:
     """The machine's practical peak in the timed precision: the better of a large matrix product and a large 3x3
-    convolution (on a GPU the convolution of a batch of 8 does not fill the card: with it alone SimpleBaseline-R152
-    ran at "104% of the limit" on an H200). `clpose.speed.bench.cap_fractions` keeps every network at or below it
-    all the same."""
+    convolution (on a GPU the convolution of a batch of 8 does not fill the card: with it alone a network can read
+    above 100% of the limit, docs/benchmarks.md "GPU speed"). `clpose.speed.bench.cap_fractions` keeps every network
+    at or below it all the same."""
     matmul, n = reference_matmul_gflops(device, precision)
     conv = reference_conv_gflops(device, precision)
     if matmul >= conv:
