@@ -99,12 +99,23 @@ class ArgmaxCellCodec:
         return ArgmaxCellCodec(input_hw, stride, options)
 
 
+@dataclass
+class CellCEOptions(Options):
+    """The toy loss's option."""
+
+    temperature: float = option(1.0, "the logits are divided by it", check="> 0")
+
+
 class CellCrossEntropy(nn.Module):
-    """The toy codec's loss: cross-entropy of each labelled keypoint's cell over the map."""
+    """The toy codec's loss: cross-entropy of each labelled keypoint's cell over the map, at a temperature."""
+
+    def __init__(self, temperature: float = CellCEOptions.temperature) -> None:
+        super().__init__()
+        self.temperature = temperature
 
     def forward(self, output: torch.Tensor, targets: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         cells, weights = targets["cells"], targets["keypoint_weights"]
-        logits = output.float().flatten(2)
+        logits = output.float().flatten(2) / self.temperature
         ce = -(torch.log_softmax(logits, -1) * cells.flatten(2)).sum(-1)
         loss = (ce * weights).sum() / weights.sum().clamp_min(1)
         return {"loss": loss, "ce": loss}
@@ -142,7 +153,8 @@ def toys(monkeypatch: pytest.MonkeyPatch) -> None:
         "argmax_cell",
         CodecEntry(ArgmaxCellOptions, ArgmaxCellCodec.build, 1, ("cells", "keypoint_weights"), "cell_ce"),
     )
-    entry = LossEntry(Options, lambda cfg, codec: CellCrossEntropy(), ("argmax_cell",), {"ce": LossPart("", CE_COLOR)})
+    build = lambda cfg, codec: CellCrossEntropy(cfg.temperature)  # noqa: E731
+    entry = LossEntry(CellCEOptions, build, ("argmax_cell",), {"ce": LossPart("", CE_COLOR)})
     monkeypatch.setitem(LOSSES, "cell_ce", entry)
     monkeypatch.setitem(
         MODELS, "toy_cells", ModelEntry(ToyNet, ToyNetOptions, "argmax_cell", lambda o: STRIDE, lambda o: STRIDE)
@@ -265,10 +277,10 @@ def test_every_codecs_declared_targets_reach_the_loss_on_the_training_device(
 # each entry owns its options: set from a recipe, checked by name, drawn and read where the entry says
 
 
-def _toy_recipe(tmp_path: Path, data: Path, codec: str = "", model: str = "", epochs: int = 1) -> Path:
+def _toy_recipe(tmp_path: Path, data: Path, codec: str = "", model: str = "", epochs: int = 1, loss: str = "") -> Path:
     path = tmp_path / "toy.yaml"
     path.write_text(
-        f"model: {{name: toy_cells{model}}}\ncodec: {{name: argmax_cell{codec}}}\nloss: {{name: cell_ce}}\n"
+        f"model: {{name: toy_cells{model}}}\ncodec: {{name: argmax_cell{codec}}}\nloss: {{name: cell_ce{loss}}}\n"
         f"data: {{dataset: synthetic, root: {data}, input_size: 64x64, num_workers: 0}}\n"
         f"train: {{epochs: {epochs}, batch_size: 4, amp: off}}\neval: {{batch_size: 4}}\n"
     )
@@ -279,11 +291,15 @@ def test_a_toy_codecs_and_models_own_options_come_from_the_recipe_and_are_checke
     toys, tmp_path: Path, data: Path
 ) -> None:
     from clpose.engine.posemodel import recipe_codec
+    from clpose.losses import build_loss
     from clpose.models import build_model, model_options
     from clpose.recipes import load_recipe
 
-    recipe = load_recipe(_toy_recipe(tmp_path, data, ", smoothing: 0.5, score_power: 2.0", ", width: 3"))
+    recipe = load_recipe(
+        _toy_recipe(tmp_path, data, ", smoothing: 0.5, score_power: 2.0", ", width: 3", loss=", temperature: 2.0")
+    )
     codec = recipe_codec(recipe)
+    assert build_loss(recipe.loss, codec).temperature == 2.0
     assert (codec.smoothing, codec.score_power) == (0.5, 2.0)
     cells = codec.encode(np.array([[20.0, 36.0]]), np.ones(1))["cells"][0]  # cell (4, 2) of the 8 x 8 map
     assert cells[4, 2] == pytest.approx(0.5 + 0.5 / 64) and cells[0, 0] == pytest.approx(0.5 / 64)
@@ -301,6 +317,10 @@ def test_a_toy_codecs_and_models_own_options_come_from_the_recipe_and_are_checke
         one_line_error(result, said)
     result = runner.invoke(app, ["train", str(_toy_recipe(tmp_path, data, model=", width: 0")), "--out", str(tmp_path)])
     one_line_error(result, "model.width must be >= 1, got 0")
+    result = runner.invoke(
+        app, ["train", str(_toy_recipe(tmp_path, data, loss=", temperature: 0")), "--out", str(tmp_path)]
+    )
+    one_line_error(result, "loss.temperature must be > 0, got 0.0")
     result = runner.invoke(
         app, ["train", str(_toy_recipe(tmp_path, data)), "--out", str(tmp_path / "r"), "--set", "codec.dark=true"]
     )
@@ -421,4 +441,4 @@ def test_docs_recipes_lists_each_registered_codecs_and_losss_own_keys(toys) -> N
     text = reference()
     assert "### codec `argmax_cell`" in text and "| `codec.smoothing` | number | [0, 1) | `0.0` |" in text
     assert "### model `toy_cells`" in text and "| `model.width` | integer | >= 1 | `8` |" in text
-    assert "### loss `cell_ce`" in text
+    assert "### loss `cell_ce`" in text and "| `loss.temperature` | number | > 0 | `1.0` |" in text
