@@ -127,3 +127,12 @@ def test_a_key_of_another_codec_in_a_users_recipe_is_refused_by_name() -> None:
         )
     with pytest.raises(ClposeError, match=r"loss.region is an option of the composite loss, not of loss 'heatmap_mse'"):
         recipe_from_dict({**data, "codec": {"name": "heatmap"}, "loss": {"name": "heatmap_mse", "region": "gt"}})
+
+
+def test_a_misspelt_key_left_null_is_still_refused_and_another_entrys_lists_all_its_owners() -> None:
+    data = {"model": {"name": "simplebaseline_resnet18"}, "data": {"dataset": "synthetic", "root": "x"}}
+    with pytest.raises(ClposeError, match=r"unknown key codec.sigmaa \(did you mean codec.sigma\?\)"):
+        recipe_from_dict({**data, "codec": {"name": "heatmap", "sigmaa": None}})
+    assert recipe_from_dict({**data, "codec": {"name": "heatmap", "tau": None}, "loss": {"name": "heatmap_mse"}})
+    with pytest.raises(ClposeError, match=r"loss.w_o is an option of the composite, peak_mse and grmi losses, not of"):
+        recipe_from_dict({**data, "codec": {"name": "heatmap"}, "loss": {"name": "heatmap_mse", "w_o": 1.0}})

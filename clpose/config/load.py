@@ -62,33 +62,45 @@ def option_fields(cls: type) -> set[str]:
 
 def named_options(named: Named, section: Any, where: str, prefix: str, lookup: Lookup) -> tuple[str, type[Options]]:
     """The entry a `Named` section picks (its `name`, else the default) and that entry's options class. An unknown
-    name is refused with the registry's names; a key of another entry with that entry's name."""
+    name is refused with the registry's names; a key of another entry with that entry's name (null: not set)."""
     name = section.get("name", named.default) if isinstance(section, dict) else named.default
+    kind = lookup.kind(named.registry)
     if name is None:
-        raise ClposeError(f"{where}: missing required key {prefix}name (a name in {lookup.kind(named.registry)}s)")
+        raise ClposeError(f"{where}: missing required key {prefix}name (a name in {_plural(kind)})")
     names = lookup.names(named.registry)
     if not isinstance(name, str) or name not in names:
-        raise ClposeError(f"{where}: {prefix}name: {unknown_name(name, names, lookup.kind(named.registry))}")
+        raise ClposeError(f"{where}: {prefix}name: {unknown_name(name, names, kind)}")
     cls = lookup.options(named.registry, name)
     own = option_fields(cls)
     for key in section if isinstance(section, dict) else ():
-        if key in own or section[key] is None:  # null: not set (a recipe written for every entry's keys has them)
-            continue
-        owners = [n for n in names if key in option_fields(lookup.options(named.registry, n))]
-        if owners:
-            kind = lookup.kind(named.registry)
+        owners = _owners(key, named, lookup) if key not in own else []
+        if owners and section[key] is not None:
+            keys = ", ".join(sorted(own - {"name"})) or "none"
             raise ClposeError(
-                f"{where}: {prefix}{key} is an option of the {' and '.join(owners)} {kind}"
-                f"{'s' if len(owners) > 1 else ''}, not of {kind} {name!r} (its keys: {', '.join(sorted(own))})"
+                f"{where}: {prefix}{key} is an option of the {_listed(owners)} "
+                f"{kind if len(owners) == 1 else _plural(kind)}, not of {kind} {name!r} (its keys: {keys})"
             )
     return name, cls
 
 
+def _owners(key: str, named: Named, lookup: Lookup) -> list[str]:
+    """The entries of `named`'s registry that have the option `key`."""
+    return [n for n in lookup.names(named.registry) if key in option_fields(lookup.options(named.registry, n))]
+
+
+def _listed(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _plural(kind: str) -> str:
+    return f"{kind}es" if kind.endswith("s") else f"{kind}s"
+
+
 def _build_named(named: Named, section: Any, where: str, prefix: str, lookup: Lookup) -> Options:
     name, cls = named_options(named, section, where, prefix, lookup)
-    if isinstance(section, dict):  # another entry's key left null is not set: dropped (named_options refused the rest)
+    if isinstance(section, dict):  # another entry's key left null is not set (a misspelt key is still refused)
         own = option_fields(cls)
-        section = {k: v for k, v in section.items() if k in own or v is not None}
+        section = {k: v for k, v in section.items() if k in own or v is not None or not _owners(k, named, lookup)}
     return _build(cls, section, where, prefix, lookup, name=name)
 
 
