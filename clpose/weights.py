@@ -275,7 +275,7 @@ def local_file(path: Path, what: str) -> Resolved:
 
 def cached(entry: WeightsFile) -> tuple[Path | None, str]:
     """The cached file of `entry` and its state: "no" (absent), "verified", "damaged" (its hash does not match its
-    name) or "unchecked" (no hash in its name). Hashed, never fetched (a 100 MB file takes about 0.3 s)."""
+    name) or "unchecked" (no hash in its name). Hashed, never fetched (hashing is cheap next to a download)."""
     path = cache_dir() / entry.filename
     if not path.is_file():
         return None, "no"

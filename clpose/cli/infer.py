@@ -45,10 +45,10 @@ def infer(
     detector: Annotated[
         str | None,
         typer.Option(
-            help="Detect people with a torchvision COCO detector, its weights fetched by name once and cached "
-            "(`clpose weights`): fasterrcnn_resnet50_fpn_v2 (accurate, COCO box AP 46.7; about 3.9 s per 1280x720 "
-            "frame on 2 CPU cores), fasterrcnn_mobilenet_v3_large_fpn (fast, AP 32.8; about 0.44 s) or "
-            "fasterrcnn_resnet50_fpn (AP 37.0; about 2.4 s). docs/inference.md."
+            help="Detect people with a torchvision COCO detector, its weights fetched by name once and cached: a name "
+            "of clpose.weights.DETECTORS (`clpose weights` lists them with their COCO box AP; "
+            "ssdlite320_mobilenet_v3_large is the fast one, fasterrcnn_resnet50_fpn_v2 the most accurate; their time "
+            "per frame is in docs/inference.md)."
         ),
     ] = None,
     detector_weights: Annotated[
