@@ -55,6 +55,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def wide_budget(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(int8_module, "INT8_BUDGET", 100.0)
+    monkeypatch.setattr(int8_module, "INT8_RELATIVE_BUDGET", 100.0)
     monkeypatch.setattr(int8_module, "DISPLACEMENT_BUDGET", 10.0)
 
 
@@ -364,7 +365,7 @@ def test_nncf_missing_is_one_line(checkpoint: Path, monkeypatch: pytest.MonkeyPa
 _CONCURRENT = """
 import sys
 from clpose.engine import int8
-int8.INT8_BUDGET, int8.DISPLACEMENT_BUDGET = 100.0, 10.0
+int8.INT8_BUDGET, int8.INT8_RELATIVE_BUDGET, int8.DISPLACEMENT_BUDGET = 100.0, 100.0, 10.0
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runtimes import use_runtime
 ck = sys.argv[1]
@@ -436,3 +437,22 @@ def test_default_calibration_is_none_without_the_recipes_data(checkpoint: Path, 
     assert default_calibration(pose) is not None
     pose.recipe.data.root = str(tmp_path / "gone")
     assert default_calibration(pose) is None
+
+
+@pytest.mark.parametrize(
+    ("fp32", "int8", "passed"),
+    [
+        (89.74, 89.55, True),  # the demo's network (docs/inference.md)
+        (90.0, 89.4, False),  # 0.6 points: past the 0.5
+        (5.33, 5.90, True),  # int8 scored higher
+        (0.61, 0.18, False),  # within 0.5 points, but 70% of what fp32 scored: past a tenth of it
+        (4.0, 3.65, True),  # 0.35 points, under a tenth of 4.0
+        (4.0, 3.55, False),  # 0.45 points: within 0.5, past a tenth of 4.0
+        (float("nan"), 1.0, False),
+    ],
+)
+def test_the_budget_is_half_a_point_and_a_tenth_of_fp32s_score(fp32: float, int8: float, passed: bool) -> None:
+    ok, said = int8_module.within_budget(fp32, int8, True, "pck")
+    assert ok is passed
+    assert said.startswith("the budget: a drop of at most 0.5 pck points and 10% of fp32's score")
+    assert int8_module.within_budget(0.20, 0.25, False, "mpe")[0] is False  # lower is better: a rise is the drop
