@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_description
 
 from clpose.data.prepare.synthetic import read_clip_truth, write_video
 from clpose.evaluation.pck import person_sizes
 from clpose.inference.predictor import Predictor
 from clpose.inference.run import InferOptions, run_infer
 from clpose.skeletons import SYNTHETIC
-from clpose.speed.timing import cpu_description
 
 ALPHA = 0.2
 IN_VIEW = 8  # joints inside the frame for a person to count as someone to find
