@@ -310,7 +310,8 @@ def _row(
 ) -> BenchResult:
     params, macs = size if size else (None, None)
     precision = precision or settings.precision
-    torch_row = RUNTIMES[runtime].runner is None
+    entry = RUNTIMES.get(runtime)
+    torch_row = entry is not None and entry.runner is None  # the PyTorch module itself, not a graph
     row = BenchResult(
         name,
         format_hw(settings.input_hw),
