@@ -12,6 +12,7 @@ import shutil
 from collections import OrderedDict
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -21,6 +22,7 @@ from torch import nn
 from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn, ssdlite320_mobilenet_v3_large
 from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
 from torchvision.models.detection.ssd import SSD as TorchvisionSSD
+from torchvision.ops import box_iou
 from typer.testing import CliRunner
 
 import clpose.inference.detector_graph as detector_graph
@@ -314,10 +316,121 @@ def test_infer_runs_the_detector_where_the_pose_network_runs_and_records_it(tiny
     assert "; detected 7 frames, tracked 0 (--detect-every 3))" in result.output
 
 
-def test_with_int8_the_detector_stays_fp32_and_says_so(tiny) -> None:
+def _frames_folder(folder: Path, seed: int, count: int = 15) -> Path:
+    """`count` rendered people as PNG files: whole frames to calibrate the detector on."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        image, _ = render_sample(rng, 96)
+        assert cv2.imwrite(str(folder / f"{i:03d}.png"), image)
+    return folder
+
+
+def _int8_detector(tiny: Path, frames: Path | None) -> PersonDetector:
+    from clpose.inference.detector_int8 import path_frames
     from clpose.precision import int8_precision
 
-    detector = PersonDetector("tiny_ssd", tiny, CPU, 0.0, runtime="onnxruntime", precision=int8_precision())
-    precision = detector.runtime_info.precision
-    assert precision.name == "fp32"
-    assert precision.reason == "the detector's graph is fp32"
+    calibration = path_frames(frames) if frames is not None else None
+    return PersonDetector("tiny_ssd", tiny, CPU, 0.4, "onnxruntime", 1, int8_precision(), calibration)
+
+
+def test_with_int8_the_detector_is_quantised_checked_and_cached(tiny, tmp_path, capsys) -> None:
+    import onnx
+
+    detector = _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3))
+    info = detector.runtime_info
+    assert (info.runtime, info.precision.name) == ("onnxruntime", "int8")
+    made = info.int8
+    # 15 frames: every fifth (the 5th, 10th and 15th) held out for the check, 12 calibrate
+    assert made["calibration_frames"] == 12 and made["check"]["frames"] == 3
+    assert made["calibration"] == f"{tmp_path / 'a'} (whole frames)" and made["check"]["passed"] is True
+    graph = Path(made["graph"])
+    assert graph.name.endswith(".int8.onnx") and graph.parent == user_cache() / "graphs"
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(graph)).graph.node)  # int8 indeed
+    out = capsys.readouterr().out
+    assert "quantising the detector to int8" in out and "detector int8 check on 3 held-out frames" in out
+    # its boxes are fp32's (the check said so on held-out frames; here on a frame of its own)
+    fp32 = PersonDetector("tiny_ssd", tiny, CPU, 0.4, "onnxruntime", 1)
+    frame = _frames()[1]
+    (boxes, _), (ref, ref_scores) = detector.boxes(frame), fp32.boxes(frame)
+    clear = ref[ref_scores >= 0.45]  # fp32's boxes clear of the threshold by the score budget: int8 has each
+    xyxy = [torch.from_numpy(np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)) for b in (clear, boxes)]
+    assert len(clear) > 0 and (box_iou(*xyxy).max(dim=1).values >= 0.5).all()
+    # the same weights and frames: the cached graph, not quantised again
+    again = _int8_detector(tiny, tmp_path / "a")
+    assert again.runtime_info.int8["graph"] == made["graph"] and "quantising" not in capsys.readouterr().out
+    # other frames: another graph
+    other = _int8_detector(tiny, _frames_folder(tmp_path / "b", seed=4))
+    assert other.runtime_info.int8["graph"] != made["graph"]
+
+
+def test_without_calibration_frames_the_int8_detector_is_one_line(tiny) -> None:
+    with pytest.raises(ClposeError, match=r"^--int8 with a detector needs calibration frames: .*--calibration PATH"):
+        _int8_detector(tiny, None)
+
+
+def _planted_detector(monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float: bool) -> list[bool]:
+    """Plant the quantisation: the int8 graph is the fp32 graph whose box-writing convolutions lost their weights (its
+    boxes are the anchors', as a head quantised with a wrong range would give); with the head in float it is the fp32
+    graph itself (unless `broken_with_head_in_float`)."""
+    import onnx
+    from onnx import numpy_helper
+
+    import clpose.inference.detector_int8 as detector_int8
+    from clpose.engine.int8 import head_nodes
+
+    made: list[bool] = []
+
+    def planted(fp32, crops, out, head_in_float):
+        made.append(head_in_float)
+        model = onnx.load(str(fp32))
+        heads = head_nodes(model)
+        if not head_in_float or broken_with_head_in_float:
+            for node in (n for n in model.graph.node if n.name in heads):
+                tensor = next(t for t in model.graph.initializer if t.name == node.input[1])
+                array = numpy_helper.to_array(tensor)
+                tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(array), node.input[1]))
+        onnx.save(model, str(out))
+        return heads if head_in_float else []
+
+    monkeypatch.setattr(detector_int8, "quantize_graph", planted)
+    return made
+
+
+def test_an_int8_detector_past_the_budget_keeps_its_head_in_float(tiny, tmp_path, monkeypatch) -> None:
+    made = _planted_detector(monkeypatch, broken_with_head_in_float=False)
+    info = _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3)).runtime_info
+    assert made == [False, True]
+    record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
+    first, used = record["first_try"], record["check"]
+    assert first["passed"] is False and first["fp32_boxes"] > 0 and first["matched"] < 0.95 * first["fp32_boxes"]
+    assert used["passed"] is True and used["head_in_float"] is True and used["matched"] == used["fp32_boxes"]
+    # the float graph against torch: rounding only; the four layers are the two feature maps x (deltas, logits)
+    assert used["score_change"] < 1e-6 and record["head_in_float"] is True and len(record["float_layers"]) == 4
+
+
+def test_an_int8_detector_past_the_budget_even_with_its_head_in_float_is_refused(tiny, tmp_path, monkeypatch):
+    made = _planted_detector(monkeypatch, broken_with_head_in_float=True)
+    refused = r"^the int8 detector misses the accuracy budget even with its head in float \(detector int8 check .*past"
+    with pytest.raises(ClposeError, match=refused):
+        _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3))
+    assert made == [False, True] and not list((user_cache() / "graphs").glob("*.int8.onnx"))
+
+
+def test_infer_int8_quantises_the_detector_too_and_records_it(tiny, tmp_path, monkeypatch) -> None:
+    import clpose.engine.int8 as int8_module
+
+    # the random pose network's own int8 check is not what is tested here (tests/test_int8.py): a budget it meets
+    monkeypatch.setattr(int8_module, "DISPLACEMENT_BUDGET", 10.0)
+    clip = write_video(tmp_path / "clip.mp4", 7, 1, 128, 96, 25, 1, "walk")
+    checkpoint = synthetic_checkpoint(tmp_path / "c.pt")
+    frames = _frames_folder(tmp_path / "frames", seed=3)
+    out = tmp_path / "out.json"
+    args = ["infer", str(clip), "--checkpoint", str(checkpoint), "--detector", "tiny_ssd", "--detector-weights"]
+    args += [str(tiny), "--det-threshold", "0.4", "--runtime", "onnxruntime", "--int8", "--calibration", str(frames)]
+    result = runner.invoke(app, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads(out.read_text())
+    detector = record["detector_runtime"]
+    assert detector["precision"] == record["runtime"]["precision"] == "int8"
+    assert detector["int8"]["calibration"] == f"{frames} (whole frames)" and detector["int8"]["check"]["passed"]

@@ -127,6 +127,7 @@ def infer(
         batch=batch,
         detect_every=detect_every,
         track_score=track_score,
+        calibration=calibration,
     )
     check_output_kinds(source, options)  # an --out that does not fit the source is said before the model loads
     if detector is not None:

@@ -95,7 +95,8 @@ Int8 = Annotated[
         "--int8",
         help="Run the network's int8 graph (NNCF post-training quantisation, in openvino or onnxruntime): calibrated "
         "on crops of the recipe's training split (or --calibration), compared with fp32 on held-out crops when it is "
-        "made, refused past the accuracy budget (docs/inference.md, INT8), cached beside the checkpoint.",
+        "made, refused past the accuracy budget (docs/inference.md, INT8), cached beside the checkpoint. infer's "
+        "single-shot detector (ssdlite320_mobilenet_v3_large) is quantised and checked too, on whole frames.",
     ),
 ]
 Calibration = Annotated[

@@ -307,7 +307,7 @@ def int8_graph(
     record_path = path.with_suffix(".json")
     label = f"{runtime} {distribution_version(runtime)} int8"
     with file_lock(path):
-        record = _record(record_path)
+        record = read_record(record_path)
         if path.is_file() and record.get("key") == key and record.get("graph_sha256") == (graph_sha := sha256(path)):
             stored = Int8Check(**record["check"])
             if verified(graph_sha, key, label):
@@ -380,7 +380,8 @@ def _make(
     return Int8Graph(path, calibration.source, len(crops), results[-1], True, record)
 
 
-def _record(path: Path) -> dict[str, Any]:
+def read_record(path: Path) -> dict[str, Any]:
+    """An int8 graph's record (the JSON beside it), or {} where it is missing, unreadable or not one."""
     import json
 
     try:

@@ -9,7 +9,6 @@ check (keypoint displacement only: these crops have no labels); the others calib
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -21,19 +20,12 @@ from clpose.engine.posemodel import PoseModel
 from clpose.errors import ClposeError
 from clpose.inference.predictor import full_image_box, usable_boxes
 from clpose.inference.results import InferOptions
-from clpose.inference.video import Frame, Source, source_kind
+from clpose.inference.video import Frame, Source, check_spec, source_fingerprint
 
 HELD_OUT_EVERY = 5  # every fifth crop is held out for the check
 MIN_CROPS = 10  # fewer calibrate nothing worth trusting
 
 BoxesOf = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
-
-
-def _fingerprint(path: Path, kind: str, boxes: str, count: int) -> str:
-    """What the crops are made of, without reading a frame: the files (name, size, time), the box source, the count."""
-    files = sorted(p for p in path.iterdir() if p.is_file()) if kind == "folder" else [path]
-    parts = [f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files]
-    return hashlib.sha256("\n".join([str(path.resolve()), *parts, boxes, str(count)]).encode()).hexdigest()
 
 
 def path_calibration(
@@ -42,10 +34,7 @@ def path_calibration(
     """A calibration source for `use_runtime` from images, a folder or a video: `boxes_of(pose, source)` gives each
     frame's person boxes; `boxes` names where they come from (in the fingerprint and on screen)."""
     path = Path(spec)
-    kind = source_kind(str(spec))
-    if kind not in ("image", "folder", "video"):
-        why = "does not exist" if kind is None else "is a camera"
-        raise ClposeError(f"--calibration {spec} {why}: give images, a folder of images or a video file")
+    kind = check_spec(path)
     wanted = count + count // (HELD_OUT_EVERY - 1)  # the calibration crops and the held-out ones
 
     def calibration(pose: PoseModel) -> Calibration:
@@ -61,7 +50,7 @@ def path_calibration(
             check = CheckSet(f"every {HELD_OUT_EVERY}th crop of {spec}, no labels", crops=crops[held])
             return crops[~held], check
 
-        fingerprint = _fingerprint(path, kind, boxes, wanted)
+        fingerprint = source_fingerprint(path, kind, boxes, wanted)
         return Calibration(f"{spec} ({boxes})", fingerprint, count, make)
 
     return calibration

@@ -21,6 +21,7 @@ from clpose.skeletons import COCO_PERSON
 if TYPE_CHECKING:
     from clpose.engine.runtimes import RuntimeInfo
     from clpose.inference.detector_graph import SSDDecoder
+    from clpose.inference.detector_int8 import DetectorFrames
 
 # why a Faster R-CNN's network stays in torch whatever --runtime says
 _NOT_EXPORTED = "a Faster R-CNN runs in torch (its region proposals and RoI heads are not exported)"
@@ -277,7 +278,8 @@ class PersonDetector:
     weights file into the user's graph cache and checked); the boxes are decoded in torch either way. A Faster R-CNN
     always runs in torch (its proposals and RoI heads are not exported), and `runtime_info.why` says so. `precision`
     is the one the pose network runs in with torch (OpenVINO follows it to bf16 where the CPU has it natively); torch
-    runs the detector in fp32.
+    runs the detector in fp32. With the pose network in int8 (`--int8`), an SSD's graph is quantised too, calibrated
+    on `calibration`'s frames and checked against fp32 (clpose.inference.detector_int8).
     """
 
     def __init__(
@@ -289,6 +291,7 @@ class PersonDetector:
         runtime: str = "torch",
         threads: int | None = None,
         precision: Precision | None = None,
+        calibration: DetectorFrames | None = None,
     ) -> None:
         import torchvision.models.detection as detection
 
@@ -308,6 +311,7 @@ class PersonDetector:
         self.device, self.threshold = torch.device(device), threshold
         self.decoder: SSDDecoder | None = None
         self.runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        self.calibration = calibration
         self.runtime_info = self._use_runtime(runtime, threads or torch.get_num_threads(), precision, digest)
 
     def _use_runtime(self, requested: str, threads: int, precision: Precision | None, digest: str) -> RuntimeInfo:
@@ -333,7 +337,8 @@ class PersonDetector:
         self.decoder, self.runner = SSDDecoder(self.model, network), network
         if choice.name == TORCH:
             return RuntimeInfo(TORCH, torch.__version__, choice.why, fp32, threads)
-        if precision is None or precision.name not in ("fp32", "bf16"):  # --int8 quantises the pose network only
+        int8 = precision is not None and precision.name == "int8"
+        if precision is None or precision.name not in ("fp32", "bf16"):
             precision = Precision("fp32", "off", "the detector's graph is fp32")
         precision = runtime_precision(choice.name, precision)
         try:
@@ -343,6 +348,18 @@ class PersonDetector:
                 raise
             choice = RuntimeChoice(TORCH, f"auto: {choice.name} needs a graph cache ({e})")
             return RuntimeInfo(TORCH, torch.__version__, choice.why, fp32, threads)
+        if int8:
+            from clpose.inference.detector_graph import graph_key
+            from clpose.inference.detector_int8 import detector_int8_graph
+            from clpose.precision import int8_precision
+
+            precision = int8_precision()
+            made = detector_int8_graph(
+                graph, graph_key(digest, self.name, network, network.hw), self.decoder, network, self.calibration,
+                self.threshold, choice.name, lambda path: graph_runner(choice.name, path, threads, precision),
+            )  # fmt: skip
+            self.runner = graph_runner(choice.name, Path(made["graph"]), threads, precision)
+            return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, threads, int8=made)
         self.runner = graph_runner(choice.name, graph, threads, precision)
         return RuntimeInfo(choice.name, package_version(choice.name), choice.why, precision, threads)
 

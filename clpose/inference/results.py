@@ -41,6 +41,7 @@ class InferOptions:
     batch: int = 8
     detect_every: int | None = None  # video: find people every N frames, follow them between (None: the default)
     track_score: float = 0.3  # a followed person whose mean keypoint score is below this is dropped
+    calibration: Path | None = None  # --int8: the detector's calibration frames (None: the recipe's training images)
 
 
 @dataclass

@@ -11,6 +11,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -41,6 +42,9 @@ from clpose.progress import ProgressBar
 from clpose.signals import stop_requested
 from clpose.speed.timing import synchronize
 
+if TYPE_CHECKING:
+    from clpose.inference.detector_int8 import DetectorFrames
+
 __all__ = ["STAGES", "InferOptions", "InferReport", "check_output_kinds", "draw", "run_infer"]
 
 BoxProvider = Callable[[Frame], tuple[np.ndarray, np.ndarray]]
@@ -61,6 +65,7 @@ def box_provider(
             runtime=info.runtime if info is not None else "torch",
             threads=info.threads if info is not None else None,
             precision=predictor.precision,
+            calibration=_detector_frames(opts, predictor) if predictor.precision.name == "int8" else None,
         )
         console.print(f"detector {detector.name}: {detector.runtime_info.describe()}", soft_wrap=True)
         return (lambda f: detector.boxes(f.image)), None, detector
@@ -70,6 +75,15 @@ def box_provider(
         boxes_file.match(names, src.count)  # ids that fit the frames two ways are refused here, before any work
         return (lambda f: boxes_file.boxes(f.index, f.name)), boxes_file, None
     return (lambda f: (full_image_box(f.image)[None], np.ones(1))), None, None
+
+
+def _detector_frames(opts: InferOptions, predictor: Predictor) -> DetectorFrames | None:
+    """--int8's frames for the detector: --calibration PATH's, else the recipe's training images (None: neither)."""
+    from clpose.inference.detector_int8 import path_frames, recipe_frames
+
+    if opts.calibration is not None:
+        return path_frames(opts.calibration)
+    return recipe_frames(predictor.pose.recipe)
 
 
 def _batches(frames: Iterator[Frame], size: int) -> Iterator[list[Frame]]:

@@ -8,6 +8,7 @@ variable-frame-rate file is smoothed and reported at the times its frames are sh
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
 import os
 import re
@@ -374,3 +375,20 @@ def video_problem(path: Path, frames: int) -> str | None:
 
 def has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def source_fingerprint(path: Path, kind: str, boxes: str, count: int) -> str:
+    """What --calibration frames (and the crops of their people) are made of, without reading a frame: the files
+    (name, size, time), where the boxes come from, the count."""
+    files = sorted(p for p in path.iterdir() if p.is_file()) if kind == "folder" else [path]
+    parts = [f"{p.name} {p.stat().st_size} {p.stat().st_mtime_ns}" for p in files]
+    return hashlib.sha256("\n".join([str(path.resolve()), *parts, boxes, str(count)]).encode()).hexdigest()
+
+
+def check_spec(spec: Path) -> str:
+    """The kind of a --calibration PATH (image, folder or video), or a ClposeError naming it."""
+    kind = source_kind(str(spec))
+    if kind not in ("image", "folder", "video"):
+        why = "does not exist" if kind is None else "is a camera"
+        raise ClposeError(f"--calibration {spec} {why}: give images, a folder of images or a video file")
+    return kind
