@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from clpose.inference.follow import EXPANSION, MATCH, SAME_PERSON, BoxFollower, keypoint_box, same_person
+from clpose.inference.follow import EXPANSION, SAME_PERSON, BoxFollower, keypoint_box, same_person
 from clpose.inference.pipeline import FrameReader, OutputWriter
 
 
@@ -175,21 +175,3 @@ def test_a_followed_box_keeps_its_detections_size_and_offset_and_moves_on() -> N
     # the keypoints' centre (116, 68) + the offset 0.05 x 20 + the last motion (6, -2) again; the detector's size
     np.testing.assert_allclose(follower.boxes, [[123 - 15, 66 - 30, 30.0, 60.0]])
     np.testing.assert_allclose(follower.box_scores, [0.8])
-
-
-def test_the_motion_is_carried_across_a_detection_frame() -> None:
-    # N = 2: frame 0 detected, 1 followed, 2 detected; the box made on frame 2 for frame 3 moves on by 2's motion
-    follower = BoxFollower(every=2, kpt_threshold=0.3, track_score=0.3)
-    detector_box = np.array([96.0, 40.0, 30.0, 60.0])  # about the keypoints of _person(100, 50): centre (111, 70)
-    assert follower.detect_now()
-    follower.update((480, 640), [(*_person(100, 50)[:3], detector_box)])
-    assert not follower.detect_now()
-    follower.update((480, 640), [(*_person(108, 50)[:3], follower.boxes[0])])
-    assert follower.detect_now()
-    newcomer = _person(400, 200)  # entered on this frame: nobody followed was near, so no motion
-    moved_box, newcomer_box = detector_box + np.array([16.0, 3, 0, 0]), np.array([396.0, 190, 30, 60])
-    follower.update((480, 640), [(*_person(116, 53)[:3], moved_box), (*newcomer[:3], newcomer_box)])
-    # the keypoints' centre (126, 73) + the detector's offset 0.05 x 20 + frame 2's motion (8, 3) again
-    np.testing.assert_allclose(follower.boxes[0], [135 - 15, 76 - 30, 30.0, 60.0])
-    np.testing.assert_allclose(follower.boxes[1], newcomer_box)
-    assert MATCH == 0.5

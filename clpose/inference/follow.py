@@ -10,9 +10,7 @@ followed person cropped as it saw them detected, and a box rebuilt from keypoint
 with their errors. On the synthetic clip of docs/inference.md (figures running 15 px a frame), rtmlib's rule cost
 12.4 PCK points at N = 5 and 15.5 at N = 10, this one 3.7 and 6.0 (`benchmarks/bench_detect_every.py`, seed 1). A
 person whose box did not come from a detector (none here) gets rtmlib's 1.25. The box also moves on by the
-keypoints' motion of the last frame (constant velocity), across a detection frame too: a detected person is matched to
-the person followed in the frame before by their keypoints' centres (`MATCH`), so that at N = 2, where every followed
-frame comes right after a detection, the box is not left one frame behind a runner.
+keypoints' motion of the last frame (constant velocity).
 
 A person is dropped, and the next frame is a detection frame, when fewer than two keypoints are confident, when the
 mean keypoint score falls below --track-score (rtmlib keeps every person until the next scheduled detection), when
@@ -37,9 +35,6 @@ MIN_CONFIDENT = 2  # keypoints that make a box with an extent
 # person: two people side by side or one behind the other differ by far more than 0.1 of a body (their joints do
 # not coincide), while two crops locked onto one person agree to a few pixels
 SAME_PERSON = 0.1
-# a detected person is the one followed in the frame before whose keypoints' centre was within this fraction of their
-# size: a person moves a tenth of their size in a frame when running (15 px of ~150 in docs/inference.md's clip)
-MATCH = 0.5
 
 
 def keypoint_box(keypoints: np.ndarray, confident: np.ndarray, expansion: float = EXPANSION) -> np.ndarray:
@@ -131,7 +126,6 @@ class BoxFollower:
         a detection frame. A followed box keeps its detection's box score and shape."""
         kept, box_scores, shapes, centres, lost = [], [], [], [], False
         followed: list[tuple[np.ndarray, np.ndarray]] = []
-        before = self._matched_centres(people) if self.detected else {}
         # the best-scored first, so that of two crops locked onto one person the better one is kept
         order = sorted(range(len(people)), key=lambda i: -float(np.mean(people[i][1])))
         for i in order:
@@ -147,7 +141,7 @@ class BoxFollower:
             else:
                 tight = keypoint_box(kp, confident, 1.0)
                 centre = tight[:2] + tight[2:] / 2
-                shape, shift = self._shape_and_shift(i, people[i], tight, centre, before)
+                shape, shift = self._shape_and_shift(i, people[i], tight, centre)
                 box = shape.box(tight, shift)
                 why = box_problem(box, image_hw)
             if why is None:
@@ -165,39 +159,12 @@ class BoxFollower:
         self.box_scores = np.asarray(box_scores, dtype=np.float64)
         self.shapes, self.centres = shapes, centres
 
-    def _matched_centres(self, people: list[tuple]) -> dict[int, np.ndarray]:
-        """On a detection frame: for each person who was followed in the frame before, their centre there. A
-        detected person is that followed one whose keypoints' centre was nearest, closer than MATCH x the size of
-        their keypoints' box (greedy, nearest pairs first, each at most once); a person with no such centre
-        entered, or was lost, and starts with no motion."""
-        pairs = []
-        for i, person in enumerate(people):
-            confident = person[1] >= self.kpt_threshold
-            if int(confident.sum()) < MIN_CONFIDENT:
-                continue
-            tight = keypoint_box(person[0], confident, 1.0)
-            centre, size = tight[:2] + tight[2:] / 2, float(np.sqrt(np.prod(np.maximum(tight[2:], 1.0))))
-            for j, old in enumerate(self.centres):
-                distance = float(np.linalg.norm(centre - old))
-                if distance < MATCH * size:
-                    pairs.append((distance, i, j))
-        before: dict[int, np.ndarray] = {}
-        used: set[int] = set()
-        for _, i, j in sorted(pairs):
-            if i not in before and j not in used:
-                before[i] = self.centres[j]
-                used.add(j)
-        return before
-
     def _shape_and_shift(
-        self, i: int, person: tuple, tight: np.ndarray, centre: np.ndarray, before: dict[int, np.ndarray]
+        self, i: int, person: tuple, tight: np.ndarray, centre: np.ndarray
     ) -> tuple[Shape, np.ndarray]:
-        """The person's box shape (measured on a detection frame, carried on a tracked one) and the motion to add:
-        the last frame's motion again (constant velocity), on a detection frame too where the person was followed
-        in the frame before (`before`: their centre there), so that with N = 2 every followed box moves on."""
+        """The person's box shape (measured on a detection frame, carried on a tracked one) and the motion to add."""
         if not self.detected and i < len(self.shapes):
-            return self.shapes[i], centre - self.centres[i]
-        shift = centre - before[i] if i in before else np.zeros(2)
+            return self.shapes[i], centre - self.centres[i]  # constant velocity: the last frame's motion again
         if len(person) > 3:
-            return Shape.of(np.asarray(person[3], dtype=np.float64), tight), shift
-        return RTMLIB, shift
+            return Shape.of(np.asarray(person[3], dtype=np.float64), tight), np.zeros(2)
+        return RTMLIB, np.zeros(2)
