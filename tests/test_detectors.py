@@ -369,10 +369,12 @@ def test_without_calibration_frames_the_int8_detector_is_one_line(tiny) -> None:
         _int8_detector(tiny, None)
 
 
-def _planted_detector(monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float: bool) -> list[bool]:
-    """Plant the quantisation: the int8 graph is the fp32 graph whose box-writing convolutions lost their weights (its
-    boxes are the anchors', as a head quantised with a wrong range would give); with the head in float it is the fp32
-    graph itself (unless `broken_with_head_in_float`)."""
+def _planted_detector(
+    monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float: bool, fill: float = 0.0
+) -> list[bool]:
+    """Plant the quantisation: the int8 graph is the fp32 graph whose box-writing convolutions lost their weights
+    (`fill`: 0, its boxes are the anchors', as a head quantised with a wrong range would give; NaN, no output at all);
+    with the head in float it is the fp32 graph itself (unless `broken_with_head_in_float`)."""
     import onnx
     from onnx import numpy_helper
 
@@ -389,7 +391,7 @@ def _planted_detector(monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float
             for node in (n for n in model.graph.node if n.name in heads):
                 tensor = next(t for t in model.graph.initializer if t.name == node.input[1])
                 array = numpy_helper.to_array(tensor)
-                tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(array), node.input[1]))
+                tensor.CopyFrom(numpy_helper.from_array(np.full_like(array, fill), node.input[1]))
         onnx.save(model, str(out))
         return heads if head_in_float else []
 
@@ -397,13 +399,16 @@ def _planted_detector(monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float
     return made
 
 
-def test_an_int8_detector_past_the_budget_keeps_its_head_in_float(tiny, tmp_path, monkeypatch) -> None:
-    made = _planted_detector(monkeypatch, broken_with_head_in_float=False)
+@pytest.mark.parametrize("fill", [0.0, float("nan")])
+def test_an_int8_detector_past_the_budget_keeps_its_head_in_float(tiny, tmp_path, monkeypatch, fill: float) -> None:
+    made = _planted_detector(monkeypatch, broken_with_head_in_float=False, fill=fill)
     info = _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3)).runtime_info
     assert made == [False, True]
     record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
     first, used = record["first_try"], record["check"]
     assert first["passed"] is False and first["fp32_boxes"] > 0 and first["matched"] < 0.95 * first["fp32_boxes"]
+    if fill != fill:  # NaN outputs: no box, and a score change past any budget (JSON's null)
+        assert first["matched"] == first["int8_boxes"] == 0 and first["score_change"] is None
     assert used["passed"] is True and used["head_in_float"] is True and used["matched"] == used["fp32_boxes"]
     # the float graph against torch: rounding only; the four layers are the two feature maps x (deltas, logits)
     assert used["score_change"] < 1e-6 and record["head_in_float"] is True and len(record["float_layers"]) == 4

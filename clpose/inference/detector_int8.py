@@ -121,16 +121,18 @@ class DetectorCheck:
 
     def describe(self) -> str:
         head = ", head in float" if self.head_in_float else ""
+        iou = self.mean_iou if self.mean_iou is not None else float("nan")  # JSON's null: no pair matched
+        change = self.score_change if self.score_change is not None else float("inf")  # null: a NaN output
         boxes = (
             f"int8 found {self.matched} of fp32's {self.fp32_boxes} person boxes ({self.int8_boxes} of its own; "
-            f"mean IoU {self.mean_iou:.3f})"
+            f"mean IoU {iou:.3f})"
             if self.fp32_boxes or self.int8_boxes
             else f"no person box in fp32 or int8 at {self.threshold:g}"
         )
         verdict = "within" if self.passed else "past"
         return (
             f"detector int8 check on {self.frames} held-out frames ({self.source}{head}): {boxes}; person scores "
-            f"changed at most {self.score_change:.3f}; {verdict} {self.budget}"
+            f"changed at most {change:.3f}; {verdict} {self.budget}"
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -158,7 +160,8 @@ def _check(
         outs = [torch.as_tensor(np.asarray(run(x[None])[0]), dtype=torch.float32) for run in (fp32, int8)]
         scores = [F.softmax(o[:, 4:], dim=-1)[:, COCO_PERSON] for o in outs]
         best = scores[0].topk(min(TOP_ANCHORS, len(scores[0]))).indices
-        change = max(change, float((scores[1][best] - scores[0][best]).abs().max()))
+        moved = float((scores[1][best] - scores[0][best]).abs().max())
+        change = max(change, moved) if np.isfinite(moved) else float("inf")  # a NaN output is past any budget
         (ref, ref_scores), (got, got_scores) = (decoder(o, decoder.hw, low) for o in outs)
         pairs = _matches(ref, got)
         ious += [iou for _, _, iou in pairs]
