@@ -146,7 +146,8 @@ def accuracy(work: Path, datasets: list[str] | None = None) -> list[dict]:
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| data | network | metric | fp32 | int8 | int8, head in float | p95 px (int8 / head float) | within the budget |",
+        "| data | network | metric | fp32 | int8 | int8, head in float | p95 px (int8 / head float) "
+        "| within the budget |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:

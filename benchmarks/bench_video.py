@@ -13,7 +13,9 @@ both because no trained weights can be downloaded here:
 - a pose network that is not trained gives low keypoint scores, so a followed person would be dropped at once:
   `--kpt-threshold 0 --track-score 0` keep every followed person, so frames are detected every N exactly, as with a
   trained network on people that stay in view (the loop's rules themselves are tested in tests/test_follow_loop.py).
-The pose network's cost does not depend on its weights. Configurations are interleaved round by round; medians.
+The pose network's cost does not depend on its weights. With --int8 both networks run their int8 graphs (as `clpose
+infer --int8` does since 2026-12-07); the detector's accuracy check is widened for its random weights
+(bench_detectors.wide_detector_budget). Configurations are interleaved round by round; medians.
 """
 
 from __future__ import annotations
@@ -35,13 +37,15 @@ from clpose.inference.run import InferOptions, run_infer
 
 
 def random_detector(name: str, folder: Path) -> Path:
-    """`name`'s network with torchvision's random initialisation, saved as a weights file (its cost is a trained
-    one's: every anchor or proposal is computed either way)."""
+    """`name`'s network with torchvision's random initialisation, at a trained network's scale (bench_detectors'
+    `random_state`), saved as a weights file (its cost is a trained one's: every anchor or proposal is computed either
+    way; its int8 graph, with --int8, is calibrated on activations of a trained network's range)."""
     import torchvision.models.detection as detection
+    from bench_detectors import random_state
 
     torch.manual_seed(0)
     path = folder / f"{name}.pth"
-    torch.save(getattr(detection, name)(weights=None, weights_backbone=None).state_dict(), path)
+    torch.save(random_state(getattr(detection, name)(weights=None, weights_backbone=None)), path)
     return path
 
 
@@ -82,6 +86,10 @@ def main() -> None:
     people = [int(p) for p in args.people.split(",")]
     every = [int(n) for n in args.every.split(",")]
     detectors = args.detectors.split(",")
+    if args.int8:
+        from bench_detectors import wide_detector_budget
+
+        wide_detector_budget()  # the detector's weights are random: its int8 graph is timed, not judged
     stand_in = TrueBoxes()
     PersonDetector.boxes = lambda detector, image: stand_in(detector, image)  # type: ignore[method-assign]
     rows: dict[tuple, list] = {}
