@@ -439,3 +439,16 @@ def test_infer_int8_quantises_the_detector_too_and_records_it(tiny, tmp_path, mo
     detector = record["detector_runtime"]
     assert detector["precision"] == record["runtime"]["precision"] == "int8"
     assert detector["int8"]["calibration"] == f"{frames} (whole frames)" and detector["int8"]["check"]["passed"]
+
+
+def test_the_detectors_calibration_frames_come_from_images_a_folder_or_a_video(tmp_path) -> None:
+    from clpose.inference.detector_int8 import path_frames
+
+    clip = write_video(tmp_path / "clip.mp4", 12, 1, 128, 96, 25, 1, "walk")
+    # 4 calibration frames and one held out are wanted: of 12 frames every 2nd (12 // 5), and no more are read
+    assert path_frames(clip, count=4).make((64, 48)).shape == (5, 3, 64, 48)
+    folder = _frames_folder(tmp_path / "f", seed=1, count=3)
+    assert path_frames(folder).make((64, 64)).shape == (3, 3, 64, 64)
+    assert path_frames(folder / "000.png").make((32, 32)).shape == (1, 3, 32, 32)
+    with pytest.raises(ClposeError, match=r"^--calibration .*missing does not exist: give images"):
+        path_frames(tmp_path / "missing")

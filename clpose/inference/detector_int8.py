@@ -70,12 +70,17 @@ def path_frames(spec: Path, count: int = FRAMES) -> DetectorFrames:
 
     def make(hw: tuple[int, int]) -> torch.Tensor:
         source = Source(str(spec))
+        frames: list[torch.Tensor] = []
         try:
             step = max(1, source.count // wanted) if source.count else 1
-            frames = [frame_tensor(f.image, hw)[0] for f in source if f.index % step == 0]
+            for frame in source:
+                if frame.index % step == 0:
+                    frames.append(frame_tensor(frame.image, hw)[0])
+                if len(frames) == wanted:  # not a frame more is decoded
+                    break
         finally:
             source.close()
-        return torch.stack(frames[:wanted]) if frames else torch.zeros(0, 3, *hw)
+        return torch.stack(frames) if frames else torch.zeros(0, 3, *hw)
 
     return DetectorFrames(f"{spec} (whole frames)", source_fingerprint(Path(spec), kind, "whole", wanted), make)
 
