@@ -87,7 +87,3 @@ class OpenVinoRunner:
 
 def _array(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
-
-
-def _array(x: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())

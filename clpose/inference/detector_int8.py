@@ -243,7 +243,7 @@ def detector_int8_graph(
         record = read_record(path.with_suffix(".json"))
         if path.is_file() and record.get("key") == key and record.get("graph_sha256") == (graph_sha := sha256(path)):
             if verified(graph_sha, key, label):
-                console.print(DetectorCheck(**record["check"]).describe())
+                console.print(f"int8 detector {path}: {DetectorCheck(**record['check']).describe()}")
                 return _described(path, record)
             held = _split(frames, decoder.hw)[1]
             check = run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, record["head_in_float"])
