@@ -378,7 +378,7 @@ def _planted_detector(
     import onnx
     from onnx import numpy_helper
 
-    import clpose.inference.detector_int8 as detector_int8
+    import clpose.engine.int8 as int8_module
     from clpose.engine.int8 import head_nodes
 
     made: list[bool] = []
@@ -395,7 +395,7 @@ def _planted_detector(
         onnx.save(model, str(out))
         return heads if head_in_float else []
 
-    monkeypatch.setattr(detector_int8, "quantize_graph", planted)
+    monkeypatch.setattr(int8_module, "quantize_graph", planted)  # the ladder both int8 graphs share
     return made
 
 

@@ -340,24 +340,12 @@ def _make(
     start = time.perf_counter()
     crops, check_set = calibration.make()
     console.print(f"calibration: {len(crops)} crops ({calibration.source}); check: {check_set.count} held-out crops")
-    results = []
-    for head_in_float in (False, True):
-        kept = quantize_graph(fp32, crops, path, head_in_float)
-        check = run_check(pose, runner_of(path), check_set, head_in_float)
-        console.print(check.describe())
-        results.append(check)
-        if check.passed:
-            break
-    else:
-        path.unlink(missing_ok=True)
-        raise ClposeError(
-            f"int8 misses the accuracy budget even with the head in float ({results[-1].describe()}; all int8: "
-            f"{results[0].describe()}): run without --int8"
-        )
-    graph_sha = sha256(path)
-    record = {
-        "key": key,
-        "graph_sha256": graph_sha,
+    results, kept = quantise_checked(
+        fp32, crops, path, lambda head: run_check(pose, runner_of(path), check_set, head),
+        lambda results: f"int8 misses the accuracy budget even with the head in float ({results[-1].describe()}; all "
+        f"int8: {results[0].describe()}): run without --int8",
+    )  # fmt: skip
+    fields = {
         "checkpoint_sha256": digest,
         "fp32_graph": fp32.name,
         "input_size": f"{pose.input_hw[0]}x{pose.input_hw[1]}",
@@ -367,6 +355,42 @@ def _make(
             "crops_sha256": hashlib.sha256(crops.numpy().tobytes()).hexdigest(),
             "fingerprint": calibration.fingerprint,
         },
+    }
+    record = write_record(path, key, label, runtime, fields, results, kept)
+    console.print(f"int8 graph made in {time.perf_counter() - start:.0f} s")
+    return Int8Graph(path, calibration.source, len(crops), results[-1], True, record)
+
+
+def quantise_checked(
+    fp32: Path, inputs: torch.Tensor, out: Path, check: Callable[[bool], Any], refusal: Callable[[list[Any]], str]
+) -> tuple[list[Any], list[str]]:
+    """The quantiser's ladder, shared by the pose network and the detector: `fp32` quantised on `inputs` into `out`,
+    `check(head_in_float)` run and printed; past its budget (`.passed`) the head is kept in float and checked again;
+    past it again the graph is removed and a ClposeError says `refusal(checks)`. Returns the checks and the layers
+    kept in float."""
+    results: list[Any] = []
+    for head_in_float in (False, True):
+        kept = quantize_graph(fp32, inputs, out, head_in_float)
+        checked = check(head_in_float)
+        console.print(checked.describe())
+        results.append(checked)
+        if checked.passed:
+            return results, kept
+    out.unlink(missing_ok=True)
+    raise ClposeError(refusal(results))
+
+
+def write_record(
+    path: Path, key: str, label: str, runtime: str, fields: dict[str, Any], results: list[Any], kept: list[str]
+) -> dict[str, Any]:
+    """Write an int8 graph's record beside it (`fields`, then what every int8 graph records: its key and bytes, the
+    check used and the first try where the head had to stay in float, the quantiser's versions) and remember the
+    check in this user's cache; returns the record."""
+    graph_sha = sha256(path)
+    record = {
+        "key": key,
+        "graph_sha256": graph_sha,
+        **fields,
         "head_in_float": results[-1].head_in_float,
         "float_layers": kept,
         "check": results[-1].to_json(),
@@ -376,8 +400,7 @@ def _make(
     }
     write_json(path.with_suffix(".json"), record)
     remember(graph_sha, key, label)
-    console.print(f"int8 graph made in {time.perf_counter() - start:.0f} s")
-    return Int8Graph(path, calibration.source, len(crops), results[-1], True, record)
+    return record
 
 
 def read_record(path: Path) -> dict[str, Any]:

@@ -33,10 +33,10 @@ from torchvision.ops import box_iou
 from clpose import __version__
 from clpose.console import console, warn
 from clpose.engine.calibration import spread
-from clpose.engine.int8 import quantize_graph, read_record, require_nncf
+from clpose.engine.int8 import quantise_checked, read_record, require_nncf, write_record
 from clpose.engine.runners import distribution_version
 from clpose.errors import ClposeError
-from clpose.io import file_lock, sha256, write_json
+from clpose.io import file_lock, sha256
 from clpose.skeletons import COCO_PERSON
 
 FRAMES = 150  # calibration frames (SSDLite's 320x320 input: NNCF's statistics take seconds)
@@ -279,41 +279,21 @@ def _make(
     runner_of: Callable[[Path], Runner],
     label: str,
 ) -> dict[str, Any]:
-    from clpose.engine.graph_cache import remember
-
     console.print(f"quantising the detector to int8 with NNCF (once per weights and calibration frames): {path}")
     start = time.perf_counter()
     calibration, held = _split(frames, decoder.hw)
     console.print(f"calibration: {len(calibration)} frames ({frames.source}); check: {len(held)} held-out frames")
-    results = []
-    for head_in_float in (False, True):
-        kept = quantize_graph(fp32_path, calibration, path, head_in_float)
-        check = run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, head_in_float)
-        console.print(check.describe())
-        results.append(check)
-        if check.passed:
-            break
-    else:
-        path.unlink(missing_ok=True)
-        raise ClposeError(
-            f"the int8 detector misses the accuracy budget even with its head in float ({results[-1].describe()}): "
-            "run without --int8, or calibrate on frames like the video's (--calibration PATH)"
-        )
-    graph_sha = sha256(path)
-    record = {
-        "key": key,
-        "graph_sha256": graph_sha,
+    results, kept = quantise_checked(
+        fp32_path, calibration, path,
+        lambda head: run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, head),
+        lambda results: f"the int8 detector misses the accuracy budget even with its head in float "
+        f"({results[-1].describe()}): run without --int8, or calibrate on frames like the video's (--calibration PATH)",
+    )  # fmt: skip
+    fields = {
         "fp32_graph": fp32_path.name,
         "calibration": {"source": frames.source, "count": len(calibration), "fingerprint": frames.fingerprint},
-        "head_in_float": results[-1].head_in_float,
-        "float_layers": kept,
-        "check": results[-1].to_json(),
-        "first_try": results[0].to_json() if len(results) > 1 else None,
-        "versions": {name: distribution_version(name) for name in ("nncf", "onnx", runtime)} | {"clpose": __version__},
-        "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json(path.with_suffix(".json"), record)
-    remember(graph_sha, key, label)
+    record = write_record(path, key, label, runtime, fields, results, kept)
     console.print(f"int8 detector made in {time.perf_counter() - start:.0f} s")
     return _described(path, record)
 
