@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from machine import cpu_description
 
+import clpose.inference.run
 from clpose.data.prepare.synthetic import write_video
 from clpose.inference.detector import BoxesFile, PersonDetector
 from clpose.inference.predictor import Predictor
@@ -80,12 +81,20 @@ def main() -> None:
     parser.add_argument("--runtime", default="openvino")
     parser.add_argument("--int8", action="store_true")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--torch-threads",
+        default="infer",
+        help="torch's threads beside the runtime, comma-separated: infer (its rule, torch_threads_beside) or a count "
+        "(--torch-threads infer,2 compares infer's one thread with torch on two, as before 2026-12-07)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"CPU: {cpu_description()}; {args.threads} threads; runtime {args.runtime}; int8 {args.int8}")
     people = [int(p) for p in args.people.split(",")]
     every = [int(n) for n in args.every.split(",")]
     detectors = args.detectors.split(",")
+    torch_threads = args.torch_threads.split(",")
+    infer_rule = clpose.inference.run.torch_threads_beside
     if args.int8:
         from bench_detectors import wide_detector_budget
 
@@ -102,10 +111,14 @@ def main() -> None:
             args.checkpoint, torch.device("cpu"), runtime=args.runtime, threads=args.threads, int8=args.int8
         )
         print(predictor.runtime.describe())
-        configs = [(d, n, p) for p in people for d in [*detectors, "boxes file"] for n in every]
+        configs = [
+            (d, n, p, t) for p in people for d in [*detectors, "boxes file"] for n in every for t in torch_threads
+        ]
         configs = [c for c in configs if not (c[0] == "boxes file" and c[1] != 1)]
         for r in range(args.rounds + 1):  # round 0 warms up (graphs made and checked, first-call costs)
-            for detector, n, p in configs:
+            for detector, n, p, t in configs:
+                beside = infer_rule if t == "infer" else (lambda info, t=t: int(t))
+                clpose.inference.run.torch_threads_beside = beside  # type: ignore[attr-defined]
                 stand_in.use(clips[p])
                 source = (
                     {"boxes": str(clips[p].with_suffix(".boxes.json"))}
@@ -119,19 +132,20 @@ def main() -> None:
                 report = run_infer(str(clips[p]), predictor, opts, show_progress=False)
                 if r:
                     total = report.total or 1.0
-                    rows.setdefault((detector, n, p), []).append(
+                    rows.setdefault((detector, n, p, t), []).append(
                         (report.fps, 100 * report.seconds["boxes"] / total, report.detected, report.seconds)
                     )
-    print("\n| people | detector | --detect-every | frames/s | detector share | detected / frames |")
-    print("|---|---|---|---|---|---|")
+    print("\n| people | detector | --detect-every | torch threads | frames/s | detector share | detected / frames |")
+    print("|---|---|---|---|---|---|---|")
     out = []
-    for (detector, n, p), got in rows.items():
+    for (detector, n, p, t), got in rows.items():
         fps = statistics.median(g[0] for g in got)
         share = statistics.median(g[1] for g in got)
         detected = got[0][2] if got[0][2] is not None else args.frames
-        print(f"| {p} | {detector} | {n} | {fps:.1f} | {share:.0f}% | {detected} / {args.frames} |")
-        out.append({"people": p, "detector": detector, "every": n, "fps": [g[0] for g in got], "median_fps": fps,
-                    "detector_share": share, "detected": detected, "seconds": got[-1][3]})  # fmt: skip
+        print(f"| {p} | {detector} | {n} | {t} | {fps:.1f} | {share:.0f}% | {detected} / {args.frames} |")
+        out.append({"people": p, "detector": detector, "every": n, "torch_threads": t,
+                    "fps": [g[0] for g in got], "median_fps": fps, "detector_share": share,
+                    "detected": detected, "seconds": got[-1][3]})  # fmt: skip
     if args.json:
         args.json.write_text(json.dumps({"cpu": cpu_description(), "int8": args.int8, "rows": out}, indent=1))
 

@@ -452,3 +452,35 @@ def test_the_detectors_calibration_frames_come_from_images_a_folder_or_a_video(t
     assert path_frames(folder / "000.png").make((32, 32)).shape == (1, 3, 32, 32)
     with pytest.raises(ClposeError, match=r"^--calibration .*missing does not exist: give images"):
         path_frames(tmp_path / "missing")
+
+
+def test_a_detector_in_torch_runs_with_its_threads_when_infer_gives_torch_one(tmp_path) -> None:
+    """Beside a graph runtime, infer runs torch on one thread (runtimes.torch_threads_beside); a Faster R-CNN, which
+    always runs in torch, still gets the threads it was given for its network, and torch's are put back after."""
+    torch.manual_seed(0)
+    path = tmp_path / "frcnn320.pth"
+    torch.save(fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None).state_dict(), path)
+    before = torch.get_num_threads()
+    try:
+        detector = PersonDetector("fasterrcnn_mobilenet_v3_large_320_fpn", path, CPU, 0.0, threads=2)
+        seen: list[int] = []
+        detector.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        torch.set_num_threads(1)
+        detector.boxes(_frames()[1])
+        assert seen == [2] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_an_ssd_in_torch_runs_with_its_threads_too(tiny) -> None:
+    before = torch.get_num_threads()
+    try:
+        detector = PersonDetector("tiny_ssd", tiny, CPU, 0.4, runtime="torch", threads=2)
+        seen: list[int] = []
+        assert isinstance(detector.runner, torch.nn.Module)
+        detector.runner.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+        torch.set_num_threads(1)
+        detector.boxes(_frames()[0])
+        assert seen == [2] and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -471,3 +471,44 @@ def test_auto_runs_torch_when_the_graph_cannot_be_made(run: Path, monkeypatch: p
     assert info.runtime == "torch" and "could not run this network (the export does not reproduce" in info.why
     with pytest.raises(ClposeError, match=r"maps differ by 0\.5"):
         runtimes.use_runtime(pose, run / "best.pt", "onnxruntime", threads=1)
+
+
+def test_torch_threads_are_set_inside_the_block_and_put_back_after(restore_threads) -> None:
+    torch.set_num_threads(2)
+    with runtimes.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError, match="planted"), runtimes.torch_threads(1):
+        raise RuntimeError("planted")
+    assert torch.get_num_threads() == 2  # put back when the block fails too
+
+
+def test_torch_runs_one_thread_beside_a_graph_runtime_and_its_own_threads_otherwise(restore_threads) -> None:
+    torch.set_num_threads(3)
+    fp32 = Precision("fp32", "off", "test")
+    beside = runtimes.torch_threads_beside
+    assert beside(runtimes.RuntimeInfo("openvino", "x", "test", fp32, 2)) == 1
+    assert beside(runtimes.RuntimeInfo("onnxruntime", "x", "test", fp32, 4)) == 1
+    assert beside(runtimes.RuntimeInfo("torch", "x", "test", fp32, 2)) == 3  # torch runs the network: its threads
+    assert beside(runtimes.RuntimeInfo("openvino", "x", "test", fp32, 1)) == 3  # nothing to give back
+    assert beside(None) == 3
+
+
+@pytest.mark.parametrize(("runtime", "inside"), [("onnxruntime", 1), ("torch", 2)])
+def test_infer_runs_torch_on_one_thread_beside_a_graph_runtime(
+    run: Path, clip: Path, runtime: str, inside: int, restore_threads, monkeypatch, tmp_path: Path
+) -> None:
+    """A graph runtime runs the network with --threads; torch's small work around it (crops, decoding) runs on one
+    thread, so that torch's idle OpenMP workers do not spin on the cores the runtime wants; torch's threads are put
+    back after the run."""
+    from clpose.inference.predictor import Predictor
+    from clpose.inference.run import InferOptions, run_infer
+
+    predictor = Predictor.from_checkpoint(run / "best.pt", torch.device("cpu"), runtime=runtime, threads=2)
+    seen: list[int] = []
+    decode = predictor.pose.decode
+    monkeypatch.setattr(predictor.pose, "decode", lambda maps: (seen.append(torch.get_num_threads()), decode(maps))[1])
+    opts = InferOptions(boxes=str(clip.with_suffix(".boxes.json")), json_out=tmp_path / "out.json", batch=1)
+    report = run_infer(str(clip), predictor, opts, show_progress=False)
+    assert report.frames == 6 and seen == [inside] * 6
+    assert torch.get_num_threads() == 2

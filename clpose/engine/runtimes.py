@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -198,6 +198,30 @@ def check_threads(threads: int | None) -> int:
             raise ClposeError(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
         torch.set_num_threads(threads)
     return torch.get_num_threads()
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to `count` inside the block and put back after."""
+    before = torch.get_num_threads()
+    if count != before:
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def torch_threads_beside(info: RuntimeInfo | None) -> int:
+    """torch's CPU threads while `info`'s runtime runs the network: 1 where a graph runtime runs it with more than one
+    thread, else unchanged. What torch still does there (cutting crops, decoding maps and detections) is small
+    tensors; on two or more threads, torch's OpenMP workers keep spinning on the cores after each of its small
+    operations while the runtime's own threads want those cores for the network. One thread gave `clpose infer`
+    1.10-1.28x the frames/s on two cores (docs/inference.md, "Threads beside the runtime")."""
+    if info is None or info.runtime == TORCH or info.threads <= 1:
+        return torch.get_num_threads()
+    return 1
 
 
 def use_runtime(

@@ -7,6 +7,7 @@ import json
 import math
 import re
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -366,13 +367,20 @@ class PersonDetector:
     @torch.inference_mode()
     def boxes(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes (N, 4) [x, y, w, h] in frame pixels and their scores (N,), best first, of a BGR frame."""
+        from clpose.engine.runtimes import TORCH, torch_threads
+
+        # a network in torch runs with its threads (infer runs torch on one thread beside a graph runtime)
+        threads = torch_threads(self.runtime_info.threads) if self.runtime_info.runtime == TORCH else nullcontext()
         if self.decoder is not None and self.runner is not None:
             x = self.decoder.input(image_bgr).to(self.device)
-            xyxy_t, scores_t = self.decoder(self.runner(x)[0].to(self.device), image_bgr.shape[:2], self.threshold)
+            with threads:
+                out = self.runner(x)[0].to(self.device)
+            xyxy_t, scores_t = self.decoder(out, image_bgr.shape[:2], self.threshold)
             xyxy, scores = xyxy_t.cpu().numpy(), scores_t.cpu().numpy()
         else:
             rgb = torch.from_numpy(np.ascontiguousarray(image_bgr[:, :, ::-1])).permute(2, 0, 1).float() / 255
-            out = self.model([rgb.to(self.device)])[0]
+            with threads:
+                out = self.model([rgb.to(self.device)])[0]
             keep = (out["labels"] == COCO_PERSON) & (out["scores"] >= self.threshold)
             xyxy, scores = out["boxes"][keep].cpu().numpy(), out["scores"][keep].cpu().numpy()
         xywh = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1) if len(xyxy) else np.zeros((0, 4))

@@ -19,6 +19,7 @@ import torch
 
 from clpose.config import check_option
 from clpose.console import console, warn
+from clpose.engine.runtimes import torch_threads, torch_threads_beside
 from clpose.errors import ClposeError
 from clpose.inference.detector import BoxesFile, PersonDetector
 from clpose.inference.follow import BoxFollower
@@ -204,7 +205,8 @@ def run_infer(source: str, predictor: Predictor, opts: InferOptions, show_progre
     report = InferReport(detect_every=every if video else None)
     step = _Step(predictor, boxes_of, tracker, follower, report)
     try:
-        _loop(src, opts, outputs, step, report, show_progress)
+        with torch_threads(torch_threads_beside(predictor.runtime)):
+            _loop(src, opts, outputs, step, report, show_progress)
     finally:
         src.close()
         if opts.show:
