@@ -454,33 +454,33 @@ def test_the_detectors_calibration_frames_come_from_images_a_folder_or_a_video(t
         path_frames(tmp_path / "missing")
 
 
+def _threads_its_network_saw(detector: PersonDetector, network: torch.nn.Module, frame: np.ndarray) -> list[int]:
+    """torch's threads inside `network` while `detector.boxes` runs with torch set to one thread (as infer sets it
+    beside a graph runtime); torch's threads are one again after the call."""
+    before = torch.get_num_threads()
+    seen: list[int] = []
+    handle = network.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
+    try:
+        torch.set_num_threads(1)
+        detector.boxes(frame)
+        assert torch.get_num_threads() == 1
+    finally:
+        handle.remove()
+        torch.set_num_threads(before)
+    return seen
+
+
 def test_a_detector_in_torch_runs_with_its_threads_when_infer_gives_torch_one(tmp_path) -> None:
     """Beside a graph runtime, infer runs torch on one thread (runtimes.torch_threads_beside); a Faster R-CNN, which
     always runs in torch, still gets the threads it was given for its network, and torch's are put back after."""
     torch.manual_seed(0)
     path = tmp_path / "frcnn320.pth"
     torch.save(fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None).state_dict(), path)
-    before = torch.get_num_threads()
-    try:
-        detector = PersonDetector("fasterrcnn_mobilenet_v3_large_320_fpn", path, CPU, 0.0, threads=2)
-        seen: list[int] = []
-        detector.model.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
-        torch.set_num_threads(1)
-        detector.boxes(_frames()[1])
-        assert seen == [2] and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    detector = PersonDetector("fasterrcnn_mobilenet_v3_large_320_fpn", path, CPU, 0.0, threads=2)
+    assert _threads_its_network_saw(detector, detector.model, _frames()[1]) == [2]
 
 
 def test_an_ssd_in_torch_runs_with_its_threads_too(tiny) -> None:
-    before = torch.get_num_threads()
-    try:
-        detector = PersonDetector("tiny_ssd", tiny, CPU, 0.4, runtime="torch", threads=2)
-        seen: list[int] = []
-        assert isinstance(detector.runner, torch.nn.Module)
-        detector.runner.register_forward_pre_hook(lambda *_: seen.append(torch.get_num_threads()))
-        torch.set_num_threads(1)
-        detector.boxes(_frames()[0])
-        assert seen == [2] and torch.get_num_threads() == 1
-    finally:
-        torch.set_num_threads(before)
+    detector = PersonDetector("tiny_ssd", tiny, CPU, 0.4, runtime="torch", threads=2)
+    assert isinstance(detector.runner, torch.nn.Module)
+    assert _threads_its_network_saw(detector, detector.runner, _frames()[0]) == [2]

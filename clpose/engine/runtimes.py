@@ -166,6 +166,12 @@ class RuntimeInfo:
     channels_last: bool = False
     int8: dict[str, Any] | None = None  # the int8 graph, its calibration and its check (clpose.engine.int8)
 
+    @property
+    def runs_graph(self) -> bool:
+        """Whether an ONNX graph runs the network (its registry entry has a runner), not the PyTorch module itself."""
+        entry = RUNTIMES.get(self.runtime)
+        return entry is not None and entry.runner is not None
+
     def describe(self) -> str:
         extras = [f"{self.threads} threads"]
         extras += ["channels_last"] if self.channels_last else []
@@ -219,7 +225,7 @@ def torch_threads_beside(info: RuntimeInfo | None) -> int:
     tensors; on two or more threads, torch's OpenMP workers keep spinning on the cores after each of its small
     operations while the runtime's own threads want those cores for the network. One thread gave `clpose infer`
     1.10-1.28x the frames/s on two cores (docs/inference.md, "Threads beside the runtime")."""
-    if info is None or info.runtime == TORCH or info.threads <= 1:
+    if info is None or not info.runs_graph or info.threads <= 1:
         return torch.get_num_threads()
     return 1
 

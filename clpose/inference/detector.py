@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from clpose.engine.runtimes import torch_threads
 from clpose.errors import ClposeError, first_line
 from clpose.precision import Precision
 from clpose.safeload import read_tensors
@@ -367,10 +368,9 @@ class PersonDetector:
     @torch.inference_mode()
     def boxes(self, image_bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Person boxes (N, 4) [x, y, w, h] in frame pixels and their scores (N,), best first, of a BGR frame."""
-        from clpose.engine.runtimes import TORCH, torch_threads
-
         # a network in torch runs with its threads (infer runs torch on one thread beside a graph runtime)
-        threads = torch_threads(self.runtime_info.threads) if self.runtime_info.runtime == TORCH else nullcontext()
+        info = self.runtime_info
+        threads = nullcontext() if info.runs_graph else torch_threads(info.threads)
         if self.decoder is not None and self.runner is not None:
             x = self.decoder.input(image_bgr).to(self.device)
             with threads:
