@@ -111,6 +111,8 @@ def test_a_metric_at_zero_while_the_loss_falls_is_warned_only_after_three_valida
         "cells are 0; loss.w_h 0.5); remedy: raise loss.w_h (e.g. --set loss.w_h=5) or lower train.lr; check "
         "data.input_size and codec.sigma"
     ]
+    # an epoch without a validation brings no news: the same sentence is not said again until the next validation
+    assert health_warnings([*rows, _row(5, None, 0.25)], loss, None, 1.0) == []
     assert health_warnings([*rows[:3], _row(4, 1.0, 0.3)], loss, None, 1.0) == []  # 1.0: learning has begun
     assert health_warnings([*rows[:3], _row(4, 0.5, 0.95)], loss, None, 1.0) == []  # the loss did not fall
     oks = [_row(e, 0.011, 1.0 / e, "oks") for e in (1, 2, 3)]  # AP 1.1 on eval's scale: not zero

@@ -71,6 +71,8 @@ def _zero_parts(zero: list[str], part_weights: dict[str, str], loss: Options, ta
 
 
 def _stalled(rows: list[EpochRow], loss: Options, tau: float | None, scale: float) -> str | None:
+    if rows[-1].value is None:  # not validated this epoch: nothing new (with val_every 20 it was said 20 times)
+        return None
     scored = [r for r in rows if r.value is not None and math.isfinite(r.value)]
     window = scored[-STALLED_VALIDATIONS:]
     if len(window) < STALLED_VALIDATIONS or any(r.value * scale >= 1.0 for r in window):  # type: ignore[operator]
