@@ -8,6 +8,7 @@ budget, since what they test is the plumbing, not this network's accuracy."""
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import sys
@@ -29,6 +30,7 @@ from clpose.engine.posemodel import PoseModel
 from clpose.engine.runners import distribution_version
 from clpose.engine.runtimes import installed, use_runtime
 from clpose.errors import ClposeError
+from clpose.precision import Precision
 
 pytest.importorskip("nncf", reason="--int8 needs the deploy extra: pip install 'clpose[deploy]'")
 pytest.importorskip("onnxscript", reason="--int8 needs the deploy extra: pip install 'clpose[deploy]'")
@@ -254,6 +256,18 @@ def test_the_displacement_budget_decides_without_labels(random_net: tuple[Path, 
     assert check.budget == "the budget: p95 <= 0.64 px (1% of the crop's height)"
     same = int8_module.run_check(pose, _Same(pose), CheckSet("six rendered people", crops=crops), False)
     assert same.passed and same.displacement_px["worst"] == 0.0
+
+
+def test_the_check_compares_with_fp32_when_the_model_runs_bf16(random_net: tuple[Path, CheckSet]) -> None:
+    """`clpose eval --int8` under amp auto runs bf16 where the CPU has it natively: the check's reference must still
+    be fp32 (it was bf16 and said "fp32"). A runner that is the fp32 network itself moves no keypoint."""
+    pose = PoseModel.from_checkpoint(random_net[0], amp="off")
+    crops = torch.stack([pose.crop(*_person(seed))[0] for seed in range(6)])
+    bf16 = copy.copy(pose)
+    bf16.precision = Precision("bf16", "bf16", "as a CPU with native bf16 picks under amp auto")
+    check = int8_module.run_check(bf16, _Same(pose), CheckSet("six rendered people", crops=crops), False)
+    assert check.displacement_px["worst"] == 0.0
+    assert bf16.precision.name == "bf16" and bf16.runner is None  # the caller's model is left as it was
 
 
 class _Same:

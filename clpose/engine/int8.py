@@ -45,6 +45,7 @@ from clpose.engine.predict import predict
 from clpose.engine.runners import distribution_version
 from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path, file_lock, sha256, write_json
+from clpose.precision import FP32
 
 INT8_BUDGET = 0.5  # points of the recipe's metric on its printed scale: 0.5 PCK, 0.005 AP (0.5 on eval's x 100)
 # ... and at most this share of the fp32 score: half a point is nothing to a trained network and everything to one
@@ -219,7 +220,9 @@ def run_check(pose: PoseModel, runner: Any, check_set: CheckSet, head_in_float: 
     int8 = copy.copy(pose)
     int8.runner = runner
     fp32 = copy.copy(pose)
-    fp32.runner = None
+    # the reference is fp32 whatever `pose` runs: under amp auto a CPU with native bf16 runs it in bf16
+    fp32.runner, fp32.precision = None, FP32
+    fp32.use_cuda_graphs(False)
     height = pose.input_hw[0]
     pixels = DISPLACEMENT_BUDGET * height
     if check_set.dataset is None:
@@ -277,6 +280,7 @@ def int8_key(fp32_key: str, calibration: Calibration) -> str:
         f"nncf {distribution_version('nncf')}",
         f"onnx {distribution_version('onnx')}",
         f"budget {INT8_BUDGET} {INT8_RELATIVE_BUDGET} {DISPLACEMENT_BUDGET} {SCORED}",
+        "reference fp32",  # graphs checked before 2026-12-07 may have been compared with bf16 (amp auto): made again
         f"clpose {__version__}",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
