@@ -113,6 +113,11 @@ class Int8Check:
             f"int8 check on {self.crops} held-out crops ({self.source}{head}): {score}{moved}; {verdict} {self.budget}"
         )
 
+    def summary(self) -> str:
+        """Its numbers in a few words (a refusal's second try already says the rest): "oks 81.82 int8, p95 7.18 px"."""
+        score = f"{self.metric} {self.int8:.2f} int8, " if self.metric is not None else ""
+        return f"{score}p95 {self.displacement_px['p95']:.2f} px"
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -347,7 +352,7 @@ def _make(
     results, kept = quantise_checked(
         fp32, crops, path, lambda head: run_check(pose, runner_of(path), check_set, head),
         lambda results: f"int8 misses the accuracy budget even with the head in float ({results[-1].describe()}; all "
-        f"int8: {results[0].describe()}): run without --int8",
+        f"int8: {results[0].summary()}): run without --int8",
     )  # fmt: skip
     fields = {
         "checkpoint_sha256": digest,
