@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -113,7 +114,8 @@ def compile_context(enabled: bool = True, cpu: bool = True) -> contextlib.Abstra
 class CompiledRunner:
     """torch.compile'd network (inductor, freezing). Batches are padded to the next power of two, so a video whose
     number of people changes compiles a handful of shapes, not one per count; each first call of a shape compiles,
-    and the seconds it took are kept (shown at the end of a run)."""
+    and the seconds it took are kept (shown at the end of a run). Each newly compiled shape's maps are compared with
+    the network's own on that first batch (`check_compiled`): compiled code that computes something else is refused."""
 
     model: nn.Module
     compiled: Callable[[torch.Tensor], Any] = field(init=False)
@@ -141,7 +143,42 @@ class CompiledRunner:
         if first:
             self.compile_seconds[size] = time.perf_counter() - start
             console.print(f"compiled in {self.compile_seconds[size]:.1f} s")
+            with torch.no_grad():
+                check_compiled(out, self.model(x), size)
         return _rows(out, n)
+
+
+# compiled against eager maps: max |difference| over the largest |eager value|, per output. Same kernels reordered
+# differ by ~1e-6 in fp32 and ~1e-2 in bf16/fp16 (both rounded alike, since both run under the same autocast).
+COMPILED_TOLERANCE = {"full": 1e-3, "reduced": 5e-2}
+
+
+def check_compiled(compiled: Any, eager: Any, size: int) -> None:
+    """Raise a ClposeError where the compiled network's maps are not the network's own (non-finite, or past
+    COMPILED_TOLERANCE): torch 2.14's inductor code for AVX2 CPUs returns wrong maps for some graphs, and a wrong
+    map is a wrong keypoint that looks like any other."""
+    pairs = list(zip(_outputs(compiled), _outputs(eager), strict=True))
+    reduced = any(e.dtype in (torch.bfloat16, torch.float16) for _, e in pairs)
+    tolerance = COMPILED_TOLERANCE["reduced" if reduced else "full"]
+    worst = 0.0
+    for c, e in pairs:
+        c, e = c.detach().float(), e.detach().float()
+        if not torch.isfinite(e).all():  # the network's own non-finite maps: PoseModel.maps says so, for both
+            continue
+        if not torch.isfinite(c).all():
+            worst = math.inf
+            break
+        worst = max(worst, float((c - e).abs().max()) / max(float(e.abs().max()), 1e-6))
+    if worst > tolerance:
+        how = "non-finite maps" if math.isinf(worst) else f"maps {worst:.3g} of their largest value off"
+        raise ClposeError(
+            f"torch.compile's code for batches of {size} does not compute what the network does ({how}; allowed "
+            f"{tolerance:g}; torch {torch.__version__}): run without --compile"
+        )
+
+
+def _outputs(out: Any) -> list[torch.Tensor]:
+    return [out] if isinstance(out, torch.Tensor) else list(out)
 
 
 def _rows(out: Any, n: int) -> Any:
