@@ -11,13 +11,19 @@ both the training and the validation split: a network that has seen them, which 
 recipe takes Adam at 1e-3, batch 4 and 300 epochs, since at 4e-3 and one step of 8 per epoch the ResNet-50s learnt
 nothing in 500 epochs), then
 scores each on its validation split in fp32 (torch, no flip test) and through its int8 graph, quantised by NNCF as
-`--int8` does: all int8, and with the layers that write the maps kept in float. It prints a markdown table and JSON.
+`--int8` does, on every rung of its ladder (clpose.engine.int8.LADDER: all int8; the layers that write the maps kept
+in float; also smoothed, SmoothQuant with the residual additions in float), whichever passes. It prints a markdown
+table and JSON.
 
 `speed` times `clpose infer` on a 1280x720 synthetic clip with one box per frame (the annotated video written),
 CLNet-ResNet-50 256x192 in OpenVINO fp32 (`--amp off`), bf16 (where the CPU runs it natively: `auto` picks it there)
 and int8, alternating, `--rounds` times each (medians), then batch-1 FPS of CLNet-ResNet-50 and
 SimpleBaseline-ResNet-50 by `clpose bench --int8` (with `--amp off`, and `--amp bf16` where native). Run it on a
 quiet machine; the CPU is named.
+
+`rungs` times what each rung of the int8 ladder costs: batch-1 frames/s of speed's network in OpenVINO, fp32 and the
+int8 graph of every rung, in OpenVINO and ONNX Runtime, alternating (`python benchmarks/bench_int8.py rungs --work
+runs/int8 --rounds 7`).
 """
 
 from __future__ import annotations
@@ -34,6 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 REALDATA = REPO.parent / "shared" / "realdata"
 NETWORKS = ["clnet_resnet18", "clnet_resnet50", "simplebaseline_resnet50"]
+# clpose.engine.int8.LADDER's rungs, as accuracy.json's keys and the table's words
+RUNG_KEYS = ["int8", "int8_float_head", "int8_smoothed"]
+RUNG_NAMES = ["all int8", "head in float", "smoothed, head in float"]
 
 
 def cpu_name() -> str:
@@ -111,13 +120,15 @@ def train(work: Path, model: str, dataset: str, root: Path, size: str = "128x128
     return run / "best.pt"
 
 
-def accuracy(work: Path, datasets: list[str] | None = None, networks: list[str] | None = None) -> list[dict]:
+def accuracy(
+    work: Path, datasets: list[str] | None = None, networks: list[str] | None = None, alphas: list[float] | None = None
+) -> list[dict]:
     import torch
 
     from clpose.data import dataset_from_records, load_split
     from clpose.engine.calibration import records_calibration
     from clpose.engine.graph_cache import cached_graph
-    from clpose.engine.int8 import CALIBRATION_CROPS, CheckSet, quantize_graph, run_check
+    from clpose.engine.int8 import CALIBRATION_CROPS, LADDER, CheckSet, Rung, quantize_graph, run_check
     from clpose.engine.posemodel import PoseModel
     from clpose.engine.runtimes import graph_runner
     from clpose.evaluation.metrics import ScoreOptions, dataset_metric
@@ -138,15 +149,21 @@ def accuracy(work: Path, datasets: list[str] | None = None, networks: list[str] 
                                  ScoreOptions(recipe.eval.alpha, eval_cfg=recipe.eval))  # fmt: skip
             fp32 = cached_graph(checkpoint, pose)
             row = {"dataset": dataset, "model": model, "calibration_crops": len(crops)}
-            for head_in_float in (False, True):
-                out = work / "int8" / f"{dataset}-{model}-{'float-head' if head_in_float else 'all'}.onnx"
+            for rung, key in zip(LADDER, RUNG_KEYS, strict=True):  # every rung, also past the first within
+                out = work / "int8" / f"{dataset}-{model}-{key}.onnx"
                 out.parent.mkdir(parents=True, exist_ok=True)
-                quantize_graph(fp32, crops, out, head_in_float)
+                quantize_graph(fp32, crops, out, rung)
                 runner = graph_runner("openvino", out, 2, int8_precision())
-                check = run_check(pose, runner, check_set, head_in_float)
-                key = "int8_float_head" if head_in_float else "int8"
+                check = run_check(pose, runner, check_set, rung)
                 row.update({"metric": check.metric, "fp32": check.fp32, key: check.int8,
                             f"{key}_p95_px": check.displacement_px["p95"], f"{key}_passed": check.passed})  # fmt: skip
+            for alpha in alphas or []:  # the last rung at other SmoothQuant alphas (how SMOOTHING was chosen)
+                out = work / "int8" / f"{dataset}-{model}-smoothed-{alpha:g}.onnx"
+                rung = Rung(head_in_float=True, smoothing=alpha)
+                quantize_graph(fp32, crops, out, rung)
+                check = run_check(pose, graph_runner("openvino", out, 2, int8_precision()), check_set, rung)
+                row.setdefault("smoothing_sweep", {})[f"{alpha:g}"] = {
+                    "int8": check.int8, "p95_px": check.displacement_px["p95"], "passed": check.passed}  # fmt: skip
             print(json.dumps(row), flush=True)
             rows.append(row)
     return rows
@@ -154,16 +171,15 @@ def accuracy(work: Path, datasets: list[str] | None = None, networks: list[str] 
 
 def markdown(rows: list[dict]) -> str:
     lines = [
-        "| data | network | metric | fp32 | int8 | int8, head in float | p95 px (int8 / head float) "
-        "| within the budget |",
-        "|---|---|---|---|---|---|---|---|",
+        "| data | network | metric | fp32 | int8 | head in float | smoothed, head in float | p95 px (each rung) "
+        "| used (first within the budget) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        ok = "yes" if r["int8_passed"] else ("head in float" if r["int8_float_head_passed"] else "no")
-        lines.append(
-            f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['fp32']:.2f} | {r['int8']:.2f} | "
-            f"{r['int8_float_head']:.2f} | {r['int8_p95_px']:.2f} / {r['int8_float_head_p95_px']:.2f} | {ok} |"
-        )
+        used = next((name for key, name in zip(RUNG_KEYS, RUNG_NAMES, strict=True) if r[f"{key}_passed"]), "refused")
+        p95 = " / ".join(f"{r[f'{key}_p95_px']:.2f}" for key in RUNG_KEYS)
+        scores = " | ".join(f"{r[key]:.2f}" for key in RUNG_KEYS)
+        lines.append(f"| {r['dataset']} | {r['model']} | {r['metric']} | {r['fp32']:.2f} | {scores} | {p95} | {used} |")
     return "\n".join(lines)
 
 
@@ -212,6 +228,51 @@ def speed(work: Path, rounds: int) -> dict:
             "bench": benches}  # fmt: skip
 
 
+def rung_speed(work: Path, rounds: int) -> dict:
+    """Batch-1 frames/s of speed's CLNet-ResNet-50 256x192 network in OpenVINO and ONNX Runtime: fp32 and the int8
+    graph of each rung of the ladder (each made here whether or not an earlier rung passes), alternating, `rounds` x
+    30 calls each."""
+    import torch
+
+    from clpose.engine.calibration import records_calibration
+    from clpose.engine.graph_cache import cached_graph
+    from clpose.engine.int8 import LADDER, quantize_graph
+    from clpose.engine.posemodel import PoseModel
+    from clpose.engine.runtimes import graph_runner
+    from clpose.precision import Precision, int8_precision
+
+    torch.set_num_threads(2)
+    root = prepare(work, ["synthetic"])["synthetic"]
+    checkpoint = train(work, "clnet_resnet50", "synthetic", root, "256x192", epochs=1, train_limit=SPEED_PEOPLE)
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    crops, _ = records_calibration(pose.recipe, pose, 100).make()
+    fp32 = cached_graph(checkpoint, pose)
+    graphs = {"fp32": fp32}
+    for rung, key in zip(LADDER, RUNG_KEYS, strict=True):
+        graphs[key] = work / "int8" / f"speed-{key}.onnx"
+        graphs[key].parent.mkdir(parents=True, exist_ok=True)
+        quantize_graph(fp32, crops, graphs[key], rung)
+    runners = {}
+    for runtime in ("openvino", "onnxruntime"):
+        for key, graph in graphs.items():
+            precision = Precision("fp32", "off", "fp32 baseline") if key == "fp32" else int8_precision()
+            runners[f"{runtime} {key}"] = graph_runner(runtime, graph, 2, precision)
+    x = crops[:1]
+    for run in runners.values():
+        for _ in range(5):
+            run(x)  # compiled and warm
+    fps: dict[str, list[float]] = {k: [] for k in runners}
+    for _ in range(rounds):
+        for key, run in runners.items():
+            start = time.perf_counter()
+            for _ in range(30):
+                run(x)
+            fps[key].append(30 / (time.perf_counter() - start))
+    medians = {k: statistics.median(v) for k, v in fps.items()}
+    return {"cpu": cpu_name(), "fps": fps, "median": medians,
+            "ratio_to_fp32": {k: v / medians[f"{k.split()[0]} fp32"] for k, v in medians.items()}}  # fmt: skip
+
+
 def native_bf16() -> bool:
     from clpose.precision import cpu_native_bf16
 
@@ -220,19 +281,24 @@ def native_bf16() -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["accuracy", "speed"])
+    parser.add_argument("what", choices=["accuracy", "speed", "rungs"])
     parser.add_argument("--work", type=Path, default=Path("runs/int8"))
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--datasets", default="", help="accuracy: a comma-separated subset of synthetic, coco")
     parser.add_argument("--networks", default="", help=f"accuracy: a comma-separated subset of {', '.join(NETWORKS)}")
+    parser.add_argument("--alphas", default="", help="accuracy: the last rung at more SmoothQuant alphas: 0.5,0.7")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     print(f"CPU: {cpu_name()}", flush=True)
     if args.what == "accuracy":
         datasets, networks = [d for d in args.datasets.split(",") if d], [n for n in args.networks.split(",") if n]
-        rows = accuracy(args.work, datasets, networks)
+        rows = accuracy(args.work, datasets, networks, [float(a) for a in args.alphas.split(",") if a])
         (args.work / "accuracy.json").write_text(json.dumps(rows, indent=2))
         print(markdown(rows))
+    elif args.what == "rungs":
+        result = rung_speed(args.work, args.rounds)
+        (args.work / "rungs.json").write_text(json.dumps(result, indent=2))
+        print(json.dumps(result, indent=2))
     else:
         result = speed(args.work, args.rounds)
         (args.work / "speed.json").write_text(json.dumps(result, indent=2))

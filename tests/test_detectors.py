@@ -33,6 +33,7 @@ from clpose.data.synthetic import render_sample
 from clpose.engine.graph_cache import user_cache
 from clpose.errors import ClposeError
 from clpose.inference.detector import PersonDetector
+from clpose.inference.detector_int8 import DetectorCheck
 from clpose.weights import DETECTORS, detector_builder, lookup
 
 SSD = "ssdlite320_mobilenet_v3_large"
@@ -326,12 +327,12 @@ def _frames_folder(folder: Path, seed: int, count: int = 15) -> Path:
     return folder
 
 
-def _int8_detector(tiny: Path, frames: Path | None) -> PersonDetector:
+def _int8_detector(tiny: Path, frames: Path | None, runtime: str = "onnxruntime") -> PersonDetector:
     from clpose.inference.detector_int8 import path_frames
     from clpose.precision import int8_precision
 
     calibration = path_frames(frames) if frames is not None else None
-    return PersonDetector("tiny_ssd", tiny, CPU, 0.4, "onnxruntime", 1, int8_precision(), calibration)
+    return PersonDetector("tiny_ssd", tiny, CPU, 0.4, runtime, 1, int8_precision(), calibration)
 
 
 def test_with_int8_the_detector_is_quantised_checked_and_cached(tiny, tmp_path, capsys) -> None:
@@ -369,31 +370,29 @@ def test_without_calibration_frames_the_int8_detector_is_one_line(tiny) -> None:
         _int8_detector(tiny, None)
 
 
-def _planted_detector(
-    monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float: bool, fill: float = 0.0
-) -> list[bool]:
+def _planted_detector(monkeypatch: pytest.MonkeyPatch, fixed_by: object | None, fill: float = 0.0) -> list:
     """Plant the quantisation: the int8 graph is the fp32 graph whose box-writing convolutions lost their weights
     (`fill`: 0, its boxes are the anchors', as a head quantised with a wrong range would give; NaN, no output at all);
-    with the head in float it is the fp32 graph itself (unless `broken_with_head_in_float`)."""
+    made by the rung `fixed_by` (None: by none) it is the fp32 graph itself. Returns the rungs tried."""
     import onnx
     from onnx import numpy_helper
 
     import clpose.engine.int8 as int8_module
     from clpose.engine.int8 import head_nodes
 
-    made: list[bool] = []
+    made: list = []
 
-    def planted(fp32, crops, out, head_in_float):
-        made.append(head_in_float)
+    def planted(fp32, crops, out, rung):
+        made.append(rung)
         model = onnx.load(str(fp32))
         heads = head_nodes(model)
-        if not head_in_float or broken_with_head_in_float:
+        if rung != fixed_by:
             for node in (n for n in model.graph.node if n.name in heads):
                 tensor = next(t for t in model.graph.initializer if t.name == node.input[1])
                 array = numpy_helper.to_array(tensor)
                 tensor.CopyFrom(numpy_helper.from_array(np.full_like(array, fill), node.input[1]))
         onnx.save(model, str(out))
-        return heads if head_in_float else []
+        return heads if rung.head_in_float else []
 
     monkeypatch.setattr(int8_module, "quantize_graph", planted)  # the ladder both int8 graphs share
     return made
@@ -401,11 +400,13 @@ def _planted_detector(
 
 @pytest.mark.parametrize("fill", [0.0, float("nan")])
 def test_an_int8_detector_past_the_budget_keeps_its_head_in_float(tiny, tmp_path, monkeypatch, fill: float) -> None:
-    made = _planted_detector(monkeypatch, broken_with_head_in_float=False, fill=fill)
+    from clpose.engine.int8 import LADDER
+
+    made = _planted_detector(monkeypatch, fixed_by=LADDER[1], fill=fill)
     info = _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3)).runtime_info
-    assert made == [False, True]
+    assert made == list(LADDER[:2])
     record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
-    first, used = record["first_try"], record["check"]
+    (first,), used = record["earlier_tries"], record["check"]
     assert first["passed"] is False and first["fp32_boxes"] > 0 and first["matched"] < 0.95 * first["fp32_boxes"]
     if fill != fill:  # NaN outputs: no box, and a score change past any budget (JSON's null)
         assert first["matched"] == first["int8_boxes"] == 0 and first["score_change"] is None
@@ -414,12 +415,48 @@ def test_an_int8_detector_past_the_budget_keeps_its_head_in_float(tiny, tmp_path
     assert used["score_change"] < 1e-6 and record["head_in_float"] is True and len(record["float_layers"]) == 4
 
 
-def test_an_int8_detector_past_the_budget_even_with_its_head_in_float_is_refused(tiny, tmp_path, monkeypatch):
-    made = _planted_detector(monkeypatch, broken_with_head_in_float=True)
-    refused = r"^the int8 detector misses the accuracy budget even with its head in float \(detector int8 check .*past"
+def test_an_int8_detector_past_the_budget_with_its_head_in_float_is_smoothed(tiny, tmp_path, monkeypatch) -> None:
+    from clpose.engine.int8 import LADDER
+
+    made = _planted_detector(monkeypatch, fixed_by=LADDER[2])
+    frames = _frames_folder(tmp_path / "a", seed=3)
+    info = _int8_detector(tiny, frames, "openvino").runtime_info
+    record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
+    assert made == list(LADDER) and [t["passed"] for t in record["earlier_tries"]] == [False, False]
+    assert record["check"]["passed"] is True and record["smoothing"] == record["check"]["smoothing"] == 0.8
+    assert ", head in float, smoothed (SmoothQuant 0.8, residual additions in float))" in (
+        DetectorCheck(**record["check"]).describe()
+    )
+    # ONNX Runtime runs a smoothed graph slower than fp32: the cached one is refused there, with where it runs
+    with pytest.raises(ClposeError, match=r"^\S+\.int8\.onnx is a smoothed int8 graph .*: run without --int8, or with "
+                       r"--runtime openvino, which also tries a smoothed graph \(onnxruntime runs those slower than "
+                       r"fp32\)$"):  # fmt: skip
+        _int8_detector(tiny, frames, "onnxruntime")
+
+
+def test_an_int8_detector_past_the_budget_on_every_rung_is_refused(tiny, tmp_path, monkeypatch):
+    from clpose.engine.int8 import LADDER
+
+    made = _planted_detector(monkeypatch, fixed_by=None)
+    refused = (
+        r"^the int8 detector misses the accuracy budget even smoothed with the head in float \(detector int8 check "
+        r".*, head in float, smoothed \(SmoothQuant 0\.8, residual additions in float\)\): .*past .*\(--calibration "
+        r"PATH\)$"
+    )
+    frames = _frames_folder(tmp_path / "a", seed=3)
     with pytest.raises(ClposeError, match=refused):
-        _int8_detector(tiny, _frames_folder(tmp_path / "a", seed=3))
-    assert made == [False, True] and not list((user_cache() / "graphs").glob("*.int8.onnx"))
+        _int8_detector(tiny, frames, "openvino")
+    assert made == list(LADDER) and not list((user_cache() / "graphs").glob("*.int8.onnx"))
+    # in ONNX Runtime the ladder stops before the smoothed rung, and the refusal says where it is tried
+    made.clear()
+    refused = (
+        r"^the int8 detector misses the accuracy budget even with the head in float \(detector int8 check .*, head in "
+        r"float\): .*\(--calibration PATH\), or with --runtime openvino, which also tries a smoothed graph "
+        r"\(onnxruntime runs those slower than fp32\)$"
+    )
+    with pytest.raises(ClposeError, match=refused):
+        _int8_detector(tiny, frames, "onnxruntime")
+    assert made == list(LADDER[:2])
 
 
 def test_infer_int8_quantises_the_detector_too_and_records_it(tiny, tmp_path, monkeypatch) -> None:

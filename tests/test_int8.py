@@ -25,7 +25,7 @@ from clpose.cli.app import app
 from clpose.data.prepare import run_prepare
 from clpose.engine import int8 as int8_module
 from clpose.engine.calibration import default_calibration, spread
-from clpose.engine.int8 import CheckSet, head_nodes
+from clpose.engine.int8 import LADDER, SMOOTHING, CheckSet, Rung, head_nodes
 from clpose.engine.posemodel import PoseModel
 from clpose.engine.runners import distribution_version
 from clpose.engine.runtimes import installed, use_runtime
@@ -82,9 +82,9 @@ def _count_quantisations(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     made: list[bool] = []
     real = int8_module.quantize_graph
 
-    def counted(fp32, crops, out, head_in_float):
-        made.append(head_in_float)
-        return real(fp32, crops, out, head_in_float)
+    def counted(fp32, crops, out, rung):
+        made.append(rung.head_in_float)
+        return real(fp32, crops, out, rung)
 
     monkeypatch.setattr(int8_module, "quantize_graph", counted)
     return made
@@ -111,6 +111,7 @@ def test_eval_int8_says_int8_its_calibration_and_its_check(checkpoint: Path, tmp
     assert graph.parent == checkpoint.parent / "cache" and graph.name.endswith(".int8.onnx")
     record = json.loads(graph.with_suffix(".json").read_text())
     assert record["calibration"]["count"] == 24 and record["check"] == check and record["head_in_float"] is False
+    assert record["smoothing"] is None and record["earlier_tries"] == []
     assert record["versions"]["nncf"] == distribution_version("nncf")
 
 
@@ -155,25 +156,44 @@ def test_a_planted_int8_graph_is_checked_before_it_runs(
     assert checked == [1]  # remembered for this user
 
 
-def _plant(monkeypatch: pytest.MonkeyPatch, broken_with_head_in_float: bool) -> list[bool]:
+def test_a_graph_checked_with_other_int8_kernels_is_checked_again(
+    checkpoint: Path, monkeypatch: pytest.MonkeyPatch, wide_budget
+) -> None:
+    """A cache shared by CPUs with other int8 kernels (a home folder on a cluster's VNNI and AVX2 nodes): the same
+    graph scores differently in VNNI's and AVX2's kernels (docs/benchmarks.md), so a check made with one set is not
+    taken for the other."""
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    use_runtime(pose, checkpoint, RUNTIME, 1, int8=True)
+    checked = []
+    real = int8_module.run_check
+    monkeypatch.setattr(int8_module, "run_check", lambda *a, **k: checked.append(1) or real(*a, **k))
+    use_runtime(PoseModel.from_checkpoint(checkpoint, amp="off"), checkpoint, RUNTIME, 1, int8=True)
+    assert checked == []  # the same kernels: remembered
+    other = Precision("int8", "--int8", "NNCF post-training quantisation; other int8 kernels")
+    monkeypatch.setattr(int8_module, "int8_precision", lambda: other)
+    use_runtime(PoseModel.from_checkpoint(checkpoint, amp="off"), checkpoint, RUNTIME, 1, int8=True)
+    assert checked == [1]
+
+
+def _plant(monkeypatch: pytest.MonkeyPatch, fixed_by: Rung | None) -> list[Rung]:
     """Plant the quantisation: the int8 graph is the fp32 graph whose map-writing convolution has lost its weights
-    (its maps are its bias alone: every keypoint in one place), as a head quantised with a wrong range would be; with
-    the head in float it is the fp32 graph itself (unless `broken_with_head_in_float`)."""
+    (its maps are its bias alone: every keypoint in one place), as a head quantised with a wrong range would be; made
+    by the rung `fixed_by` (None: by none) it is the fp32 graph itself. Returns the rungs tried."""
     import onnx
     from onnx import numpy_helper
 
-    made: list[bool] = []
+    made: list[Rung] = []
 
-    def planted(fp32, crops, out, head_in_float):
-        made.append(head_in_float)
+    def planted(fp32, crops, out, rung):
+        made.append(rung)
         model = onnx.load(str(fp32))
         (head,) = head_nodes(model)
-        if not head_in_float or broken_with_head_in_float:
+        if rung != fixed_by:
             weight = next(n for n in model.graph.node if n.name == head).input[1]
             tensor = next(t for t in model.graph.initializer if t.name == weight)
             tensor.CopyFrom(numpy_helper.from_array(np.zeros_like(numpy_helper.to_array(tensor)), weight))
         onnx.save(model, str(out))
-        return [head] if head_in_float else []
+        return [head] if rung.head_in_float else []
 
     monkeypatch.setattr(int8_module, "quantize_graph", planted)
     return made
@@ -214,31 +234,117 @@ def test_a_graph_past_the_budget_keeps_its_head_in_float(
     """The first try misses the budget (PCK 100 -> far less: every keypoint moved); the second keeps the layers that
     write the maps in float and is used, and the record says so."""
     checkpoint, check_set = random_net
-    made = _plant(monkeypatch, broken_with_head_in_float=False)
+    made = _plant(monkeypatch, fixed_by=LADDER[1])
     pose = PoseModel.from_checkpoint(checkpoint, amp="off")
     info = use_runtime(pose, checkpoint, RUNTIME, 1, int8=True, calibration=_planted_calibration(check_set))
-    assert made == [False, True]
+    assert made == [Rung(), Rung(head_in_float=True)]
     record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
-    first, used = record["first_try"], record["check"]
+    (first,), used = record["earlier_tries"], record["check"]
     assert first["fp32"] == 100.0 and first["int8"] < 50.0 and first["passed"] is False
     assert used == info.int8["check"] and used["int8"] == 100.0 and used["head_in_float"] is True
-    assert record["head_in_float"] is True and len(record["float_layers"]) == 1
+    assert record["head_in_float"] is True and record["smoothing"] is None and len(record["float_layers"]) == 1
 
 
-def test_a_graph_past_the_budget_even_with_its_head_in_float_is_refused(
+def test_a_graph_past_the_budget_with_its_head_in_float_is_smoothed(
+    random_net: tuple[Path, CheckSet], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """Past the budget twice, the third rung (SmoothQuant, residual additions and head in float) is used: the check
+    printed, its rung in the record, the two tries before it kept."""
+    checkpoint, check_set = random_net
+    made = _plant(monkeypatch, fixed_by=LADDER[2])
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    info = use_runtime(pose, checkpoint, RUNTIME, 1, int8=True, calibration=_planted_calibration(check_set))
+    assert made == list(LADDER) and LADDER[2] == Rung(head_in_float=True, smoothing=SMOOTHING)
+    record = json.loads(Path(info.int8["graph"]).with_suffix(".json").read_text())
+    assert [t["passed"] for t in record["earlier_tries"]] == [False, False]
+    assert [t["head_in_float"] for t in record["earlier_tries"]] == [False, True]
+    assert record["check"]["int8"] == 100.0 and record["check"]["smoothing"] == record["smoothing"] == 0.8
+    said = "(8 people labelled with fp32's keypoints, head in float, smoothed (SmoothQuant 0.8, residual additions in "
+    assert f"{said}float)): pck 100.00 fp32, 100.00 int8;" in " ".join(capsys.readouterr().out.split())
+    # checked again by another user: with the rung it was made by
+    monkeypatch.setenv("XDG_CACHE_HOME", str(checkpoint.parent / "another-user"))
+    again = use_runtime(PoseModel.from_checkpoint(checkpoint, amp="off"), checkpoint, RUNTIME, 1, int8=True,
+                        calibration=_planted_calibration(check_set))  # fmt: skip
+    assert again.int8["graph"] == info.int8["graph"] and len(made) == 3
+    assert f"checked the cached int8 graph with {RUNTIME}: int8 check on 8 held-out crops {said}" in " ".join(
+        capsys.readouterr().out.split()
+    )
+
+
+def test_a_graph_past_the_budget_on_every_rung_is_refused(
     random_net: tuple[Path, CheckSet], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     checkpoint, check_set = random_net
-    made = _plant(monkeypatch, broken_with_head_in_float=True)
+    made = _plant(monkeypatch, fixed_by=None)
     pose = PoseModel.from_checkpoint(checkpoint, amp="off")
-    # the second try in full, the first in a few words (both were printed as they ran)
+    # the last try in full, the others in a few words (all were printed as they ran)
     refused = (
-        r"^int8 misses the accuracy budget even with the head in float \(int8 check on .*, head in float\): "
-        r"pck 100\.00 fp32, .*; all int8: pck \d+\.\d\d int8, p95 \d+\.\d\d px\): run without --int8$"
+        r"^int8 misses the accuracy budget even smoothed with the head in float \(int8 check on .*, head in float, "
+        r"smoothed \(SmoothQuant 0\.8, residual additions in float\)\): pck 100\.00 fp32, .*; all int8: pck "
+        r"\d+\.\d\d int8, p95 \d+\.\d\d px; head in float: pck \d+\.\d\d int8, p95 \d+\.\d\d px\): run without --int8$"
     )
     with pytest.raises(ClposeError, match=refused):
         use_runtime(pose, checkpoint, RUNTIME, 1, int8=True, calibration=_planted_calibration(check_set))
-    assert made == [False, True] and not list((checkpoint.parent / "cache").glob("*.int8.onnx"))
+    assert made == list(LADDER) and not list((checkpoint.parent / "cache").glob("*.int8.onnx"))
+
+
+@pytest.mark.skipif(not (installed("openvino") and installed("onnxruntime")), reason="needs both graph runtimes")
+def test_onnxruntime_stops_before_the_smoothed_rung_and_refuses_a_smoothed_graph(
+    random_net: tuple[Path, CheckSet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ONNX Runtime runs a smoothed graph slower than its fp32 one (docs/benchmarks.md): it tries the first two rungs
+    and its refusal says where the third is tried; a smoothed graph made for OpenVINO is refused there, not run."""
+    checkpoint, check_set = random_net
+    made = _plant(monkeypatch, fixed_by=LADDER[2])
+    tail = (
+        r"run without --int8, or with --runtime openvino, which also tries a smoothed graph \(onnxruntime runs those "
+        r"slower than fp32\)$"
+    )
+    pose = PoseModel.from_checkpoint(checkpoint, amp="off")
+    with pytest.raises(ClposeError, match=r"^int8 misses the accuracy budget even with the head in float \(.*; all "
+                       r"int8: pck \d+\.\d\d int8, p95 \d+\.\d\d px\): " + tail):  # fmt: skip
+        use_runtime(pose, checkpoint, "onnxruntime", 1, int8=True, calibration=_planted_calibration(check_set))
+    assert made == list(LADDER[:2])
+    graph = use_runtime(pose, checkpoint, "openvino", 1, int8=True, calibration=_planted_calibration(check_set))
+    assert (
+        made == [*LADDER[:2], *LADDER]
+        and json.loads(Path(graph.int8["graph"]).with_suffix(".json").read_text())["smoothing"] == SMOOTHING
+    )
+    with pytest.raises(ClposeError, match=r"^\S+\.int8\.onnx is a smoothed int8 graph \(.*\): " + tail):
+        use_runtime(pose, checkpoint, "onnxruntime", 1, int8=True, calibration=_planted_calibration(check_set))
+
+
+def test_the_smoothed_rung_leaves_the_residual_additions_in_float(run: Path, tmp_path: Path) -> None:
+    """NNCF's own graphs (not planted): all int8 quantises the inputs of the residual additions; the smoothed rung
+    leaves every addition's inputs float, scales the convolutions' inputs (SmoothQuant's Mul nodes) and keeps the
+    head in float; both run within a small distance of the fp32 graph."""
+    import onnx
+
+    from clpose.engine.graph_cache import cached_graph
+
+    pose = PoseModel.from_checkpoint(run / "best.pt", amp="off")
+    fp32 = cached_graph(run / "best.pt", pose)
+    crops = torch.stack([pose.crop(*_person(seed))[0] for seed in range(8)])
+    graphs = {}
+    for rung in (LADDER[0], LADDER[2]):
+        out = tmp_path / f"{rung.smoothing}.onnx"
+        kept = int8_module.quantize_graph(fp32, crops, out, rung)
+        model = onnx.load(str(out))
+        producers = {o: n.op_type for n in model.graph.node for o in n.output}
+        adds = [n for n in model.graph.node if n.op_type == "Add" and all(i in producers for i in n.input)]
+        quantised = sum(producers[i] == "DequantizeLinear" for n in adds for i in n.input)
+        graphs[rung.smoothing] = (kept, quantised, sum(n.op_type == "Mul" for n in model.graph.node), out)
+    (kept_all, q_all, mul_all, _), (kept_smooth, q_smooth, mul_smooth, smoothed) = graphs[None], graphs[SMOOTHING]
+    assert kept_all == [] and q_all > 0 and kept_smooth == head_nodes(onnx.load(str(fp32)))
+    assert q_smooth == 0 and mul_smooth > mul_all
+    from clpose.engine.runtimes import graph_runner
+    from clpose.precision import int8_precision
+
+    int8 = graph_runner(RUNTIME, smoothed, 1, int8_precision())(crops).numpy()
+    with torch.no_grad():
+        ref = pose.model.eval()(crops)
+    ref = (ref[-1] if isinstance(ref, (list, tuple)) else ref).numpy()
+    assert np.abs(int8 - ref).max() < 0.1 * np.abs(ref).max()
 
 
 def test_the_displacement_budget_decides_without_labels(random_net: tuple[Path, CheckSet]) -> None:
@@ -255,10 +361,10 @@ def test_the_displacement_budget_decides_without_labels(random_net: tuple[Path, 
             with torch.no_grad():
                 return pose.model.eval()(x).roll(1, dims=-1)
 
-    check = int8_module.run_check(pose, Shifted(), CheckSet("six rendered people", crops=crops), False)
+    check = int8_module.run_check(pose, Shifted(), CheckSet("six rendered people", crops=crops))
     assert check.metric is None and check.crops == 6 and not check.passed and check.displacement_px["p95"] > 8
     assert check.budget == "the budget: p95 <= 0.64 px (1% of the crop's height)"
-    same = int8_module.run_check(pose, _Same(pose), CheckSet("six rendered people", crops=crops), False)
+    same = int8_module.run_check(pose, _Same(pose), CheckSet("six rendered people", crops=crops))
     assert same.passed and same.displacement_px["worst"] == 0.0
 
 
@@ -269,7 +375,7 @@ def test_the_check_compares_with_fp32_when_the_model_runs_bf16(random_net: tuple
     crops = torch.stack([pose.crop(*_person(seed))[0] for seed in range(6)])
     bf16 = copy.copy(pose)
     bf16.precision = Precision("bf16", "bf16", "as a CPU with native bf16 picks under amp auto")
-    check = int8_module.run_check(bf16, _Same(pose), CheckSet("six rendered people", crops=crops), False)
+    check = int8_module.run_check(bf16, _Same(pose), CheckSet("six rendered people", crops=crops))
     assert check.displacement_px["worst"] == 0.0
     assert bf16.precision.name == "bf16" and bf16.runner is None  # the caller's model is left as it was
 

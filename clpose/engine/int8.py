@@ -11,14 +11,24 @@ clpose.inference.calibration). Then the new graph is compared with the fp32 netw
 
 A graph within the budget (INT8_BUDGET points of the metric on its printed scale, and at most INT8_RELATIVE_BUDGET
 of the fp32 score, where labels exist; else p95 displacement <= DISPLACEMENT_BUDGET of the crop's height) is kept.
-Past it, the layers that write the maps (the last convolutions: the composite head's heatmaps and offsets, whose
-steps are a fraction of a cell) are kept in float through NNCF's ignored scope and the check runs again; past it
-again, a ClposeError: int8 is never used silently.
+Past it, the next rung of LADDER is quantised and checked, each keeping more in float than the one before:
+
+1. all int8 (NNCF's defaults);
+2. the layers that write the maps (the last convolutions: the composite head's heatmaps and offsets, whose steps are
+   a fraction of a cell) in float, through NNCF's ignored scope;
+3. also smoothed: SmoothQuant (SMOOTHING) on the convolutions' inputs, and the residual additions in float. Per-tensor
+   activation ranges are set by the typical crop, so a person whose activations run far past the others' (seen:
+   9x, a crouching catcher on a ResNet-50) is clipped in the residual stream; SmoothQuant moves each input channel's
+   range into the weights (quantised per channel) and the residual stream stays float. It costs 4-15% of the int8
+   frames/s in OpenVINO (docs/benchmarks.md), hence the last rung, not the first; ONNX Runtime runs it slower than
+   fp32, so its ladder stops before it (RuntimeEntry.int8_smoothed, ladder_for).
+
+Past the last, a ClposeError: int8 is never used silently.
 
 The graph is cached beside the fp32 one (cache/, the same lock), keyed by the fp32 graph's key, the calibration's
 fingerprint and count, NNCF's and ONNX's versions and these settings; its record holds the check. As with the fp32
-graph, a cached int8 graph runs only once this user's clpose has checked it with that runtime (the user's cache
-remembers it), so a planted or copied graph is checked again before it is used.
+graph, a cached int8 graph runs only once this user's clpose has checked it with that runtime and this CPU's int8
+kernels (the user's cache remembers it: int8_label), so a planted or copied graph is checked again before it is used.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from clpose.engine.predict import predict
 from clpose.engine.runners import distribution_version
 from clpose.errors import ClposeError, first_line
 from clpose.io import atomic_path, file_lock, sha256, write_json
-from clpose.precision import FP32
+from clpose.precision import FP32, int8_precision
 
 INT8_BUDGET = 0.5  # points of the recipe's metric on its printed scale: 0.5 PCK, 0.005 AP (0.5 on eval's x 100)
 # ... and at most this share of the fp32 score: half a point is nothing to a trained network and everything to one
@@ -53,6 +63,7 @@ INT8_BUDGET = 0.5  # points of the recipe's metric on its printed scale: 0.5 PCK
 INT8_RELATIVE_BUDGET = 0.1
 DISPLACEMENT_BUDGET = 0.01  # without labels: p95 keypoint displacement, as a fraction of the crop's height
 SCORED = 0.3  # keypoints compared: fp32 score at least this (infer's default --kpt-threshold)
+SMOOTHING = 0.8  # SmoothQuant's alpha on convolutions (share of each channel's range moved into the weights)
 CALIBRATION_CROPS = 300
 CHECK_PEOPLE = 200
 NNCF_EXTRA = "pip install 'clpose[deploy]'"
@@ -89,6 +100,51 @@ class Calibration:
 CalibrationSource = Callable[[PoseModel], Calibration | None]  # the crops of a PoseModel (None: none here)
 
 
+@dataclass(frozen=True)
+class Rung:
+    """One way to quantise (the module's docstring says why there are three)."""
+
+    head_in_float: bool = False
+    smoothing: float | None = None  # SmoothQuant's alpha on convolutions, residual additions in float (None: off)
+
+    def said(self) -> str:
+        """As the checks print it after their source: "" (all int8), ", head in float", then the smoothing."""
+        head = ", head in float" if self.head_in_float else ""
+        smoothed = f", smoothed (SmoothQuant {self.smoothing:g}, residual additions in float)" if self.smoothing else ""
+        return head + smoothed
+
+    def words(self) -> str:
+        """The rung in a refusal: "all int8", "with the head in float", "smoothed with the head in float"."""
+        if not self.head_in_float:
+            return "all int8"
+        return f"{'smoothed ' if self.smoothing else ''}with the head in float"
+
+    @classmethod
+    def of(cls, record: dict[str, Any]) -> Rung:
+        """The rung a check or a graph's record says it was made with (records before smoothing: none)."""
+        return cls(bool(record.get("head_in_float")), record.get("smoothing"))
+
+
+LADDER = (Rung(), Rung(head_in_float=True), Rung(head_in_float=True, smoothing=SMOOTHING))
+
+
+def ladder_for(runtime: str) -> tuple[Rung, ...]:
+    """The rungs `runtime` runs faster than fp32: all of LADDER, or all but the smoothed one (its entry says)."""
+    from clpose.engine.runtime_names import RUNTIMES
+
+    return LADDER if RUNTIMES[runtime].int8_smoothed else tuple(r for r in LADDER if not r.smoothing)
+
+
+def smoothed_elsewhere(runtime: str) -> str:
+    """Where a smoothed graph runs, said to a user of `runtime` that does not run it: ", or with --runtime ..."."""
+    from clpose.engine.runtime_names import RUNTIMES
+
+    if ladder_for(runtime) == LADDER:
+        return ""
+    names = " or ".join(name for name, entry in RUNTIMES.items() if entry.int8_smoothed)
+    return f", or with --runtime {names}, which also tries a smoothed graph ({runtime} runs those slower than fp32)"
+
+
 @dataclass
 class Int8Check:
     """The accuracy check of an int8 graph against the fp32 network on held-out crops."""
@@ -102,19 +158,20 @@ class Int8Check:
     int8: float | None = None
     budget: str = ""
     passed: bool = False
+    smoothing: float | None = None  # Rung.smoothing
 
     def describe(self) -> str:
         d = self.displacement_px
         moved = f"keypoints moved {d['median']:.2f} / {d['p95']:.2f} / {d['worst']:.2f} px (median / p95 / worst)"
         score = f"{self.metric} {self.fp32:.2f} fp32, {self.int8:.2f} int8; " if self.metric is not None else ""
-        head = ", head in float" if self.head_in_float else ""
+        rung = Rung.of(asdict(self)).said()
         verdict = "within" if self.passed else "past"
         return (
-            f"int8 check on {self.crops} held-out crops ({self.source}{head}): {score}{moved}; {verdict} {self.budget}"
+            f"int8 check on {self.crops} held-out crops ({self.source}{rung}): {score}{moved}; {verdict} {self.budget}"
         )
 
     def summary(self) -> str:
-        """Its numbers in a few words (a refusal's second try already says the rest): "oks 81.82 int8, p95 7.18 px"."""
+        """Its numbers in a few words (a refusal's last try says the rest): "oks 81.82 int8, p95 7.18 px"."""
         score = f"{self.metric} {self.int8:.2f} int8, " if self.metric is not None else ""
         return f"{score}p95 {self.displacement_px['p95']:.2f} px"
 
@@ -178,16 +235,17 @@ def head_nodes(model: Any) -> list[str]:
     return sorted(found)
 
 
-def quantize_graph(fp32: Path, crops: torch.Tensor, out: Path, head_in_float: bool) -> list[str]:
-    """Write the int8 (QDQ) graph of `fp32` to `out`, calibrated on `crops` (one crop per calibration sample, as NNCF
-    collects statistics); returns the names of the layers kept in float."""
+def quantize_graph(fp32: Path, crops: torch.Tensor, out: Path, rung: Rung = LADDER[0]) -> list[str]:
+    """Write the int8 (QDQ) graph of `fp32` to `out` as `rung` says, calibrated on `crops` (one crop per calibration
+    sample, as NNCF collects statistics); returns the names of the layers kept in float through the ignored scope
+    (the head's; the additions a smoothed rung leaves in float are not named)."""
     import logging
 
     import nncf
     import onnx
 
     model = onnx.load(str(fp32))
-    ignored = head_nodes(model) if head_in_float else []
+    ignored = head_nodes(model) if rung.head_in_float else []
     data = nncf.Dataset([{"images": crop[None].numpy()} for crop in crops])
     nncf.set_log_level(logging.ERROR)
     try:
@@ -197,12 +255,32 @@ def quantize_graph(fp32: Path, crops: torch.Tensor, out: Path, head_in_float: bo
             subset_size=len(crops),
             target_device=nncf.TargetDevice.CPU,
             ignored_scope=nncf.IgnoredScope(names=ignored) if ignored else None,
+            **smoothing_options(rung.smoothing),
         )
     except Exception as e:  # NNCF raises its own types (and RuntimeError from the backend)
         raise ClposeError(f"NNCF could not quantise {fp32}: {first_line(e)}") from None
     with atomic_path(out) as tmp:
         onnx.save(quantized, str(tmp))
     return ignored
+
+
+def smoothing_options(alpha: float | None) -> dict[str, Any]:
+    """nncf.quantize's options for SmoothQuant on convolutions at `alpha` ({} for None). NNCF runs SmoothQuant only
+    for its transformer model type, which also leaves additions (the residual stream; and subtractions, divisions,
+    poolings, reductions) unquantised, as wanted here; the preset is set back to PERFORMANCE (symmetric activations,
+    as on the other rungs), transformer's default being MIXED."""
+    if alpha is None:
+        return {}
+    import nncf
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, AdvancedSmoothQuantParameters
+
+    return {
+        "model_type": nncf.ModelType.TRANSFORMER,
+        "preset": nncf.QuantizationPreset.PERFORMANCE,
+        "advanced_parameters": AdvancedQuantizationParameters(
+            smooth_quant_alphas=AdvancedSmoothQuantParameters(convolution=alpha, matmul=-1)
+        ),
+    }
 
 
 def _displacement(fp32: np.ndarray, int8: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
@@ -220,7 +298,7 @@ def _displacement(fp32: np.ndarray, int8: np.ndarray, scores: np.ndarray) -> dic
     }
 
 
-def run_check(pose: PoseModel, runner: Any, check_set: CheckSet, head_in_float: bool) -> Int8Check:
+def run_check(pose: PoseModel, runner: Any, check_set: CheckSet, rung: Rung = LADDER[0]) -> Int8Check:
     """Compare `runner` (the int8 graph in its runtime) with the fp32 network of `pose` on the check set."""
     int8 = copy.copy(pose)
     int8.runner = runner
@@ -236,7 +314,7 @@ def run_check(pose: PoseModel, runner: Any, check_set: CheckSet, head_in_float: 
         got = [int8.decode(int8.maps(b)[0]) for b in batches]
         kp_ref, scores = np.concatenate([k for k, _ in ref]), np.concatenate([s for _, s in ref])
         moved = _displacement(kp_ref, np.concatenate([k for k, _ in got]), scores)
-        check = Int8Check(check_set.source, check_set.count, head_in_float, moved)
+        check = Int8Check(check_set.source, check_set.count, rung.head_in_float, moved, smoothing=rung.smoothing)
         check.budget = f"the budget: p95 <= {pixels:.2f} px ({DISPLACEMENT_BUDGET:.0%} of the crop's height)"
         check.passed = moved["p95"] <= pixels
         return check
@@ -256,7 +334,8 @@ def run_check(pose: PoseModel, runner: Any, check_set: CheckSet, head_in_float: 
         preds["int8"].keypoints[-1] / sizes[:, None, None],
         preds["fp32"].scores[-1],
     )
-    check = Int8Check(check_set.source, check_set.count, head_in_float, moved, metric.name)
+    check = Int8Check(check_set.source, check_set.count, rung.head_in_float, moved, metric.name,
+                      smoothing=rung.smoothing)  # fmt: skip
     check.fp32, check.int8 = values["fp32"], values["int8"]
     check.passed, check.budget = within_budget(check.fp32, check.int8, metric.higher_is_better, metric.name)
     return check
@@ -285,10 +364,18 @@ def int8_key(fp32_key: str, calibration: Calibration) -> str:
         f"nncf {distribution_version('nncf')}",
         f"onnx {distribution_version('onnx')}",
         f"budget {INT8_BUDGET} {INT8_RELATIVE_BUDGET} {DISPLACEMENT_BUDGET} {SCORED}",
+        f"ladder {LADDER}",
         "reference fp32",  # graphs checked before 2026-12-07 may have been compared with bf16 (amp auto): made again
         f"clpose {__version__}",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def int8_label(runtime: str) -> str:
+    """What this user's record of checks (graph_cache.remember) knows an int8 graph was checked with: the runtime,
+    its version and the CPU's int8 kernels, since one graph scores differently in VNNI's and AVX2's kernels and a
+    cache may be shared by CPUs of both kinds (a home folder on a cluster)."""
+    return f"{runtime} {distribution_version(runtime)} int8, {int8_precision().reason}"
 
 
 def int8_graph(
@@ -314,17 +401,18 @@ def int8_graph(
     key = int8_key(graph_key(digest, pose), calibration)
     path = cache_folder(checkpoint) / f"{checkpoint.stem}-{key}.int8.onnx"
     record_path = path.with_suffix(".json")
-    label = f"{runtime} {distribution_version(runtime)} int8"
+    label = int8_label(runtime)
     with file_lock(path):
         record = read_record(record_path)
         if path.is_file() and record.get("key") == key and record.get("graph_sha256") == (graph_sha := sha256(path)):
+            refuse_unladdered(path, record, runtime)
             stored = Int8Check(**record["check"])
             if verified(graph_sha, key, label):
                 console.print(f"int8 graph {path}: {stored.describe()}")
                 return Int8Graph(path, record["calibration"]["source"], record["calibration"]["count"], stored, False,
                                  record)  # fmt: skip
             _, check_set = calibration.make()
-            checked = run_check(pose, runner_of(path), check_set, bool(record.get("head_in_float")))
+            checked = run_check(pose, runner_of(path), check_set, Rung.of(record))
             console.print(f"checked the cached int8 graph with {runtime}: {checked.describe()}")
             if checked.passed:
                 remember(graph_sha, key, label)
@@ -332,6 +420,15 @@ def int8_graph(
                                  record)  # fmt: skip
             warn(f"the cached int8 graph {path} is past the budget here: making it again")
         return _make(path, fp32, key, digest, pose, calibration, runtime, runner_of, label)
+
+
+def refuse_unladdered(path: Path, record: dict[str, Any], runtime: str) -> None:
+    """A cached graph made by a rung `runtime` does not run fast (made by another runtime) is refused, not run."""
+    if Rung.of(record) not in ladder_for(runtime):
+        raise ClposeError(
+            f"{path} is a smoothed int8 graph (the all-int8 tries before it missed the accuracy budget): run without "
+            f"--int8{smoothed_elsewhere(runtime)}"
+        )
 
 
 def _make(
@@ -350,9 +447,10 @@ def _make(
     crops, check_set = calibration.make()
     console.print(f"calibration: {len(crops)} crops ({calibration.source}); check: {check_set.count} held-out crops")
     results, kept = quantise_checked(
-        fp32, crops, path, lambda head: run_check(pose, runner_of(path), check_set, head),
-        lambda results: f"int8 misses the accuracy budget even with the head in float ({results[-1].describe()}; all "
-        f"int8: {results[0].summary()}): run without --int8",
+        fp32, crops, path, lambda rung: run_check(pose, runner_of(path), check_set, rung),
+        lambda results: f"int8 misses the accuracy budget even {Rung.of(asdict(results[-1])).words()} "
+        f"({results[-1].describe()}; {earlier_tries(results)}): run without --int8{smoothed_elsewhere(runtime)}",
+        ladder_for(runtime),
     )  # fmt: skip
     fields = {
         "checkpoint_sha256": digest,
@@ -370,17 +468,27 @@ def _make(
     return Int8Graph(path, calibration.source, len(crops), results[-1], True, record)
 
 
+def earlier_tries(results: list[Int8Check]) -> str:
+    """The tries before a refusal's last in a few words: "all int8: oks 81.82 int8, p95 7.18 px; head in float: ..."."""
+    return "; ".join(f"{Rung.of(asdict(r)).words().removeprefix('with the ')}: {r.summary()}" for r in results[:-1])
+
+
 def quantise_checked(
-    fp32: Path, inputs: torch.Tensor, out: Path, check: Callable[[bool], Any], refusal: Callable[[list[Any]], str]
+    fp32: Path,
+    inputs: torch.Tensor,
+    out: Path,
+    check: Callable[[Rung], Any],
+    refusal: Callable[[list[Any]], str],
+    ladder: tuple[Rung, ...] = LADDER,
 ) -> tuple[list[Any], list[str]]:
-    """The quantiser's ladder, shared by the pose network and the detector: `fp32` quantised on `inputs` into `out`,
-    `check(head_in_float)` run and printed; past its budget (`.passed`) the head is kept in float and checked again;
-    past it again the graph is removed and a ClposeError says `refusal(checks)`. Returns the checks and the layers
-    kept in float."""
+    """The quantiser's ladder, shared by the pose network and the detector: `fp32` quantised on `inputs` into `out`
+    by each rung of `ladder` in turn, `check(rung)` run and printed, until one is within its budget (`.passed`); past
+    the last, the graph is removed and a ClposeError says `refusal(checks)`. Returns the checks and the layers kept
+    in float by name."""
     results: list[Any] = []
-    for head_in_float in (False, True):
-        kept = quantize_graph(fp32, inputs, out, head_in_float)
-        checked = check(head_in_float)
+    for rung in ladder:
+        kept = quantize_graph(fp32, inputs, out, rung)
+        checked = check(rung)
         console.print(checked.describe())
         results.append(checked)
         if checked.passed:
@@ -393,17 +501,18 @@ def write_record(
     path: Path, key: str, label: str, runtime: str, fields: dict[str, Any], results: list[Any], kept: list[str]
 ) -> dict[str, Any]:
     """Write an int8 graph's record beside it (`fields`, then what every int8 graph records: its key and bytes, the
-    check used and the first try where the head had to stay in float, the quantiser's versions) and remember the
-    check in this user's cache; returns the record."""
+    rung and check used and the tries past the budget before it, the quantiser's versions) and remember the check in
+    this user's cache; returns the record."""
     graph_sha = sha256(path)
     record = {
         "key": key,
         "graph_sha256": graph_sha,
         **fields,
         "head_in_float": results[-1].head_in_float,
+        "smoothing": results[-1].smoothing,
         "float_layers": kept,
         "check": results[-1].to_json(),
-        "first_try": results[0].to_json() if len(results) > 1 else None,
+        "earlier_tries": [r.to_json() for r in results[:-1]],
         "versions": {name: distribution_version(name) for name in ("nncf", "onnx", runtime)} | {"clpose": __version__},
         "made": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -30,6 +30,8 @@ class RuntimeEntry:
         precision: torch's precision on this CPU (`--amp`, resolved) -> the precision the runtime runs in.
         auto_rank: where `auto` tries it on the CPU (lowest installed first); None: `auto` never picks it.
         int8_rank: the same for `--int8` (it runs NNCF's int8 QDQ graph); None: no int8 path.
+        int8_smoothed: it runs the int8 ladder's last rung (clpose.engine.int8.LADDER: float residual additions
+            between int8 convolutions) faster than its fp32 graph; where not, `--int8` stops before that rung.
         install: how to get its package (named in the error when it is missing).
     """
 
@@ -39,6 +41,7 @@ class RuntimeEntry:
     precision: Callable[[Any], Any] = lambda precision: precision
     auto_rank: int | None = None
     int8_rank: int | None = None
+    int8_smoothed: bool = False
     install: str = DEPLOY_EXTRA
 
     def installed(self) -> bool:
@@ -86,7 +89,7 @@ RUNTIMES: dict[str, RuntimeEntry] = {
         "onnxruntime",
         _onnxruntime_runner,
         _onnxruntime_precision,
-        int8_rank=1,
+        int8_rank=1,  # the smoothed rung's graph runs at 0.66x its fp32 (docs/benchmarks.md): not offered
     ),
     "openvino": RuntimeEntry(
         "the checkpoint's ONNX graph in OpenVINO (bf16 where the CPU has it natively)",
@@ -95,6 +98,7 @@ RUNTIMES: dict[str, RuntimeEntry] = {
         _openvino_precision,
         auto_rank=0,  # the fastest measured on CPUs with and without AVX-512 (docs/benchmarks.md "Runtimes")
         int8_rank=0,  # uses VNNI and AMX where the CPU has them
+        int8_smoothed=True,
     ),
 }
 

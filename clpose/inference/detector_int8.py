@@ -33,7 +33,18 @@ from torchvision.ops import box_iou
 from clpose import __version__
 from clpose.console import console, warn
 from clpose.engine.calibration import spread
-from clpose.engine.int8 import quantise_checked, read_record, require_nncf, write_record
+from clpose.engine.int8 import (
+    LADDER,
+    Rung,
+    int8_label,
+    ladder_for,
+    quantise_checked,
+    read_record,
+    refuse_unladdered,
+    require_nncf,
+    smoothed_elsewhere,
+    write_record,
+)
 from clpose.engine.runners import distribution_version
 from clpose.errors import ClposeError
 from clpose.io import file_lock, sha256
@@ -123,9 +134,10 @@ class DetectorCheck:
     score_change: float  # largest change of a person score over fp32's best anchors
     passed: bool = False
     budget: str = ""
+    smoothing: float | None = None  # Rung.smoothing
 
     def describe(self) -> str:
-        head = ", head in float" if self.head_in_float else ""
+        rung = Rung.of(asdict(self)).said()
         iou = self.mean_iou if self.mean_iou is not None else float("nan")  # JSON's null: no pair matched
         change = self.score_change if self.score_change is not None else float("inf")  # null: a NaN output
         boxes = (
@@ -136,7 +148,7 @@ class DetectorCheck:
         )
         verdict = "within" if self.passed else "past"
         return (
-            f"detector int8 check on {self.frames} held-out frames ({self.source}{head}): {boxes}; person scores "
+            f"detector int8 check on {self.frames} held-out frames ({self.source}{rung}): {boxes}; person scores "
             f"changed at most {change:.3f}; {verdict} {self.budget}"
         )
 
@@ -145,15 +157,16 @@ class DetectorCheck:
 
 
 def run_check(
-    fp32: Runner, int8: Runner, decoder: Any, frames: torch.Tensor, threshold: float, source: str, head_in_float: bool
-) -> DetectorCheck:
-    """Compare the two runners' person boxes and scores on `frames` (network inputs)."""
+    fp32: Runner, int8: Runner, decoder: Any, frames: torch.Tensor, threshold: float, source: str,
+    rung: Rung = LADDER[0],
+) -> DetectorCheck:  # fmt: skip
+    """Compare the two runners' person boxes and scores on `frames` (network inputs); `rung` made the int8 one."""
     with torch.no_grad():
-        return _check(fp32, int8, decoder, frames, threshold, source, head_in_float)
+        return _check(fp32, int8, decoder, frames, threshold, source, rung)
 
 
 def _check(
-    fp32: Runner, int8: Runner, decoder: Any, frames: torch.Tensor, threshold: float, source: str, head_in_float: bool
+    fp32: Runner, int8: Runner, decoder: Any, frames: torch.Tensor, threshold: float, source: str, rung: Rung
 ) -> DetectorCheck:
     # a box whose score is within SCORE_BUDGET of the threshold may appear or vanish with a change the budget allows:
     # it need not be found, and may match; the boxes counted are those clear of the threshold in either graph
@@ -176,8 +189,8 @@ def _check(
         found += sum(int(i) in ref_matched for i in clear_ref)
         extra += len(clear_got)
         unmatched += sum(int(j) not in got_matched for j in clear_got)
-    check = DetectorCheck(source, len(frames), head_in_float, threshold, must, extra, found,
-                          float(np.mean(ious)) if ious else float("nan"), change)  # fmt: skip
+    check = DetectorCheck(source, len(frames), rung.head_in_float, threshold, must, extra, found,
+                          float(np.mean(ious)) if ious else float("nan"), change, smoothing=rung.smoothing)  # fmt: skip
     recall = found / must if must else 1.0
     precision = 1.0 - unmatched / extra if extra else 1.0
     check.passed = recall >= BOX_BUDGET and precision >= BOX_BUDGET and change <= SCORE_BUDGET
@@ -211,6 +224,7 @@ def int8_key(fp32_key: str, frames: DetectorFrames, threshold: float) -> str:
         f"nncf {distribution_version('nncf')}",
         f"onnx {distribution_version('onnx')}",
         f"budget {BOX_BUDGET} {SCORE_BUDGET} {MATCH_IOU} {TOP_ANCHORS}",
+        f"ladder {LADDER}",
         f"clpose {__version__}",
     ]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
@@ -238,15 +252,16 @@ def detector_int8_graph(
         )
     key = int8_key(fp32_key, frames, threshold)
     path = fp32_path.with_name(f"{fp32_path.stem}-{key}.int8.onnx")
-    label = f"{runtime} {distribution_version(runtime)} int8"
+    label = int8_label(runtime)
     with file_lock(path):
         record = read_record(path.with_suffix(".json"))
         if path.is_file() and record.get("key") == key and record.get("graph_sha256") == (graph_sha := sha256(path)):
+            refuse_unladdered(path, record, runtime)
             if verified(graph_sha, key, label):
                 console.print(f"int8 detector {path}: {DetectorCheck(**record['check']).describe()}")
                 return _described(path, record)
             held = _split(frames, decoder.hw)[1]
-            check = run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, record["head_in_float"])
+            check = run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, Rung.of(record))
             console.print(f"checked the cached int8 detector with {runtime}: {check.describe()}")
             if check.passed:
                 remember(graph_sha, key, label)
@@ -285,9 +300,11 @@ def _make(
     console.print(f"calibration: {len(calibration)} frames ({frames.source}); check: {len(held)} held-out frames")
     results, kept = quantise_checked(
         fp32_path, calibration, path,
-        lambda head: run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, head),
-        lambda results: f"the int8 detector misses the accuracy budget even with its head in float "
-        f"({results[-1].describe()}): run without --int8, or calibrate on frames like the video's (--calibration PATH)",
+        lambda rung: run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, rung),
+        lambda results: f"the int8 detector misses the accuracy budget even {Rung.of(asdict(results[-1])).words()} "
+        f"({results[-1].describe()}): run without --int8, or calibrate on frames like the video's (--calibration "
+        f"PATH){smoothed_elsewhere(runtime)}",
+        ladder_for(runtime),
     )  # fmt: skip
     fields = {
         "fp32_graph": fp32_path.name,

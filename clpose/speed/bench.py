@@ -263,7 +263,7 @@ def _entries(
     if settings.int8 and RUNTIMES[runtime].int8_rank is not None:  # the runtimes that run NNCF's int8 graph
         graph = folder / f"{name}.int8.onnx"
         if not graph.is_file():  # one int8 graph per model, run by each graph runtime
-            quantize_graph(folder / f"{name}.onnx", bench_calibration(pose), graph, head_in_float=False)
+            quantize_graph(folder / f"{name}.onnx", bench_calibration(pose), graph)
         precision = int8_precision()
         entries.append(_Entry(name, runtime, graph_runner(runtime, graph, torch.get_num_threads(), precision),
                               pose.codec, precision))  # fmt: skip

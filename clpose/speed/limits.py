@@ -94,7 +94,7 @@ def reference_int8_limit(runtime: str | None, folder: Path, runs: int = 20) -> t
     x = torch.randn(8, 256, 32, 32)
     fp32, int8 = folder / "reference-conv.onnx", folder / "reference-conv.int8.onnx"
     write_onnx(conv, x, fp32, dynamic_batch=True, with_decode=False, opset=18)
-    quantize_graph(fp32, torch.randn(4, 256, 32, 32), int8, head_in_float=False)
+    quantize_graph(fp32, torch.randn(4, 256, 32, 32), int8)
     run = graph_runner(runtime or "openvino", int8, torch.get_num_threads(), int8_precision())
     for _ in range(5):
         run(x)
