@@ -19,9 +19,9 @@ Past it, the next rung of LADDER is quantised and checked, each keeping more in 
 3. also smoothed: SmoothQuant (SMOOTHING) on the convolutions' inputs, and the residual additions in float. Per-tensor
    activation ranges are set by the typical crop, so a person whose activations run far past the others' (seen:
    9x, a crouching catcher on a ResNet-50) is clipped in the residual stream; SmoothQuant moves each input channel's
-   range into the weights (quantised per channel) and the residual stream stays float. It costs 4-15% of the int8
-   frames/s in OpenVINO (docs/benchmarks.md), hence the last rung, not the first; ONNX Runtime runs it slower than
-   fp32, so its ladder stops before it (RuntimeEntry.int8_smoothed, ladder_for).
+   range into the weights (quantised per channel) and the residual stream stays float. It costs part of the int8
+   frames/s in OpenVINO (docs/benchmarks.md, "The third rung"), hence the last rung, not the first; ONNX Runtime
+   runs it slower than fp32, so its ladder stops before it (RuntimeEntry.int8_smoothed, ladder_for).
 
 Past the last, a ClposeError: int8 is never used silently.
 
@@ -120,8 +120,11 @@ class Rung:
         return f"{'smoothed ' if self.smoothing else ''}with the head in float"
 
     @classmethod
-    def of(cls, record: dict[str, Any]) -> Rung:
-        """The rung a check or a graph's record says it was made with (records before smoothing: none)."""
+    def of(cls, record: dict[str, Any] | Any) -> Rung:
+        """The rung a graph's record (a dict) or a check (Int8Check, DetectorCheck) says it was made with; records
+        from before smoothing have none."""
+        if not isinstance(record, dict):
+            return cls(record.head_in_float, record.smoothing)
         return cls(bool(record.get("head_in_float")), record.get("smoothing"))
 
 
@@ -142,6 +145,8 @@ def smoothed_elsewhere(runtime: str) -> str:
     if ladder_for(runtime) == LADDER:
         return ""
     names = " or ".join(name for name, entry in RUNTIMES.items() if entry.int8_smoothed)
+    if not names:
+        return ""
     return f", or with --runtime {names}, which also tries a smoothed graph ({runtime} runs those slower than fp32)"
 
 
@@ -164,7 +169,7 @@ class Int8Check:
         d = self.displacement_px
         moved = f"keypoints moved {d['median']:.2f} / {d['p95']:.2f} / {d['worst']:.2f} px (median / p95 / worst)"
         score = f"{self.metric} {self.fp32:.2f} fp32, {self.int8:.2f} int8; " if self.metric is not None else ""
-        rung = Rung.of(asdict(self)).said()
+        rung = Rung.of(self).said()
         verdict = "within" if self.passed else "past"
         return (
             f"int8 check on {self.crops} held-out crops ({self.source}{rung}): {score}{moved}; {verdict} {self.budget}"
@@ -448,7 +453,7 @@ def _make(
     console.print(f"calibration: {len(crops)} crops ({calibration.source}); check: {check_set.count} held-out crops")
     results, kept = quantise_checked(
         fp32, crops, path, lambda rung: run_check(pose, runner_of(path), check_set, rung),
-        lambda results: f"int8 misses the accuracy budget even {Rung.of(asdict(results[-1])).words()} "
+        lambda results: f"int8 misses the accuracy budget even {Rung.of(results[-1]).words()} "
         f"({results[-1].describe()}; {earlier_tries(results)}): run without --int8{smoothed_elsewhere(runtime)}",
         ladder_for(runtime),
     )  # fmt: skip
@@ -470,7 +475,7 @@ def _make(
 
 def earlier_tries(results: list[Int8Check]) -> str:
     """The tries before a refusal's last in a few words: "all int8: oks 81.82 int8, p95 7.18 px; head in float: ..."."""
-    return "; ".join(f"{Rung.of(asdict(r)).words().removeprefix('with the ')}: {r.summary()}" for r in results[:-1])
+    return "; ".join(f"{Rung.of(r).words().removeprefix('with the ')}: {r.summary()}" for r in results[:-1])
 
 
 def quantise_checked(

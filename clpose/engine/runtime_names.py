@@ -89,7 +89,7 @@ RUNTIMES: dict[str, RuntimeEntry] = {
         "onnxruntime",
         _onnxruntime_runner,
         _onnxruntime_precision,
-        int8_rank=1,  # the smoothed rung's graph runs at 0.66x its fp32 (docs/benchmarks.md): not offered
+        int8_rank=1,  # runs the smoothed rung's graph slower than fp32 (docs/benchmarks.md): not offered
     ),
     "openvino": RuntimeEntry(
         "the checkpoint's ONNX graph in OpenVINO (bf16 where the CPU has it natively)",

@@ -137,7 +137,7 @@ class DetectorCheck:
     smoothing: float | None = None  # Rung.smoothing
 
     def describe(self) -> str:
-        rung = Rung.of(asdict(self)).said()
+        rung = Rung.of(self).said()
         iou = self.mean_iou if self.mean_iou is not None else float("nan")  # JSON's null: no pair matched
         change = self.score_change if self.score_change is not None else float("inf")  # null: a NaN output
         boxes = (
@@ -301,7 +301,7 @@ def _make(
     results, kept = quantise_checked(
         fp32_path, calibration, path,
         lambda rung: run_check(fp32, runner_of(path), decoder, held, threshold, frames.source, rung),
-        lambda results: f"the int8 detector misses the accuracy budget even {Rung.of(asdict(results[-1])).words()} "
+        lambda results: f"the int8 detector misses the accuracy budget even {Rung.of(results[-1]).words()} "
         f"({results[-1].describe()}): run without --int8, or calibrate on frames like the video's (--calibration "
         f"PATH){smoothed_elsewhere(runtime)}",
         ladder_for(runtime),
